@@ -1,0 +1,28 @@
+package depspin
+
+import (
+	_ "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	_ "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/fsnotify/fsnotify"
+	_ "github.com/gaissmai/bart"
+	_ "github.com/miekg/dns"
+	_ "github.com/open-policy-agent/opa/v1/rego"
+	_ "github.com/open-policy-agent/opa/v1/tester"
+	_ "github.com/open-policy-agent/opa/v1/format"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	_ "github.com/spf13/cobra"
+	_ "github.com/stretchr/testify/require"
+	_ "go.uber.org/zap"
+	_ "go.uber.org/zap/zaptest"
+	_ "go.yaml.in/yaml/v3"
+	_ "golang.org/x/net/idna"
+	_ "google.golang.org/grpc"
+	_ "google.golang.org/grpc/xds"
+	_ "google.golang.org/protobuf/encoding/protojson"
+	_ "sigs.k8s.io/yaml"
+	_ "github.com/google/go-cmp/cmp"
+	_ "github.com/oklog/run"
+)
