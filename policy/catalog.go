@@ -1,0 +1,175 @@
+// Package policy loads the operator's catalog of production (YAML) and the
+// Rego policy that reads it, evaluates the policy once per workload class and
+// per policy version, and hands enforcers an immutable plan.Plan per class.
+//
+// See README.md in this directory for the catalog schema, the Rego contract
+// (including the shared rule-set extension) and how reloads behave.
+package policy
+
+import (
+	"fmt"
+	"time"
+)
+
+// Catalog is the operator's description of production: the data the Rego
+// policy reads as data.catalog. The YAML schema is strict: unknown fields are
+// rejected with the file, line and field named.
+type Catalog struct {
+	Environments *Environments `yaml:"environments,omitempty" json:"environments,omitempty"`
+	// Zones are production DNS names: exact ("billing.example.com") or
+	// wildcard suffixes ("*.prod.example.com", strict subdomains only).
+	Zones []string `yaml:"zones,omitempty" json:"zones,omitempty"`
+	// CIDRs are production networks.
+	CIDRs []string `yaml:"cidrs,omitempty" json:"cidrs,omitempty"`
+	// MailSink receives non-production mail for sink endpoints.
+	MailSink     *Target       `yaml:"mail_sink,omitempty" json:"mail_sink,omitempty"`
+	Providers    []Provider    `yaml:"providers,omitempty" json:"providers,omitempty"`
+	Cloud        *Cloud        `yaml:"cloud,omitempty" json:"cloud,omitempty"`
+	Fingerprints []Fingerprint `yaml:"fingerprints,omitempty" json:"fingerprints,omitempty"`
+	Exceptions   []Exception   `yaml:"exceptions,omitempty" json:"exceptions,omitempty"`
+}
+
+// Environments classifies workload environments. An environment in neither
+// list is guarded like a non-production one (fail closed).
+type Environments struct {
+	// Production environments may reach everything.
+	Production []string `yaml:"production,omitempty" json:"production,omitempty"`
+	// NonProduction environments are guarded.
+	NonProduction []string `yaml:"non_production,omitempty" json:"non_production,omitempty"`
+	// Report lists guarded environments whose plans run in report mode:
+	// nothing is blocked, would-be denials are recorded (rollout aid).
+	Report []string `yaml:"report,omitempty" json:"report,omitempty"`
+}
+
+// Target is a host and port to send traffic to instead (a sandbox or the
+// mail sink).
+type Target struct {
+	Host string `yaml:"host" json:"host"`
+	Port uint16 `yaml:"port,omitempty" json:"port,omitempty"`
+	TLS  bool   `yaml:"tls,omitempty" json:"tls,omitempty"`
+}
+
+// String renders host:port.
+func (t Target) String() string {
+	if t.Port == 0 {
+		return t.Host
+	}
+	return fmt.Sprintf("%s:%d", t.Host, t.Port)
+}
+
+// Provider is a third-party service with live endpoints that non-production
+// workloads must not reach (payment, email, SMS, ...).
+type Provider struct {
+	// Name is unique within one file; a later file with the same name
+	// replaces the provider entirely.
+	Name     string `yaml:"name" json:"name"`
+	Category string `yaml:"category,omitempty" json:"category,omitempty"`
+	Docs     string `yaml:"docs,omitempty" json:"docs,omitempty"`
+	Note     string `yaml:"note,omitempty" json:"note,omitempty"`
+	// Disabled removes the provider (and any earlier one of the same name)
+	// from the merged catalog. It is still validated.
+	Disabled  bool       `yaml:"disabled,omitempty" json:"disabled,omitempty"`
+	Endpoints []Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+}
+
+// Endpoint is one live host pattern of a provider (or, with no Live host, a
+// set of ports that is matched for every destination).
+type Endpoint struct {
+	Live    string   `yaml:"live,omitempty" json:"live,omitempty"`
+	Ports   []uint16 `yaml:"ports,omitempty" json:"ports,omitempty"`
+	Sandbox *Target  `yaml:"sandbox,omitempty" json:"sandbox,omitempty"`
+	// Sink sends matching traffic to the catalog's mail sink (deny when none
+	// is configured).
+	Sink bool `yaml:"sink,omitempty" json:"sink,omitempty"`
+}
+
+// Cloud lists production cloud accounts (used by the secrets scanner).
+type Cloud struct {
+	AWSAccounts        []string `yaml:"aws_accounts,omitempty" json:"aws_accounts,omitempty"`
+	GCPProjects        []string `yaml:"gcp_projects,omitempty" json:"gcp_projects,omitempty"`
+	AzureSubscriptions []string `yaml:"azure_subscriptions,omitempty" json:"azure_subscriptions,omitempty"`
+}
+
+// Fingerprint is a set of salted hashes of production secret values:
+// hex(sha256(salt || value)) with the salt base64-decoded.
+type Fingerprint struct {
+	Algorithm string   `yaml:"algorithm" json:"algorithm"`
+	Salt      string   `yaml:"salt" json:"salt"`
+	Values    []string `yaml:"values,omitempty" json:"values,omitempty"`
+	Source    string   `yaml:"source,omitempty" json:"source,omitempty"`
+}
+
+// Exception lets selected non-production workloads reach some production
+// hosts or networks until it expires.
+type Exception struct {
+	ID       string   `yaml:"id" json:"id"`
+	Workload Selector `yaml:"workload" json:"workload"`
+	Hosts    []string `yaml:"hosts,omitempty" json:"hosts,omitempty"`
+	CIDRs    []string `yaml:"cidrs,omitempty" json:"cidrs,omitempty"`
+	Ports    []uint16 `yaml:"ports,omitempty" json:"ports,omitempty"`
+	// Expires is the last day (UTC) on which the exception applies.
+	Expires Date   `yaml:"expires" json:"expires"`
+	Owner   string `yaml:"owner" json:"owner"`
+	Ticket  string `yaml:"ticket" json:"ticket"`
+	Reason  string `yaml:"reason,omitempty" json:"reason,omitempty"`
+}
+
+// Selector picks workloads: every field that is set must match.
+type Selector struct {
+	Environment string            `yaml:"environment,omitempty" json:"environment,omitempty"`
+	Name        string            `yaml:"name,omitempty" json:"name,omitempty"`
+	Namespace   string            `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty" json:"labels,omitempty"`
+}
+
+// IsZero reports whether the selector has no constraint at all.
+func (s Selector) IsZero() bool {
+	return s.Environment == "" && s.Name == "" && s.Namespace == "" && len(s.Labels) == 0
+}
+
+// dateLayout is the only accepted date format (YAML and JSON).
+const dateLayout = "2006-01-02"
+
+// Date is a calendar day, written YYYY-MM-DD.
+type Date struct {
+	// Raw is the text as written; it is kept so a bad date can be reported
+	// by Validate with its position instead of failing the decode.
+	Raw string
+	t   time.Time
+	ok  bool
+}
+
+// ParseDate parses YYYY-MM-DD.
+func ParseDate(s string) (Date, error) {
+	t, err := time.Parse(dateLayout, s)
+	if err != nil {
+		return Date{Raw: s}, fmt.Errorf("bad date %q (want YYYY-MM-DD)", s)
+	}
+	return Date{Raw: s, t: t, ok: true}, nil
+}
+
+// Valid reports whether the date parsed.
+func (d Date) Valid() bool { return d.ok }
+
+// Time is the start of the day, UTC.
+func (d Date) Time() time.Time { return d.t }
+
+// String returns the date as written.
+func (d Date) String() string { return d.Raw }
+
+// ExpiredAt reports whether the day is over at now: an exception that
+// "expires 2026-12-31" still applies on that day (UTC) and not after.
+func (d Date) ExpiredAt(now time.Time) bool {
+	return !d.ok || !now.Before(d.t.AddDate(0, 0, 1))
+}
+
+// UnmarshalText accepts any text; validity is checked by Validate so that the
+// error can name file, line and field.
+func (d *Date) UnmarshalText(b []byte) error {
+	v, _ := ParseDate(string(b))
+	*d = v
+	return nil
+}
+
+// MarshalText writes the date as written.
+func (d Date) MarshalText() ([]byte, error) { return []byte(d.Raw), nil }

@@ -1,0 +1,284 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy/plan"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// CatalogFiles are operator catalogs merged, in order, after the
+	// embedded default catalog.
+	CatalogFiles []string
+	// PolicyDir holds operator Rego modules (*.rego) loaded beside the
+	// default policy; *_test.rego files there are unit tests for RunTests.
+	PolicyDir string
+	// ReplaceDefaultPolicy drops the embedded Rego: PolicyDir must then
+	// define data.egressguard.plan itself.
+	ReplaceDefaultPolicy bool
+	// NoDefaultCatalog skips the embedded catalog (tests, fully custom setups).
+	NoDefaultCatalog bool
+	// Now is the clock exceptions expire against (default time.Now).
+	Now func() time.Time
+	// Debounce is how long Watch waits for file events to settle (default 250ms).
+	Debounce time.Duration
+}
+
+// Status is what an operator sees of the engine (admin endpoint, logs).
+type Status struct {
+	Version           string             `json:"version"`
+	LoadedAt          time.Time          `json:"loaded_at"`
+	LastReload        time.Time          `json:"last_reload"`
+	LastError         string             `json:"last_error,omitempty"`
+	ExpiredExceptions []ExpiredException `json:"expired_exceptions,omitempty"`
+	ClassesCached     int                `json:"classes_cached"`
+}
+
+// Engine serves compiled plans for workload classes and reloads its policy
+// (catalog + Rego) without stalling lookups. It is safe for concurrent use.
+type Engine struct {
+	opts    Options
+	log     *zap.Logger
+	metrics *Metrics
+	cur     atomic.Pointer[state]
+
+	reloadMu sync.Mutex // one reload at a time
+
+	statusMu   sync.Mutex
+	lastReload time.Time
+	lastErr    error
+
+	subsMu  sync.Mutex
+	subs    map[uint64]func()
+	nextSub uint64
+}
+
+// NewEngine loads the embedded defaults and the operator's files and
+// compiles the policy. It fails closed: no valid policy, no engine.
+func NewEngine(ctx context.Context, opts Options, log *zap.Logger, reg prometheus.Registerer) (*Engine, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 250 * time.Millisecond
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	e := &Engine{opts: opts, log: log, metrics: NewMetrics(reg), subs: map[uint64]func(){}}
+	s, err := e.load(ctx)
+	if err != nil {
+		e.metrics.Reloads.WithLabelValues(reloadError).Inc()
+		return nil, fmt.Errorf("policy: load: %w", err)
+	}
+	e.metrics.Reloads.WithLabelValues(reloadSuccess).Inc()
+	e.install(s)
+	e.log.Info("policy loaded", zap.String("version", s.version),
+		zap.Int("providers", len(s.catalog.Providers)), zap.Int("zones", len(s.catalog.Zones)),
+		zap.Int("exceptions", len(s.catalog.Exceptions)), zap.Strings("class_labels", s.class.labels))
+	return e, nil
+}
+
+func (e *Engine) load(ctx context.Context) (*state, error) {
+	src, err := readSources(e.opts)
+	if err != nil {
+		return nil, err
+	}
+	return buildState(ctx, src, e.opts.Now(), e.metrics)
+}
+
+func (e *Engine) install(s *state) {
+	e.cur.Store(s)
+	e.statusMu.Lock()
+	e.lastReload, e.lastErr = s.loadedAt, nil
+	e.statusMu.Unlock()
+	e.metrics.ExpiredExceptions.Set(float64(len(s.expired)))
+	s.plansMu.RLock()
+	e.metrics.ClassesCached.Set(float64(len(s.plans)))
+	s.plansMu.RUnlock()
+	for _, x := range s.expired {
+		e.log.Warn("policy exception expired and is ignored",
+			zap.String("exception", x.ID), zap.String("file", x.File), zap.String("expires", x.Expires),
+			zap.String("owner", x.Owner), zap.String("ticket", x.Ticket))
+	}
+}
+
+// PlanFor returns the plan of w's workload class (computed once per class and
+// policy version; a cache hit costs a map lookup).
+func (e *Engine) PlanFor(w *inventory.Workload) (*plan.Plan, error) {
+	if w == nil {
+		return nil, errors.New("policy: PlanFor: nil workload")
+	}
+	return e.cur.Load().planFor(context.Background(), w)
+}
+
+// Decide is PlanFor followed by plan.Decide.
+func (e *Engine) Decide(w *inventory.Workload, d plan.Destination) (plan.Decision, error) {
+	p, err := e.PlanFor(w)
+	if err != nil {
+		return plan.Decision{}, err
+	}
+	return p.Decide(d), nil
+}
+
+// ClassKey is the cache key of w's workload class, for explain and debugging:
+// the environment plus the labels (and name/namespace) the policy reads.
+func (e *Engine) ClassKey(w *inventory.Workload) string { return e.cur.Load().classKey(w) }
+
+// ClassLabels are the workload label keys the policy reads.
+func (e *Engine) ClassLabels() []string { return slices.Clone(e.cur.Load().class.labels) }
+
+// Version is the content hash of the serving policy.
+func (e *Engine) Version() string { return e.cur.Load().version }
+
+// Catalog is the serving merged catalog (expired exceptions removed). Do not
+// modify it.
+func (e *Engine) Catalog() *Catalog { return e.cur.Load().catalog }
+
+// ExpiredExceptions lists the exceptions the serving policy ignores.
+func (e *Engine) ExpiredExceptions() []ExpiredException {
+	return slices.Clone(e.cur.Load().expired)
+}
+
+// Status reports the serving version and the last reload's outcome.
+func (e *Engine) Status() Status {
+	s := e.cur.Load()
+	e.statusMu.Lock()
+	st := Status{Version: s.version, LoadedAt: s.loadedAt, LastReload: e.lastReload}
+	if e.lastErr != nil {
+		st.LastError = e.lastErr.Error()
+	}
+	e.statusMu.Unlock()
+	st.ExpiredExceptions = slices.Clone(s.expired)
+	s.plansMu.RLock()
+	st.ClassesCached = len(s.plans)
+	s.plansMu.RUnlock()
+	return st
+}
+
+// Subscribe registers fn to be called after each reload that changed the
+// policy version. fn runs on the reloading goroutine; keep it short.
+func (e *Engine) Subscribe(fn func()) (cancel func()) {
+	e.subsMu.Lock()
+	id := e.nextSub
+	e.nextSub++
+	e.subs[id] = fn
+	e.subsMu.Unlock()
+	return func() {
+		e.subsMu.Lock()
+		delete(e.subs, id)
+		e.subsMu.Unlock()
+	}
+}
+
+// Reload re-reads every source. On error the last good policy keeps serving
+// and the error (naming file and line) is returned, logged and kept in
+// Status. An unchanged policy keeps its plan cache.
+func (e *Engine) Reload(ctx context.Context) error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	now := e.opts.Now()
+	s, err := e.load(ctx)
+	if err != nil {
+		e.metrics.Reloads.WithLabelValues(reloadError).Inc()
+		e.statusMu.Lock()
+		e.lastReload, e.lastErr = now, err
+		e.statusMu.Unlock()
+		e.log.Error("policy reload failed; the last good policy keeps serving",
+			zap.String("version", e.Version()), zap.Error(err))
+		return fmt.Errorf("policy: reload: %w", err)
+	}
+	if s.version == e.Version() {
+		e.metrics.Reloads.WithLabelValues(reloadUnchanged).Inc()
+		e.statusMu.Lock()
+		e.lastReload, e.lastErr = now, nil
+		e.statusMu.Unlock()
+		return nil
+	}
+	old := e.Version()
+	e.install(s)
+	e.metrics.Reloads.WithLabelValues(reloadSuccess).Inc()
+	e.log.Info("policy reloaded", zap.String("version", s.version), zap.String("previous", old))
+	e.subsMu.Lock()
+	fns := make([]func(), 0, len(e.subs))
+	for _, fn := range e.subs {
+		fns = append(fns, fn)
+	}
+	e.subsMu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+	return nil
+}
+
+// RegoDecision is data.egressguard.decision: the Rego reference answer.
+type RegoDecision struct {
+	Action    plan.Action    `json:"action"`
+	Matched   plan.Action    `json:"matched_action"`
+	Rule      string         `json:"rule"`
+	Reason    string         `json:"reason"`
+	Category  string         `json:"category"`
+	Redirect  *plan.Redirect `json:"redirect,omitempty"`
+	WouldDeny bool           `json:"would_deny"`
+}
+
+// ErrNoReference means the policy defines no data.egressguard.decision.
+var ErrNoReference = errors.New("policy: the policy defines no " + queryDecision)
+
+// ReferenceDecision evaluates data.egressguard.decision in Rego for w's class
+// and d. It is slow (milliseconds) and meant for tests and explain, never for
+// enforcement.
+func (e *Engine) ReferenceDecision(ctx context.Context, w *inventory.Workload, d plan.Destination) (RegoDecision, error) {
+	return e.cur.Load().referenceDecision(ctx, w, d)
+}
+
+func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d plan.Destination) (RegoDecision, error) {
+	if s.decisionQ == nil {
+		return RegoDecision{}, ErrNoReference
+	}
+	_, in := s.classOf(w)
+	obj := in.(ast.Object)
+	host := d.Host
+	if host != "" {
+		if n, err := plan.NormalizeHost(host); err == nil {
+			host = n
+		}
+	}
+	dest := ast.NewObject(
+		ast.Item(ast.StringTerm("host"), ast.StringTerm(host)),
+		ast.Item(ast.StringTerm("port"), ast.IntNumberTerm(int(d.Port))),
+		ast.Item(ast.StringTerm("protocol"), ast.StringTerm(d.Protocol)),
+	)
+	if d.IP.IsValid() {
+		dest.Insert(ast.StringTerm("ip"), ast.StringTerm(unmap(d.IP).String()))
+	}
+	obj.Insert(ast.StringTerm("destination"), ast.NewTerm(dest))
+	rs, err := s.decisionQ.Eval(ctx, rego.EvalParsedInput(obj))
+	if err != nil {
+		return RegoDecision{}, fmt.Errorf("policy: eval %s: %w", queryDecision, regoErrors(err))
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return RegoDecision{}, fmt.Errorf("policy: %s is undefined", queryDecision)
+	}
+	var out RegoDecision
+	if err := decodeValue(rs[0].Expressions[0].Value, &out); err != nil {
+		return RegoDecision{}, fmt.Errorf("policy: %s: %w", queryDecision, err)
+	}
+	return out, nil
+}
+
+func unmap(a netip.Addr) netip.Addr { return a.Unmap() }

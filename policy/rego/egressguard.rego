@@ -1,0 +1,366 @@
+# The default egressguard policy. It reads the merged catalog from
+# data.catalog (see policy/README.md) and answers four questions:
+#
+#   data.egressguard.plan        for input.workload: which rules apply to it.
+#   data.egressguard.rulesets    no input: catalog-wide rule sets, evaluated
+#                                once per policy version and shared.
+#   data.egressguard.class_labels / class_fields
+#                                no input: which workload labels (and name /
+#                                namespace) the policy reads; the engine keys
+#                                its plan cache on the environment plus these.
+#   data.egressguard.decision    for input.workload + input.destination: the
+#                                reference answer, with the matching semantics
+#                                of policy/plan written in Rego (tests only).
+#
+# Contract of plan (the DESIGN contract plus the shared-rule-set extension):
+#
+#   {
+#     "default": "allow" | "deny",
+#     "mode": "enforce" | "report",        # optional, whole plan
+#     "include": [ruleset names],          # optional: compiled, in this order,
+#                                          # into one shared base layer
+#     "overlay_include": [ruleset names],  # optional: their rules start the
+#                                          # class overlay, in this order
+#     "rules": [rule, ...]                 # class-specific overlay rules, last
+#   }
+#
+# A rule is {id, hosts, cidrs, ports, action, redirect: {host, port, tls},
+# reason, mode, category}. On the very same pattern an overlay rule beats a
+# base rule; within one layer the earlier rule wins.
+package egressguard
+
+catalog := data.catalog
+
+# ---------------------------------------------------------------- environments
+
+production_envs := {lower(e) | some e in object.get(catalog, ["environments", "production"], [])}
+
+report_envs := {lower(e) | some e in object.get(catalog, ["environments", "report"], [])}
+
+workload := object.get(input, "workload", {})
+
+workload_env := lower(object.get(workload, "environment", ""))
+
+# An environment that is not listed as production is guarded (fail closed).
+production if workload_env in production_envs
+
+# -------------------------------------------------------------------- the plan
+
+plan := {"default": "allow", "mode": "enforce", "rules": []} if production
+
+plan := {
+	"default": "allow",
+	"mode": guarded_mode,
+	"include": ["catalog"],
+	"overlay_include": [exception_ruleset_name(x) | some x in matching_exceptions],
+	"rules": [],
+} if not production
+
+guarded_mode := "report" if workload_env in report_envs
+else := "enforce"
+
+# Exceptions whose workload selector matches, in catalog order. Expired ones
+# were dropped by the engine before the catalog reached data.
+matching_exceptions := [x | some x in object.get(catalog, "exceptions", []); selector_matches(x.workload, workload)]
+
+selector_matches(sel, w) if {
+	field_matches(lower(object.get(sel, "environment", "")), lower(object.get(w, "environment", "")))
+	field_matches(object.get(sel, "name", ""), object.get(w, "name", ""))
+	field_matches(object.get(sel, "namespace", ""), object.get(w, "namespace", ""))
+	every k, v in object.get(sel, "labels", {}) {
+		object.get(w, ["labels", k], null) == v
+	}
+}
+
+field_matches(want, _) if want == ""
+
+field_matches(want, got) if {
+	want != ""
+	want == got
+}
+
+exception_ruleset_name(x) := concat("", ["exception:", x.id])
+
+# ------------------------------------------------------------- workload class
+
+# The label keys the policy reads: exactly those exception selectors use.
+class_labels := sort({k | some x in object.get(catalog, "exceptions", []); some k, _ in object.get(x.workload, "labels", {})})
+
+# The workload fields (besides environment) the policy reads.
+class_fields := sort({f | some x in object.get(catalog, "exceptions", []); some f in ["name", "namespace"]; object.get(x.workload, f, "") != ""})
+
+# ------------------------------------------------------------------ rule sets
+
+rulesets["catalog"] := catalog_rules
+
+rulesets[name] := exception_rules(x) if {
+	some x in object.get(catalog, "exceptions", [])
+	name := exception_ruleset_name(x)
+}
+
+# Catalog-wide rules for guarded workloads. Order matters only between rules
+# on the very same pattern (the earlier wins): provider endpoints (a sandbox
+# redirect is more useful than a deny), then production zones, then networks.
+catalog_rules := array.concat(array.concat(provider_rules, zone_rules), cidr_rules)
+
+provider_rules := [endpoint_rule(p, e) | some p in object.get(catalog, "providers", []); some e in object.get(p, "endpoints", [])]
+
+zone_rules := [zone_rule(z) | some z in object.get(catalog, "zones", [])]
+
+cidr_rules := [cidr_rule(c) | some c in object.get(catalog, "cidrs", [])]
+
+zone_rule(z) := {
+	"id": concat(":", ["zone", z]),
+	"hosts": [z],
+	"action": "deny",
+	"category": "production-zone",
+	"reason": sprintf("%s is a production zone: non-production workloads may not reach production", [z]),
+}
+
+cidr_rule(c) := {
+	"id": concat(":", ["cidr", c]),
+	"cidrs": [c],
+	"action": "deny",
+	"category": "production-network",
+	"reason": sprintf("%s is a production network: non-production workloads may not reach production", [c]),
+}
+
+endpoint_rule(p, e) := object.union(
+	{
+		"id": endpoint_id(p, e),
+		"hosts": endpoint_hosts(e),
+		"cidrs": endpoint_cidrs(e),
+		"ports": endpoint_ports(e),
+		"category": object.get(p, "category", "provider"),
+	},
+	endpoint_action(p, e),
+)
+
+endpoint_ports(e) := object.get(e, "ports", [])
+
+ports_text(ports) := concat(",", [format_int(n, 10) | some n in ports])
+
+# provider:<name>:<live host or *>[:<ports>]
+endpoint_id(p, e) := concat(":", ["provider", p.name, endpoint_live(e)]) if count(endpoint_ports(e)) == 0
+else := concat(":", ["provider", p.name, endpoint_live(e), ports_text(endpoint_ports(e))])
+
+endpoint_live(e) := e.live if e.live
+else := "*"
+
+# A live host is a host rule; a ports-only endpoint matches every destination
+# on those ports, names ("*") and IP literals (0.0.0.0/0, ::/0) alike.
+endpoint_hosts(e) := [e.live] if e.live
+else := ["*"]
+
+endpoint_cidrs(e) := [] if e.live
+else := ["0.0.0.0/0", "::/0"]
+
+# Where the endpoint is, in words: "api-m.paypal.com", "ports 25,587",
+# "smtp.example.com on ports 587".
+endpoint_where(e) := e.live if {
+	e.live
+	count(endpoint_ports(e)) == 0
+} else := sprintf("%s on ports %s", [e.live, ports_text(endpoint_ports(e))]) if e.live
+else := sprintf("ports %s", [ports_text(endpoint_ports(e))])
+
+target_text(t) := sprintf("%s:%d", [t.host, t.port]) if object.get(t, "port", 0) != 0
+else := t.host
+
+redirect_of(t) := {"host": t.host, "port": object.get(t, "port", 0), "tls": object.get(t, "tls", false)}
+
+endpoint_action(p, e) := {
+	"action": "redirect",
+	"redirect": redirect_of(e.sandbox),
+	"reason": sprintf("%s live endpoint %s: non-production workloads must use the %s sandbox %s", [p.name, endpoint_where(e), p.name, target_text(e.sandbox)]),
+} if e.sandbox
+else := {
+	"action": "redirect",
+	"redirect": redirect_of(catalog.mail_sink),
+	"reason": sprintf("%s (%s) %s: non-production mail goes to the mail sink %s", [p.name, object.get(p, "category", "provider"), endpoint_where(e), target_text(catalog.mail_sink)]),
+} if {
+	e.sink
+	catalog.mail_sink
+} else := {
+	"action": "deny",
+	"reason": sprintf("%s (%s) %s: blocked for non-production workloads (no mail_sink is configured in the catalog)", [p.name, object.get(p, "category", "provider"), endpoint_where(e)]),
+} if e.sink
+else := {
+	"action": "deny",
+	"reason": sprintf("%s (%s) live endpoint %s: blocked for non-production workloads (the provider has no separate sandbox host)", [p.name, object.get(p, "category", "provider"), endpoint_where(e)]),
+}
+
+# ------------------------------------------------------------------ exceptions
+
+exception_reason(x) := sprintf("exception %s (owner %s, ticket %s, until %s): %s", [x.id, x.owner, x.ticket, x.expires, object.get(x, "reason", "no reason given")])
+
+exception_base(x) := {
+	"id": exception_ruleset_name(x),
+	"action": "allow",
+	"category": "exception",
+	"reason": exception_reason(x),
+}
+
+# The exception's own rule, plus allow rules for every catalog pattern it
+# covers that would otherwise win because it is more specific (or equally
+# specific with a port filter). The most specific pattern wins, so an
+# exception for "*.stripe.com" must also be said on "api.stripe.com".
+exception_rules(x) := array.concat(
+	[object.union(exception_base(x), {"hosts": object.get(x, "hosts", []), "cidrs": object.get(x, "cidrs", []), "ports": object.get(x, "ports", [])})],
+	array.concat(
+		[object.union(exception_base(x), {"id": extra_id(x, k), "hosts": [k[0]], "ports": k[1]}) | some k in sort(covered_host_patterns(x))],
+		[object.union(exception_base(x), {"id": extra_id(x, k), "cidrs": [k[0]], "ports": k[1]}) | some k in sort(covered_cidrs(x))],
+	),
+)
+
+# exception:<id>:<pattern>[:<ports>], unique within the overlay.
+extra_id(x, k) := concat(":", [exception_ruleset_name(x), k[0]]) if count(k[1]) == 0
+else := concat(":", [exception_ruleset_name(x), k[0], ports_text(k[1])])
+
+# [pattern, ports] pairs for catalog host rules the exception must restate.
+covered_host_patterns(x) := {[p, covered_ports(x, r)] |
+	some e in object.get(x, "hosts", [])
+	some r in catalog_rules
+	some p in object.get(r, "hosts", [])
+	host_covers(e, p, x, r)
+}
+
+covered_cidrs(x) := {[c, covered_ports(x, r)] |
+	some e in object.get(x, "cidrs", [])
+	some r in catalog_rules
+	some c in object.get(r, "cidrs", [])
+	cidr_covers(e, c, x, r)
+}
+
+# The exception's ports when it has any, else the covered rule's (a
+# port-filtered rule beats an unfiltered one on the same pattern).
+covered_ports(x, r) := x.ports if count(object.get(x, "ports", [])) > 0
+else := object.get(r, "ports", [])
+
+# e covers p: every name p matches, e matches too, and p would win over e.
+host_covers(e, p, _, _) if {
+	e == "*"
+	p != "*"
+}
+
+host_covers(e, p, _, _) if {
+	startswith(e, "*.")
+	endswith(trim_prefix(p, "*."), substring(e, 1, -1))
+}
+
+# Same pattern: the catalog rule wins only through its port filter.
+host_covers(e, p, x, r) if {
+	e == p
+	count(object.get(r, "ports", [])) > 0
+	count(object.get(x, "ports", [])) == 0
+}
+
+cidr_covers(e, c, _, _) if {
+	e != c
+	cidr_family(e) == cidr_family(c)
+	cidr_bits(e) < cidr_bits(c)
+	net.cidr_contains(e, c)
+}
+
+cidr_covers(e, c, x, r) if {
+	e == c
+	count(object.get(r, "ports", [])) > 0
+	count(object.get(x, "ports", [])) == 0
+}
+
+cidr_family(c) := 6 if contains(c, ":")
+else := 4
+
+cidr_bits(c) := to_number(split(c, "/")[1])
+
+# ------------------------------------------------------- reference decision
+#
+# The matching semantics of policy/plan (types.go), written once in Rego.
+# Never on a hot path: unit tests and the Go property test assert against it.
+# Host names are expected normalized (lowercase ASCII/punycode); a trailing
+# dot is ignored; IPs are expected unmapped (the Go side unmaps them).
+
+destination := object.get(input, "destination", {})
+
+dest_host := lower(trim_suffix(object.get(destination, "host", ""), "."))
+
+dest_port := object.get(destination, "port", 0)
+
+dest_ip := object.get(destination, "ip", "")
+
+# Layer 0: the shared base; layer 1: the class overlay.
+layers := [
+	[r | some n in object.get(plan, "include", []); some r in rulesets[n]],
+	array.concat(
+		[r | some n in object.get(plan, "overlay_include", []); some r in rulesets[n]],
+		object.get(plan, "rules", []),
+	),
+]
+
+# Candidate patterns for dest_host, most specific first: the name itself,
+# "*." + each proper suffix from the longest, then "*".
+dest_labels := split(dest_host, ".")
+
+host_candidates := array.concat(
+	array.concat([dest_host], [concat("", ["*.", concat(".", array.slice(dest_labels, i, count(dest_labels)))]) | some i in numbers.range(1, count(dest_labels) - 1)]),
+	["*"],
+) if dest_host != ""
+
+candidate_rank[c] := count(host_candidates) - i if some i, c in host_candidates
+
+# Objects keyed by pattern, one per layer: a lookup per candidate instead of
+# matching every pattern against the name.
+by_host[layer][p] contains i if {
+	some layer, rules in layers
+	some i, r in rules
+	some p in object.get(r, "hosts", [])
+}
+
+port_rank(r) := 0 if count(object.get(r, "ports", [])) == 0
+
+port_rank(r) := 1 if {
+	dest_port != 0
+	dest_port in r.ports
+}
+
+# [specificity, port filter matched, layer, -position]: the maximum wins.
+host_matches contains [rank, port_rank(r), layer, 0 - i] if {
+	index := by_host
+	some c, rank in candidate_rank
+	some layer, positions in index
+	some i in positions[c]
+	r := layers[layer][i]
+}
+
+cidr_matches contains [cidr_bits(c), port_rank(r), layer, 0 - i] if {
+	dest_ip != ""
+	fam := cidr_family(dest_ip)
+	some layer, rules in layers
+	some i, r in rules
+	some c in object.get(r, "cidrs", [])
+	cidr_family(c) == fam
+	net.cidr_contains(c, dest_ip)
+}
+
+winner := max(host_matches) if count(host_matches) > 0
+else := max(cidr_matches) if count(cidr_matches) > 0
+
+plan_report if object.get(plan, "mode", "enforce") == "report"
+
+rule_report(r) if object.get(r, "mode", "enforce") == "report"
+
+rule_report(_) if plan_report
+
+decision := decide(layers[winner[2]][0 - winner[3]]) if winner
+else := decide({"id": "default", "action": plan.default, "reason": sprintf("no rule matched; the plan's default is %s", [plan.default])})
+
+decide(r) := object.union(base_decision(r), {"action": "allow", "would_deny": r.action != "allow"}) if rule_report(r)
+else := object.union(base_decision(r), {"action": r.action, "redirect": r.redirect}) if r.action == "redirect"
+else := object.union(base_decision(r), {"action": r.action})
+
+base_decision(r) := {
+	"matched_action": r.action,
+	"rule": r.id,
+	"reason": object.get(r, "reason", ""),
+	"category": object.get(r, "category", ""),
+	"would_deny": false,
+}
