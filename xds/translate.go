@@ -1,0 +1,795 @@
+package xds
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
+	fileaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/egressguard/egressguard/policy/plan"
+)
+
+// Resource names and wire constants. Golden files and the admin tooling rely
+// on them.
+const (
+	// OutboundListenerName is the sidecar's one outbound listener.
+	OutboundListenerName = "egressguard_outbound"
+	// PassthroughCluster forwards to the connection's original destination.
+	PassthroughCluster = "egressguard_passthrough"
+	// BlackholeCluster has no endpoints: denied TCP/TLS chains end there.
+	BlackholeCluster = "egressguard_blackhole"
+	// DenyCluster is the proxyless-gRPC deny target (EDS, no endpoints); the
+	// fault filter aborts every RPC routed to it before a pick happens.
+	DenyCluster = "egressguard_deny"
+	// RuleHeader names the deciding rule on denied and redirected responses.
+	RuleHeader = "x-egressguard-rule"
+	// WouldDenyHeader names the report-mode rule that would have decided.
+	WouldDenyHeader = "x-egressguard-would-deny"
+	// DefaultOutboundPort is the sidecar's outbound port unless the node's
+	// metadata or the config says otherwise.
+	DefaultOutboundPort = 15001
+	// DefaultAccessLogPath is where sidecars write decision records.
+	DefaultAccessLogPath = "/dev/stdout"
+
+	faultFilterName  = "envoy.filters.http.fault"
+	routerFilterName = "envoy.filters.http.router"
+	connectTimeout   = 5 * time.Second
+	systemCABundle   = "/etc/ssl/certs/ca-certificates.crt"
+)
+
+// NodeSettings are the per-node inputs of a translation that are not policy.
+type NodeSettings struct {
+	// OutboundPort is the port iptables redirects outbound traffic to.
+	OutboundPort uint32
+	// AccessLogPath is the sidecar's decision log file.
+	AccessLogPath string
+	// ListenerFiltersTimeout bounds how long the TLS/HTTP inspectors wait for
+	// the first client bytes; server-first protocols (SMTP) continue as raw
+	// TCP after it.
+	ListenerFiltersTimeout time.Duration
+}
+
+func (s NodeSettings) withDefaults() NodeSettings {
+	if s.OutboundPort == 0 {
+		s.OutboundPort = DefaultOutboundPort
+	}
+	if s.AccessLogPath == "" {
+		s.AccessLogPath = DefaultAccessLogPath
+	}
+	if s.ListenerFiltersTimeout == 0 {
+		s.ListenerFiltersTimeout = time.Second
+	}
+	return s
+}
+
+// Resources is one translation's output, each kind sorted by name.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+func (r *Resources) sort() {
+	slices.SortFunc(r.Listeners, func(a, b *listenerv3.Listener) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(r.Routes, func(a, b *routev3.RouteConfiguration) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(r.Clusters, func(a, b *clusterv3.Cluster) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(r.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
+		return strings.Compare(a.ClusterName, b.ClusterName)
+	})
+}
+
+// verdict is what an enforcer does for one rule, report mode applied.
+type verdictKind uint8
+
+const (
+	vAllow verdictKind = iota
+	vReport
+	vDeny
+	vRedirect
+)
+
+func (k verdictKind) String() string {
+	return [...]string{"allow", "report", "deny", "redirect"}[k]
+}
+
+type verdict struct {
+	kind verdictKind
+	rule *plan.Rule
+}
+
+// verdictOf mirrors plan.(*Plan).decision: a report-mode rule (or plan)
+// allows and records what it would have done.
+func verdictOf(p *plan.Plan, r *plan.Rule) verdict {
+	switch {
+	case r.Action == plan.ActionAllow:
+		return verdict{vAllow, r}
+	case p.Mode() == plan.ModeReport || r.Mode == plan.ModeReport:
+		return verdict{vReport, r}
+	case r.Action == plan.ActionRedirect && r.Redirect != nil && r.Redirect.Host != "":
+		return verdict{vRedirect, r}
+	default:
+		// A redirect without a target cannot be honoured: fail closed.
+		return verdict{vDeny, r}
+	}
+}
+
+// strictness orders verdicts for the one place the sidecar cannot follow
+// the plan exactly (TLS without SNI, see chainsFor).
+func (v verdict) strictness() int {
+	switch v.kind {
+	case vDeny, vRedirect:
+		return 2
+	case vReport:
+		return 1
+	}
+	return 0
+}
+
+// table is a plan's effective match table for one destination port.
+type table struct {
+	hosts map[string]*plan.Rule
+	cidrs map[netip.Prefix]*plan.Rule
+}
+
+// tableFor applies the port rule of plan.Decide: for one pattern, an entry
+// whose port filter lists the port beats an any-port entry; entries for
+// other ports do not apply. port 0 means "a port no entry names".
+func tableFor(entries []plan.Entry, port uint16) (table, error) {
+	t := table{hosts: map[string]*plan.Rule{}, cidrs: map[netip.Prefix]*plan.Rule{}}
+	specific := map[string]bool{}
+	for _, e := range entries {
+		if e.Port != 0 && e.Port != port {
+			continue
+		}
+		key := e.Kind.String() + "|" + e.Pattern
+		if specific[key] && e.Port == 0 {
+			continue
+		}
+		if e.Port != 0 {
+			specific[key] = true
+		}
+		switch e.Kind {
+		case plan.EntryHost:
+			t.hosts[e.Pattern] = e.Rule
+		case plan.EntryCIDR:
+			pfx, err := netip.ParsePrefix(e.Pattern)
+			if err != nil {
+				return t, fmt.Errorf("rule %s: cidr %q: %w", e.Rule.ID, e.Pattern, err)
+			}
+			pfx = pfx.Masked()
+			if pfx.Addr().Is4In6() {
+				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96).Masked()
+			}
+			t.cidrs[pfx] = e.Rule
+		}
+	}
+	return t, nil
+}
+
+// ipGroup is a set of destination prefixes decided by one CIDR rule; the
+// group with no prefixes stands for every other address.
+type ipGroup struct {
+	name     string
+	prefixes []netip.Prefix
+	fallback verdict // what an unnamed destination in the group gets
+}
+
+func ipGroupsFor(p *plan.Plan, t table) []ipGroup {
+	byRule := map[*plan.Rule][]netip.Prefix{}
+	for pfx, r := range t.cidrs {
+		byRule[r] = append(byRule[r], pfx)
+	}
+	groups := make([]ipGroup, 0, len(byRule)+1)
+	for r, pfxs := range byRule {
+		slices.SortFunc(pfxs, comparePrefix)
+		groups = append(groups, ipGroup{name: "cidr:" + r.ID, prefixes: pfxs, fallback: verdictOf(p, r)})
+	}
+	slices.SortFunc(groups, func(a, b ipGroup) int { return strings.Compare(a.name, b.name) })
+	return append(groups, ipGroup{name: "other", fallback: verdictOf(p, p.DefaultRule())})
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+}
+
+// portsOf lists the ports some entry names, ascending; 0 (every other port)
+// comes last.
+func portsOf(entries []plan.Entry) []uint16 {
+	seen := map[uint16]bool{}
+	var out []uint16
+	for _, e := range entries {
+		if e.Port != 0 && !seen[e.Port] {
+			seen[e.Port] = true
+			out = append(out, e.Port)
+		}
+	}
+	slices.Sort(out)
+	return append(out, 0)
+}
+
+// TranslateSidecar builds an Envoy sidecar's resources for one plan: the
+// outbound listener, its route configurations and clusters. It is a pure
+// function of its inputs; equal inputs give equal (proto.Equal) outputs.
+//
+// Layout of the listener's filter chains (Envoy matches destination port,
+// then destination IP, then SNI, then transport and application protocol,
+// most specific first at each step, without falling back to a less specific
+// earlier step): for every port some rule names, and once for all other
+// ports, and within that for every CIDR rule's prefixes and once for all
+// other addresses:
+//
+//   - TLS, one chain per verdict class over the SNI names of the host table
+//     (allow → original destination, report → original destination with
+//     would-deny stats, deny and redirect → network RBAC deny: TLS cannot be
+//     redirected without terminating it);
+//   - TLS without a listed SNI, plaintext HTTP (an HCM whose route
+//     configuration is the whole host table, with the CIDR rule or the plan
+//     default as the catch-all virtual host, so host rules still beat CIDR
+//     rules), and raw TCP (the CIDR rule or the plan default).
+func TranslateSidecar(p *plan.Plan, s NodeSettings) (*Resources, error) {
+	if p == nil {
+		return nil, fmt.Errorf("xds: translate: nil plan")
+	}
+	s = s.withDefaults()
+	b := &sidecarBuilder{
+		p:        p,
+		s:        s,
+		clusters: map[string]*clusterv3.Cluster{},
+		routes:   map[string]*routev3.RouteConfiguration{},
+		routeKey: map[string]string{},
+		denyBody: map[*plan.Rule]string{},
+	}
+	entries := p.Entries()
+	var chains []*listenerv3.FilterChain
+	for _, port := range portsOf(entries) {
+		t, err := tableFor(entries, port)
+		if err != nil {
+			return nil, fmt.Errorf("xds: translate: %w", err)
+		}
+		hostVHosts := b.hostVirtualHosts(t)
+		for _, g := range ipGroupsFor(p, t) {
+			cs, err := b.chainsFor(port, t, g, hostVHosts)
+			if err != nil {
+				return nil, fmt.Errorf("xds: translate: %w", err)
+			}
+			chains = append(chains, cs...)
+		}
+	}
+	b.addCluster(&clusterv3.Cluster{
+		Name:                 PassthroughCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:       durationpb.New(connectTimeout),
+	})
+	b.addCluster(&clusterv3.Cluster{
+		Name:                 BlackholeCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(connectTimeout),
+	})
+	lis := &listenerv3.Listener{
+		Name:             OutboundListenerName,
+		Address:          socketAddress("0.0.0.0", s.OutboundPort),
+		UseOriginalDst:   wrapperspb.Bool(true),
+		TrafficDirection: corev3.TrafficDirection_OUTBOUND,
+		ListenerFilters: []*listenerv3.ListenerFilter{
+			listenerFilter("envoy.filters.listener.original_dst", &origdstv3.OriginalDst{}),
+			listenerFilter("envoy.filters.listener.tls_inspector", &tlsinspectorv3.TlsInspector{}),
+			listenerFilter("envoy.filters.listener.http_inspector", &httpinspectorv3.HttpInspector{}),
+		},
+		ListenerFiltersTimeout:           durationpb.New(s.ListenerFiltersTimeout),
+		ContinueOnListenerFiltersTimeout: true,
+		FilterChains:                     chains,
+	}
+	out := &Resources{Listeners: []*listenerv3.Listener{lis}}
+	for _, r := range b.routes {
+		out.Routes = append(out.Routes, r)
+	}
+	for _, c := range b.clusters {
+		out.Clusters = append(out.Clusters, c)
+	}
+	out.sort()
+	return out, nil
+}
+
+type sidecarBuilder struct {
+	p        *plan.Plan
+	s        NodeSettings
+	clusters map[string]*clusterv3.Cluster
+	routes   map[string]*routev3.RouteConfiguration
+	routeKey map[string]string // content key → route configuration name
+	denyBody map[*plan.Rule]string
+}
+
+func (b *sidecarBuilder) addCluster(c *clusterv3.Cluster) string {
+	if _, ok := b.clusters[c.Name]; !ok {
+		b.clusters[c.Name] = c
+	}
+	return c.Name
+}
+
+// vhostGroup is one virtual host: the patterns one verdict decides.
+type vhostGroup struct {
+	key     string
+	v       verdict
+	domains []string
+	vh      *routev3.VirtualHost
+}
+
+// hostVirtualHosts turns a host table into virtual hosts, one per deciding
+// rule (plain allows share one). The "*" pattern is not included: the
+// catch-all is built per IP group.
+func (b *sidecarBuilder) hostVirtualHosts(t table) []*vhostGroup {
+	groups := map[string]*vhostGroup{}
+	for pattern, r := range t.hosts {
+		if pattern == "*" {
+			continue
+		}
+		v := verdictOf(b.p, r)
+		key := v.kind.String() + "|" + r.ID
+		if v.kind == vAllow {
+			key = "allow"
+		}
+		g, ok := groups[key]
+		if !ok {
+			g = &vhostGroup{key: key, v: v}
+			groups[key] = g
+		}
+		g.domains = append(g.domains, pattern)
+	}
+	out := make([]*vhostGroup, 0, len(groups))
+	for _, g := range groups {
+		slices.Sort(g.domains)
+		g.vh = b.virtualHost(g.key, g.domains, g.v)
+		out = append(out, g)
+	}
+	slices.SortFunc(out, func(a, c *vhostGroup) int { return strings.Compare(a.key, c.key) })
+	return out
+}
+
+func (b *sidecarBuilder) virtualHost(name string, domains []string, v verdict) *routev3.VirtualHost {
+	return &routev3.VirtualHost{Name: name, Domains: domains, Routes: []*routev3.Route{b.httpRoute(v)}}
+}
+
+// routeName encodes the verdict for access logs: "<action>|<rule id>".
+func routeName(v verdict) string {
+	if v.kind == vAllow {
+		return "allow|" + v.rule.ID
+	}
+	return v.kind.String() + "|" + v.rule.ID
+}
+
+func (b *sidecarBuilder) httpRoute(v verdict) *routev3.Route {
+	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
+	r := &routev3.Route{Name: routeName(v), Match: match}
+	switch v.kind {
+	case vAllow:
+		r.Action = clusterAction(PassthroughCluster)
+	case vReport:
+		r.Action = clusterAction(PassthroughCluster)
+		r.ResponseHeadersToAdd = []*corev3.HeaderValueOption{header(WouldDenyHeader, v.rule.ID)}
+	case vDeny:
+		r.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+			Status: 403,
+			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: b.denyJSON(v.rule)}},
+		}}
+		r.ResponseHeadersToAdd = []*corev3.HeaderValueOption{
+			header(RuleHeader, v.rule.ID),
+			header("content-type", "application/json"),
+		}
+	case vRedirect:
+		rd := v.rule.Redirect
+		port := redirectPort(rd)
+		act := clusterAction(b.sandboxCluster(rd))
+		hostHdr := rd.Host
+		if (rd.TLS && port != 443) || (!rd.TLS && port != 80) {
+			hostHdr = joinHostPort(rd.Host, port)
+		}
+		act.Route.HostRewriteSpecifier = &routev3.RouteAction_HostRewriteLiteral{HostRewriteLiteral: hostHdr}
+		r.Action = act
+		r.ResponseHeadersToAdd = []*corev3.HeaderValueOption{header(RuleHeader, v.rule.ID)}
+	}
+	return r
+}
+
+// DenyBody is the JSON body of an HTTP deny, as DESIGN.md specifies.
+func DenyBody(ruleID, reason string) string {
+	b, _ := json.Marshal(struct {
+		BlockedBy string `json:"blocked_by"`
+		Rule      string `json:"rule"`
+		Reason    string `json:"reason"`
+	}{"egressguard", ruleID, reason})
+	return string(b)
+}
+
+func (b *sidecarBuilder) denyJSON(r *plan.Rule) string {
+	if s, ok := b.denyBody[r]; ok {
+		return s
+	}
+	s := DenyBody(r.ID, r.Reason)
+	b.denyBody[r] = s
+	return s
+}
+
+func redirectPort(rd *plan.Redirect) uint32 {
+	switch {
+	case rd.Port != 0:
+		return uint32(rd.Port)
+	case rd.TLS:
+		return 443
+	}
+	return 80
+}
+
+// sandboxCluster adds (once) the cluster of a redirect target and names it.
+func (b *sidecarBuilder) sandboxCluster(rd *plan.Redirect) string {
+	port := redirectPort(rd)
+	name := "sandbox|" + joinHostPort(rd.Host, port)
+	if rd.TLS {
+		name += "|tls"
+	}
+	if _, ok := b.clusters[name]; ok {
+		return name
+	}
+	c := &clusterv3.Cluster{
+		Name:           name,
+		ConnectTimeout: durationpb.New(connectTimeout),
+		LoadAssignment: singleEndpoint(name, rd.Host, port, ""),
+	}
+	if _, err := netip.ParseAddr(rd.Host); err == nil {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+	} else {
+		c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_LOGICAL_DNS}
+		c.DnsLookupFamily = clusterv3.Cluster_V4_PREFERRED
+	}
+	if rd.TLS {
+		c.TransportSocket = &corev3.TransportSocket{
+			Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.UpstreamTlsContext{
+				Sni: rd.Host,
+				CommonTlsContext: &tlsv3.CommonTlsContext{
+					ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+						TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: systemCABundle}},
+						MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{{
+							SanType: tlsv3.SubjectAltNameMatcher_DNS,
+							Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: rd.Host}},
+						}},
+					}},
+				},
+			})},
+		}
+	}
+	b.addCluster(c)
+	return name
+}
+
+// chainsFor builds the filter chains of one (port, IP group) cell.
+func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, hostVHosts []*vhostGroup) ([]*listenerv3.FilterChain, error) {
+	base := func() *listenerv3.FilterChainMatch {
+		m := &listenerv3.FilterChainMatch{}
+		if port != 0 {
+			m.DestinationPort = wrapperspb.UInt32(uint32(port))
+		}
+		for _, pfx := range g.prefixes {
+			m.PrefixRanges = append(m.PrefixRanges, &corev3.CidrRange{
+				AddressPrefix: pfx.Addr().String(),
+				PrefixLen:     wrapperspb.UInt32(uint32(pfx.Bits())),
+			})
+		}
+		return m
+	}
+	cell := "port=" + portLabel(port) + "|ip=" + g.name
+	var chains []*listenerv3.FilterChain
+
+	// TLS with a listed SNI.
+	sni := map[verdictKind][]string{}
+	for pattern, r := range t.hosts {
+		if pattern == "*" {
+			continue
+		}
+		k := verdictOf(b.p, r).kind
+		if k == vRedirect {
+			k = vDeny // TLS redirect is a deny until egressguard terminates TLS
+		}
+		sni[k] = append(sni[k], pattern)
+	}
+	for _, k := range []verdictKind{vAllow, vReport, vDeny} {
+		names := sni[k]
+		if len(names) == 0 {
+			continue
+		}
+		slices.Sort(names)
+		m := base()
+		m.ServerNames = names
+		m.TransportProtocol = "tls"
+		name := cell + "|tls-sni|" + k.String()
+		chains = append(chains, &listenerv3.FilterChain{
+			Name:             name,
+			FilterChainMatch: m,
+			Filters:          b.tcpFilters(name, verdict{kind: k}, true),
+		})
+	}
+
+	// TLS without a listed SNI. Envoy cannot tell "no SNI" (the CIDR rule or
+	// default decides) from "an unlisted SNI" (a "*" host rule decides): when
+	// the plan has a "*" host rule, the stricter of the two applies.
+	star, hasStar := t.hosts["*"]
+	tlsFallback := g.fallback
+	if hasStar {
+		if sv := verdictOf(b.p, star); sv.strictness() > tlsFallback.strictness() {
+			tlsFallback = sv
+		}
+	}
+	if tlsFallback.kind == vRedirect {
+		tlsFallback.kind = vDeny
+	}
+	m := base()
+	m.TransportProtocol = "tls"
+	name := cell + "|tls"
+	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, tlsFallback, false)})
+
+	// Plaintext HTTP: the host table, catch-all = "*" host rule or the group's fallback.
+	catchAll := g.fallback
+	if hasStar {
+		catchAll = verdictOf(b.p, star)
+	}
+	rc := b.routeConfig(port, g, hostVHosts, catchAll)
+	m = base()
+	m.TransportProtocol = "raw_buffer"
+	m.ApplicationProtocols = []string{"http/1.0", "http/1.1", "h2c"}
+	name = cell + "|http"
+	chains = append(chains, &listenerv3.FilterChain{
+		Name:             name,
+		FilterChainMatch: m,
+		Filters:          []*listenerv3.Filter{networkFilter("envoy.filters.network.http_connection_manager", b.hcm(name, rc))},
+	})
+
+	// Raw TCP (and IP literals): no host name, so the CIDR rule or default.
+	m = base()
+	m.TransportProtocol = "raw_buffer"
+	name = cell + "|tcp"
+	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, g.fallback, false)})
+	return chains, nil
+}
+
+func portLabel(port uint16) string {
+	if port == 0 {
+		return "any"
+	}
+	return strconv.Itoa(int(port))
+}
+
+// routeConfig returns the name of the route configuration for a host table
+// and catch-all, sharing identical ones.
+func (b *sidecarBuilder) routeConfig(port uint16, g ipGroup, hostVHosts []*vhostGroup, catchAll verdict) string {
+	var key strings.Builder
+	for _, vg := range hostVHosts {
+		key.WriteString(vg.key)
+		key.WriteByte('=')
+		key.WriteString(strings.Join(vg.domains, ","))
+		key.WriteByte(';')
+	}
+	key.WriteString("*=" + routeName(catchAll))
+	if name, ok := b.routeKey[key.String()]; ok {
+		return name
+	}
+	name := "http|port=" + portLabel(port) + "|ip=" + g.name
+	vhs := make([]*routev3.VirtualHost, 0, len(hostVHosts)+1)
+	for _, vg := range hostVHosts {
+		vhs = append(vhs, vg.vh)
+	}
+	vhs = append(vhs, b.virtualHost("catch-all", []string{"*"}, catchAll))
+	b.routes[name] = &routev3.RouteConfiguration{Name: name, VirtualHosts: vhs, ValidateClusters: wrapperspb.Bool(false)}
+	b.routeKey[key.String()] = name
+	return name
+}
+
+func (b *sidecarBuilder) hcm(statName, routeName string) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: statPrefix("egressguard_http", statName),
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: routeName,
+		}},
+		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
+		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		StripTrailingHostDot: true,
+		AccessLog:            []*accesslogv3.AccessLog{b.httpAccessLog()},
+	}
+}
+
+// httpAccessLog writes one JSON line per request whose route is not a plain
+// allow: the route name carries "<action>|<rule id>".
+func (b *sidecarBuilder) httpAccessLog() *accesslogv3.AccessLog {
+	return &accesslogv3.AccessLog{
+		Name: "envoy.access_loggers.file",
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
+			ExtensionFilter: &accesslogv3.ExtensionFilter{
+				Name: "envoy.access_loggers.extension_filters.cel",
+				ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: mustAny(&celfilterv3.ExpressionFilter{
+					Expression: `!xds.route_name.startsWith("allow|")`,
+				})},
+			},
+		}},
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, map[string]string{
+			"decision":    "%ROUTE_NAME%",
+			"authority":   "%REQ(:AUTHORITY)%",
+			"method":      "%REQ(:METHOD)%",
+			"status":      "%RESPONSE_CODE%",
+			"upstream":    "%UPSTREAM_HOST%",
+			"cluster":     "%UPSTREAM_CLUSTER%",
+			"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
+		}))},
+	}
+}
+
+// tcpFilters ends a TCP/TLS chain: allow and report pass through to the
+// original destination, redirect goes to the sandbox, deny is a network RBAC
+// deny (counted in <stat_prefix>rbac.denied) in front of the blackhole.
+// Chains grouped by SNI carry no single rule: grouped is true there.
+func (b *sidecarBuilder) tcpFilters(chain string, v verdict, grouped bool) []*listenerv3.Filter {
+	action, rule := v.kind.String(), ""
+	if !grouped {
+		rule = v.rule.ID
+	}
+	prefix := statPrefix("egressguard_"+action, chain)
+	var filters []*listenerv3.Filter
+	cluster := PassthroughCluster
+	switch v.kind {
+	case vDeny:
+		policy := "deny-sni"
+		if !grouped {
+			policy = rule
+		}
+		filters = append(filters, networkFilter("envoy.filters.network.rbac", &netrbacv3.RBAC{
+			StatPrefix: prefix + ".",
+			Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{policy: {
+				Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_Any{Any: true}}},
+				Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Any{Any: true}}},
+			}}},
+		}))
+		cluster = BlackholeCluster
+	case vRedirect:
+		cluster = b.sandboxCluster(v.rule.Redirect)
+	}
+	tp := &tcpproxyv3.TcpProxy{
+		StatPrefix:       prefix,
+		ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: cluster},
+	}
+	if v.kind != vAllow {
+		tp.AccessLog = []*accesslogv3.AccessLog{{
+			Name: "envoy.access_loggers.file",
+			ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, map[string]string{
+				"decision":    action + "|" + rule,
+				"chain":       chain,
+				"sni":         "%REQUESTED_SERVER_NAME%",
+				"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
+				"upstream":    "%UPSTREAM_HOST%",
+				"bytes_sent":  "%BYTES_SENT%",
+			}))},
+		}}
+	}
+	return append(filters, networkFilter("envoy.filters.network.tcp_proxy", tp))
+}
+
+var statUnsafe = regexp.MustCompile(`[^a-zA-Z0-9_.-]+`)
+
+func statPrefix(kind, chain string) string {
+	return kind + "." + strings.Trim(statUnsafe.ReplaceAllString(chain, "_"), "_")
+}
+
+func fileLog(path string, fields map[string]string) *fileaccesslogv3.FileAccessLog {
+	st := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"egressguard": structpb.NewStringValue("sidecar"),
+		"time":        structpb.NewStringValue("%START_TIME%"),
+		"source":      structpb.NewStringValue("%DOWNSTREAM_REMOTE_ADDRESS%"),
+	}}
+	for k, v := range fields {
+		st.Fields[k] = structpb.NewStringValue(v)
+	}
+	return &fileaccesslogv3.FileAccessLog{
+		Path: path,
+		AccessLogFormat: &fileaccesslogv3.FileAccessLog_LogFormat{LogFormat: &corev3.SubstitutionFormatString{
+			Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: st},
+		}},
+	}
+}
+
+// Helpers shared by both translations.
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		// Only reachable with a nil or unregistered message: a programming error.
+		panic(fmt.Sprintf("xds: pack %T: %v", m, err))
+	}
+	return a
+}
+
+func adsConfigSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+func socketAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+func singleEndpoint(cluster, host string, port uint32, hostname string) *endpointv3.ClusterLoadAssignment {
+	return &endpointv3.ClusterLoadAssignment{
+		ClusterName: cluster,
+		Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address:  socketAddress(host, port),
+					Hostname: hostname,
+				}},
+			}},
+		}},
+	}
+}
+
+func listenerFilter(name string, m proto.Message) *listenerv3.ListenerFilter {
+	return &listenerv3.ListenerFilter{Name: name, ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(m)}}
+}
+
+func networkFilter(name string, m proto.Message) *listenerv3.Filter {
+	return &listenerv3.Filter{Name: name, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(m)}}
+}
+
+func httpFilter(name string, m proto.Message) *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{Name: name, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(m)}}
+}
+
+func clusterAction(cluster string) *routev3.Route_Route {
+	return &routev3.Route_Route{Route: &routev3.RouteAction{ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: cluster}}}
+}
+
+func header(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, Value: v},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+func joinHostPort(host string, port uint32) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + strconv.Itoa(int(port))
+	}
+	return host + ":" + strconv.Itoa(int(port))
+}

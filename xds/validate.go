@@ -1,0 +1,244 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Validate checks a translation's output the way a careful client would:
+// every resource passes its generated ValidateAll, so does every message
+// packed in an Any inside it (HCM, filters, per-route configs, transport
+// sockets, access logs), and no reference dangles (listener → route
+// configuration → cluster → endpoints, including api_listener, which
+// go-control-plane's Snapshot.Consistent does not follow).
+func Validate(r *Resources) error {
+	var errs []error
+	for _, l := range r.Listeners {
+		if err := validateDeep(l, "listener "+l.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, rc := range r.Routes {
+		if err := validateDeep(rc, "route_configuration "+rc.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range r.Clusters {
+		if err := validateDeep(c, "cluster "+c.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, e := range r.Endpoints {
+		if err := validateDeep(e, "cluster_load_assignment "+e.ClusterName); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := checkReferences(r); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("xds: invalid resources: %w", err)
+	}
+	return nil
+}
+
+type validatorAll interface{ ValidateAll() error }
+
+// validateDeep runs ValidateAll on m and, recursively, on every Any inside.
+func validateDeep(m proto.Message, path string) error {
+	var errs []error
+	if v, ok := m.(validatorAll); ok {
+		if err := v.ValidateAll(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
+	walkAnys(m.ProtoReflect(), path, func(a *anypb.Any, at string) {
+		inner, err := a.UnmarshalNew()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: unpack %s: %w", at, a.GetTypeUrl(), err))
+			return
+		}
+		if err := validateDeep(inner, at+"("+string(inner.ProtoReflect().Descriptor().FullName())+")"); err != nil {
+			errs = append(errs, err)
+		}
+	})
+	return errors.Join(errs...)
+}
+
+var anyFullName = (&anypb.Any{}).ProtoReflect().Descriptor().FullName()
+
+// mayHoldAny memoises, per message type, whether an Any can occur anywhere
+// below it, so the walk skips the (large) parts of a route table that
+// cannot hold one.
+var mayHoldAny sync.Map // protoreflect.FullName → bool
+
+func holdsAny(md protoreflect.MessageDescriptor) bool {
+	if v, ok := mayHoldAny.Load(md.FullName()); ok {
+		return v.(bool)
+	}
+	mayHoldAny.Store(md.FullName(), false) // breaks recursion cycles
+	res := md.FullName() == anyFullName
+	fields := md.Fields()
+	for i := 0; i < fields.Len() && !res; i++ {
+		f := fields.Get(i)
+		if f.IsMap() {
+			f = f.MapValue()
+		}
+		if f.Message() != nil && holdsAny(f.Message()) {
+			res = true
+		}
+	}
+	mayHoldAny.Store(md.FullName(), res)
+	return res
+}
+
+func walkAnys(m protoreflect.Message, path string, fn func(*anypb.Any, string)) {
+	if !holdsAny(m.Descriptor()) {
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		md := fd.Message()
+		if fd.IsMap() {
+			md = fd.MapValue().Message()
+		}
+		if md == nil || !holdsAny(md) {
+			return true
+		}
+		at := path + "." + string(fd.Name())
+		visit := func(mv protoreflect.Message, at string) {
+			if a, ok := mv.Interface().(*anypb.Any); ok {
+				fn(a, at)
+				return
+			}
+			walkAnys(mv, at, fn)
+		}
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				visit(l.Get(i).Message(), fmt.Sprintf("%s[%d]", at, i))
+			}
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				visit(mv.Message(), fmt.Sprintf("%s[%q]", at, k.String()))
+				return true
+			})
+		default:
+			visit(v.Message(), at)
+		}
+		return true
+	})
+}
+
+// checkReferences reports dangling names.
+func checkReferences(r *Resources) error {
+	routes := map[string]bool{}
+	for _, rc := range r.Routes {
+		routes[rc.Name] = true
+	}
+	clusters := map[string]*clusterv3.Cluster{}
+	for _, c := range r.Clusters {
+		clusters[c.Name] = c
+	}
+	cla := map[string]bool{}
+	for _, e := range r.Endpoints {
+		cla[e.ClusterName] = true
+	}
+	var errs []error
+	needRoute := func(from, name string) {
+		if !routes[name] {
+			errs = append(errs, fmt.Errorf("%s: route configuration %q does not exist", from, name))
+		}
+	}
+	needCluster := func(from, name string) {
+		if _, ok := clusters[name]; !ok {
+			errs = append(errs, fmt.Errorf("%s: cluster %q does not exist", from, name))
+		}
+	}
+	hcmRefs := func(from string, a *anypb.Any) {
+		h := &hcmv3.HttpConnectionManager{}
+		if err := a.UnmarshalTo(h); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", from, err))
+			return
+		}
+		switch rs := h.RouteSpecifier.(type) {
+		case *hcmv3.HttpConnectionManager_Rds:
+			needRoute(from, rs.Rds.GetRouteConfigName())
+		case *hcmv3.HttpConnectionManager_RouteConfig:
+			routeRefs(rs.RouteConfig, needCluster)
+		default:
+			errs = append(errs, fmt.Errorf("%s: http connection manager without routes", from))
+		}
+	}
+	for _, l := range r.Listeners {
+		from := "listener " + l.Name
+		if api := l.GetApiListener().GetApiListener(); api != nil {
+			hcmRefs(from+" api_listener", api)
+		}
+		for _, fc := range l.FilterChains {
+			for _, f := range fc.Filters {
+				at := from + " chain " + fc.Name + " filter " + f.Name
+				a := f.GetTypedConfig()
+				switch {
+				case a.MessageIs(&hcmv3.HttpConnectionManager{}):
+					hcmRefs(at, a)
+				case a.MessageIs(&tcpproxyv3.TcpProxy{}):
+					tp := &tcpproxyv3.TcpProxy{}
+					if err := a.UnmarshalTo(tp); err != nil {
+						errs = append(errs, fmt.Errorf("%s: %w", at, err))
+						continue
+					}
+					if c := tp.GetCluster(); c != "" {
+						needCluster(at, c)
+					}
+					for _, wc := range tp.GetWeightedClusters().GetClusters() {
+						needCluster(at, wc.Name)
+					}
+				}
+			}
+		}
+	}
+	for _, rc := range r.Routes {
+		routeRefs(rc, needCluster)
+	}
+	for _, c := range r.Clusters {
+		if c.GetType() == clusterv3.Cluster_EDS {
+			name := c.GetEdsClusterConfig().GetServiceName()
+			if name == "" {
+				name = c.Name
+			}
+			if !cla[name] {
+				errs = append(errs, fmt.Errorf("cluster %s: endpoints %q do not exist", c.Name, name))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func routeRefs(rc *routev3.RouteConfiguration, needCluster func(from, name string)) {
+	for _, vh := range rc.VirtualHosts {
+		for _, rt := range vh.Routes {
+			from := "route_configuration " + rc.Name + " virtual_host " + vh.Name + " route " + rt.Name
+			a := rt.GetRoute()
+			if a == nil {
+				continue
+			}
+			if c := a.GetCluster(); c != "" {
+				needCluster(from, c)
+			}
+			for _, wc := range a.GetWeightedClusters().GetClusters() {
+				needCluster(from, wc.Name)
+			}
+		}
+	}
+}
+
