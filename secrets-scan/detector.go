@@ -1,0 +1,106 @@
+package secretscan
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Detector holds the compiled rules and production description. It is
+// immutable and safe for concurrent use.
+type Detector struct {
+	c           *compiled
+	anch        *anchors
+	rules       []*Rule
+	rule        map[string]*Rule
+	hasAccounts bool
+}
+
+// NewDetector compiles a production description. Every problem in it is
+// reported at once.
+func NewDetector(p Production) (*Detector, error) {
+	c, err := compile(p)
+	if err != nil {
+		return nil, err
+	}
+	d := &Detector{c: c, anch: newAnchors(anchorText[:]), rules: Rules(), rule: map[string]*Rule{}, hasAccounts: len(c.accounts) > 0}
+	for _, r := range d.rules {
+		d.rule[r.ID] = r
+	}
+	return d, nil
+}
+
+// Rules lists the detector's rules.
+func (d *Detector) Rules() []*Rule { return d.rules }
+
+// Scan scans one file's content; name picks the decoder and is the File of
+// findings and notices.
+func (d *Detector) Scan(name string, content []byte) ([]Finding, []Notice) {
+	st := &fileState{d: d, path: name, scopes: make([]scopeInfo, 1, 16)}
+	if isBinary(content) {
+		return nil, []Notice{{File: name, Reason: "binary file (NUL byte in the first 8 KiB)", Skipped: true}}
+	}
+	content = bytes.TrimPrefix(content, []byte("\xef\xbb\xbf"))
+	if !utf8.Valid(content) {
+		st.notices = append(st.notices, Notice{File: name, Reason: "invalid UTF-8; scanned as raw bytes"})
+	}
+	decode(st, formatFor(name, content), content, 0)
+	st.finish()
+	return d.postprocess(st, content), st.notices
+}
+
+// postprocess applies inline allow comments, drops duplicates and sorts.
+func (d *Detector) postprocess(st *fileState, content []byte) []Finding {
+	fs := st.findings
+	if len(fs) == 0 {
+		return nil
+	}
+	slices.SortFunc(fs, compareFindings)
+	fs = slices.CompactFunc(fs, func(a, b Finding) bool {
+		return a.Line == b.Line && a.Rule == b.Rule && a.Fingerprint == b.Fingerprint
+	})
+	lines := lineIndex(content)
+	for i := range fs {
+		for _, ln := range []int{fs[i].Line, fs[i].Line - 1} {
+			if ln < 1 || ln > len(lines) {
+				continue
+			}
+			text := lines[ln-1]
+			j := bytes.Index(text, []byte("egressguard:allow"))
+			if j < 0 {
+				continue
+			}
+			reason := strings.TrimSpace(string(text[j+len("egressguard:allow"):]))
+			reason = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(reason, "-->"), "*/"))
+			if reason == "" {
+				st.notices = append(st.notices, Notice{File: st.path, Line: ln, Reason: "egressguard:allow without a reason is ignored"})
+				continue
+			}
+			fs[i].Allowed = reason
+			break
+		}
+	}
+	return fs
+}
+
+func compareFindings(a, b Finding) int {
+	return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Commit, b.Commit), cmp.Compare(a.Line, b.Line),
+		cmp.Compare(a.Column, b.Column), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Fingerprint, b.Fingerprint))
+}
+
+// lineIndex splits content into lines (without copying).
+func lineIndex(b []byte) [][]byte {
+	return bytes.Split(b, []byte{'\n'})
+}
+
+// RuleByID returns a rule of the detector.
+func (d *Detector) RuleByID(id string) (*Rule, error) {
+	r, ok := d.rule[id]
+	if !ok {
+		return nil, fmt.Errorf("secretscan: no rule %q", id)
+	}
+	return r, nil
+}
