@@ -558,9 +558,9 @@ func TestMalformedQueries(t *testing.T) {
 	vb, err := valid.Pack()
 	require.NoError(t, err)
 	for _, junk := range [][]byte{
-		{0x00},                      // shorter than a header: dropped
+		{0x00},                       // shorter than a header: dropped
 		[]byte("GET / HTTP/1.1\r\n"), // not DNS
-		append(append([]byte{}, vb[:12]...), 0xff, 0xff), // header, broken question
+		append(append([]byte{}, vb[:12]...), 0xff, 0xff),       // header, broken question
 		{0x12, 0x34, 0x01, 0x00, 0x00, 0x02, 0, 0, 0, 0, 0, 0}, // two questions, none present
 	} {
 		_, err := conn.Write(junk)

@@ -312,4 +312,3 @@ func TestParseUpstream(t *testing.T) {
 		})
 	}
 }
-
