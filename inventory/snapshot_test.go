@@ -268,3 +268,37 @@ func TestLookupIPDoesNotAllocate(t *testing.T) {
 		assert.Zero(t, allocs, ip.String())
 	}
 }
+
+// BenchmarkLookupIPLinearPeer is the peer for BenchmarkLookupIP: a naive
+// longest-prefix scan over the same prefixes, in the same run.
+func BenchmarkLookupIPLinearPeer(b *testing.B) {
+	type entry struct {
+		p netip.Prefix
+		w *Workload
+	}
+	for _, n := range []int{100, 10000} {
+		s := benchSnapshot(b, n)
+		var table []entry
+		for _, w := range s.Workloads() {
+			for _, p := range w.IPs {
+				table = append(table, entry{p, w})
+			}
+		}
+		ip := netip.AddrFrom4([4]byte{10, 0, 0, 42})
+		b.Run(fmt.Sprintf("n=%d/v4-host", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				best := -1
+				var got *Workload
+				for _, e := range table {
+					if e.p.Bits() > best && e.p.Contains(ip) {
+						best, got = e.p.Bits(), e.w
+					}
+				}
+				if got == nil {
+					b.Fatal("no match")
+				}
+			}
+		})
+	}
+}

@@ -288,3 +288,36 @@ func BenchmarkWriter(b *testing.B) {
 		w.Log(rec)
 	}
 }
+
+// BenchmarkWriterPeer is the peer for BenchmarkWriter: json.Marshal and one
+// unlocked os.File.Write per record, no rotation, in the same run.
+func BenchmarkWriterPeer(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "peer.log"))
+	require.NoError(b, err)
+	defer f.Close()
+	rec := record(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		line, err := json.Marshal(rec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.Write(append(line, '\n')); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWriterBuffer measures encoding alone (an in-memory io.Writer).
+func BenchmarkWriterBuffer(b *testing.B) {
+	w := NewWriter(discard{}, nil)
+	rec := record(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		w.Log(rec)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
