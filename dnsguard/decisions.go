@@ -4,28 +4,9 @@ import (
 	"github.com/miekg/dns"
 	"go.uber.org/zap"
 
-	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/policy/plan"
 )
-
-// DecisionPath is the decision-record path of DNS decisions.
-const DecisionPath = "egressguard/dns"
-
-// DecisionSink receives one call per answer that is not a plain allow
-// (deny, redirect, a production answer replaced by the deny answer, and
-// report-mode would-deny). It must be safe for concurrent use and must not
-// block for long. DecisionLogSink adapts a policy/decisionlog sink.
-type DecisionSink interface {
-	Decision(w *inventory.Workload, dest plan.Destination, dec plan.Decision)
-}
-
-// DecisionSinkFunc adapts a function to DecisionSink.
-type DecisionSinkFunc func(w *inventory.Workload, dest plan.Destination, dec plan.Decision)
-
-// Decision calls f.
-func (f DecisionSinkFunc) Decision(w *inventory.Workload, dest plan.Destination, dec plan.Decision) {
-	f(w, dest, dec)
-}
 
 // Log field keys of the canonical decision line.
 const (
@@ -41,7 +22,9 @@ const (
 	LogFieldAnswer    = "answer"
 )
 
-// decided counts, logs and records one non-allow decision. answer is set
+// decided counts, logs and records (decisionlog.PathDNS) one decision that
+// is not a plain allow: deny, redirect, a production answer replaced by the
+// deny answer, and report-mode would-deny. answer is set
 // when the decision was about the upstream answer (a CNAME target or an
 // address), not the asked name.
 func (s *Server) decided(cp *clientPlan, qname string, qtype uint16, dest plan.Destination, dec plan.Decision, answer string) {
@@ -71,6 +54,6 @@ func (s *Server) decided(cp *clientPlan, qname string, qtype uint16, dest plan.D
 		ce.Write(fields...)
 	}
 	if s.sink != nil {
-		s.sink.Decision(cp.wl, dest, dec)
+		s.sink.Log(decisionlog.NewRecord(decisionlog.PathDNS, cp.wl, dest, dec))
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/policy/plan"
 )
 
@@ -89,28 +90,21 @@ func testInventory(t testing.TB) *inventory.Store {
 	return inventory.NewStatic(snap)
 }
 
-// record is one decision handed to the sink.
-type record struct {
-	wl   *inventory.Workload
-	dest plan.Destination
-	dec  plan.Decision
-}
-
 type recordSink struct {
 	mu   sync.Mutex
-	recs []record
+	recs []decisionlog.Record
 }
 
-func (r *recordSink) Decision(w *inventory.Workload, d plan.Destination, dec plan.Decision) {
+func (r *recordSink) Log(rec decisionlog.Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.recs = append(r.recs, record{w, d, dec})
+	r.recs = append(r.recs, rec)
 }
 
-func (r *recordSink) all() []record {
+func (r *recordSink) all() []decisionlog.Record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]record(nil), r.recs...)
+	return append([]decisionlog.Record(nil), r.recs...)
 }
 
 type harness struct {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/policy/plan"
 )
 
@@ -36,7 +37,7 @@ type Server struct {
 	metrics *Metrics
 	plans   PlanSource
 	inv     inventory.Source
-	sink    DecisionSink
+	sink    decisionlog.Sink
 
 	fwd     *forwarder
 	cache   *answerCache
@@ -54,10 +55,11 @@ type Server struct {
 }
 
 // New builds a server from a validated configuration. plans and inv are
-// required; sink may be nil (no decision records); reg may be nil (metrics
+// required; sink receives one decision record per non-allow answer and
+// may be nil (no records); reg may be nil (metrics
 // not registered). Upstreams are read from resolv.conf here when the
 // configuration names none.
-func New(cfg Config, plans PlanSource, inv inventory.Source, sink DecisionSink, log *zap.Logger, reg prometheus.Registerer) (*Server, error) {
+func New(cfg Config, plans PlanSource, inv inventory.Source, sink decisionlog.Sink, log *zap.Logger, reg prometheus.Registerer) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

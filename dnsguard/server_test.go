@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/policy/plan"
 )
 
@@ -118,9 +119,13 @@ func TestDecisionRecordsAndMetrics(t *testing.T) {
 	recs := h.sink.all()
 	got := make([]string, 0, len(recs))
 	for _, r := range recs {
-		assert.Equal(t, "checkout", r.wl.Name)
-		assert.Equal(t, "payments", r.wl.Namespace)
-		got = append(got, fmt.Sprintf("%s %s %s %v", r.dest.Host, r.dec.RuleID(), r.dec.Action, r.dec.WouldDeny))
+		assert.Equal(t, decisionlog.PathDNS, r.Path)
+		assert.NotEmpty(t, r.DecisionID)
+		assert.Equal(t, "checkout", r.Input.Workload.Name)
+		assert.Equal(t, "payments", r.Input.Workload.Namespace)
+		assert.Equal(t, "staging", r.Input.Workload.Environment)
+		assert.Equal(t, "dns", r.Input.Destination.Protocol)
+		got = append(got, fmt.Sprintf("%s %s %s %v", r.Input.Destination.Host, r.Result.RuleID(), r.Result.Action, r.Result.WouldDeny))
 	}
 	assert.Equal(t, []string{
 		"db.prod.example.com production-zone deny false",
