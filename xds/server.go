@@ -11,12 +11,12 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -37,6 +37,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	open   map[int64]bool
+	opened int64 // streams ever accepted
 }
 
 // NewServer builds the gRPC server (TLS per cfg.TLS). Run or Serve starts it.
@@ -121,6 +122,13 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
+// StreamsOpened is the number of streams accepted since start.
+func (s *Server) StreamsOpened() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opened
+}
+
 // Name is the runner name.
 func (s *Server) Name() string { return "xds" }
 
@@ -134,6 +142,7 @@ func (s *Server) openStream(id int64) error {
 		return status.Errorf(codes.ResourceExhausted, "xds: stream limit %d reached", s.cfg.MaxStreams)
 	}
 	s.open[id] = true
+	s.opened++
 	s.metrics.streams.Set(float64(len(s.open)))
 	return nil
 }
@@ -185,7 +194,9 @@ func (s *Server) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) 
 func (s *Server) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
 
 // OnDeltaStreamOpen implements serverv3.Callbacks.
-func (s *Server) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error { return s.openStream(id) }
+func (s *Server) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
+	return s.openStream(id)
+}
 
 // OnDeltaStreamClosed implements serverv3.Callbacks.
 func (s *Server) OnDeltaStreamClosed(id int64, _ *corev3.Node) { s.closeStream(id) }

@@ -18,8 +18,8 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	fileaccesslogv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	origdstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
@@ -754,6 +754,10 @@ func singleEndpoint(cluster, host string, port uint32, hostname string) *endpoin
 	return &endpointv3.ClusterLoadAssignment{
 		ClusterName: cluster,
 		Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			// grpc-go rejects a locality without an ID and ignores one
+			// without a weight.
+			Locality:            &corev3.Locality{Region: "egressguard"},
+			LoadBalancingWeight: wrapperspb.UInt32(1),
 			LbEndpoints: []*endpointv3.LbEndpoint{{
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 					Address:  socketAddress(host, port),

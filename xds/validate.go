@@ -241,4 +241,3 @@ func routeRefs(rc *routev3.RouteConfiguration, needCluster func(from, name strin
 		}
 	}
 }
-
