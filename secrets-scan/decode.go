@@ -2,6 +2,7 @@ package secretscan
 
 import (
 	"bytes"
+	"encoding/json"
 	"path"
 	"strings"
 )
@@ -54,7 +55,7 @@ func formatFor(name string, content []byte) format {
 	if len(t) > 0 && (t[0] == '{' || t[0] == '[' && len(t) > 1 && (t[1] == '{' || t[1] == '\n' || t[1] == '"')) {
 		return fmtJSON
 	}
-	if bytes.HasPrefix(t, []byte("apiVersion:")) || bytes.HasPrefix(t, []byte("---")) || bytes.HasPrefix(t, []byte("kind:")) {
+	if bytes.HasPrefix(t, []byte("apiVersion:")) || bytes.HasPrefix(t, []byte("---\n")) || bytes.HasPrefix(t, []byte("--- ")) || bytes.HasPrefix(t, []byte("kind:")) {
 		return fmtYAML
 	}
 	return fmtText
@@ -89,7 +90,7 @@ func (st *fileState) decodedContent(key, content []byte, line, col int, scope in
 		return
 	}
 	t := bytes.TrimSpace(content)
-	if !bytes.ContainsRune(t, '\n') && (len(t) == 0 || t[0] != '{') {
+	if !bytes.ContainsRune(t, '\n') && (len(t) == 0 || t[0] != '{' || !json.Valid(t)) {
 		st.emit(item{key: key, val: t, line: line, col: col, scope: scope})
 		return
 	}

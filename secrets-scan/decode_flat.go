@@ -10,7 +10,15 @@ import (
 // of env, properties and text files; all of them sit in the file's block.
 func decodeFlat(st *fileState, f format, buf []byte, parent int32) {
 	li := lineIter{buf: buf}
-	section := st.newScope(parent)
+	// env and properties files are one block (one environment's settings);
+	// INI and TOML sections are blocks of their own; text files are read
+	// by paragraphs.
+	newSection := func(name []byte) int32 {
+		id := st.newNamedScope(parent, name)
+		st.scopes[id].root = f != fmtEnv && f != fmtProperties
+		return id
+	}
+	section := newSection(nil)
 	para := int32(-1)
 	var hcl []int32
 	block := func() int32 {
@@ -57,7 +65,7 @@ func decodeFlat(st *fileState, f format, buf []byte, parent int32) {
 		case '[':
 			if f == fmtINI || f == fmtTOML {
 				if bytes.HasSuffix(bytes.TrimRight(t, " \t"), []byte("]")) {
-					section = st.newNamedScope(parent, bytes.Trim(t, "[] \t"))
+					section = newSection(bytes.Trim(t, "[] \t"))
 					continue
 				}
 			}

@@ -20,7 +20,7 @@ func decodeJSON(st *fileState, buf []byte, parent int32) {
 		if p.i >= len(p.buf) {
 			return
 		}
-		doc := st.newScope(parent)
+		doc := st.newRoot(parent)
 		if err := p.value(nil, doc, 0, true); err != nil {
 			st.notice(p.line, false, "invalid JSON: %v; rest of the file read as text", err)
 			decodeFlat(st, fmtText, buf[p.lineStart:], parent)
@@ -103,6 +103,9 @@ func (p *jsonDec) value(key []byte, scope int32, depth int, top bool) error {
 	}
 	switch c := p.buf[p.i]; {
 	case c == '{':
+		if top { // the document's object is the document's block
+			return p.object(scope, depth, top)
+		}
 		return p.object(p.st.newNamedScope(scope, key), depth, top)
 	case c == '[':
 		p.i++

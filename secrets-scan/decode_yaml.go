@@ -9,6 +9,7 @@ type yamlFrame struct {
 	indent int
 	scope  int32
 	item   bool
+	key    string // the key that opened the block
 	name   []byte // the item's "name:" value ({name, value} lists)
 }
 
@@ -113,17 +114,20 @@ func decodeYAML(st *fileState, buf []byte, parent int32) {
 			st.notice(li.n, false, "broken YAML: a key nested under a scalar value; read line by line from here")
 		}
 		y.lastKey, y.lastKeyInd = key, ind
-		v, qoff := unquote(val, true)
-		if len(v) > 0 && (v[0] == '&' || v[0] == '!') && !bytes.ContainsAny(v, " ") {
-			v = nil // anchor or tag only: a nested block follows
-		} else if len(v) > 0 && (v[0] == '&' || v[0] == '!') {
-			sp := bytes.IndexByte(v, ' ')
-			v = bytes.TrimLeft(v[sp:], " ")
+		if len(val) > 0 && (val[0] == '&' || val[0] == '!') { // anchor or tag
+			if sp := bytes.IndexByte(val, ' '); sp >= 0 {
+				trimmed := bytes.TrimLeft(val[sp:], " ")
+				voff += len(val) - len(trimmed)
+				val = trimmed
+			} else {
+				val = nil // only an anchor or tag: a nested block follows
+			}
 		}
+		v, qoff := unquote(val, true)
 		y.lastHadValue = len(v) > 0
 		if len(v) == 0 {
 			s := st.newNamedScope(top.scope, key)
-			y.push(yamlFrame{indent: ind, scope: s})
+			y.push(yamlFrame{indent: ind, scope: s, key: string(key)})
 			if top.scope == y.doc && ind == 0 && string(key) == "data" {
 				y.dataScope = s
 			}
@@ -136,6 +140,13 @@ func decodeYAML(st *fileState, buf []byte, parent int32) {
 		}
 		if top.scope == y.doc && ind == 0 && string(key) == "kind" {
 			y.kind = string(v)
+		}
+		// A Kubernetes object's name often says whose settings it holds
+		// (Secret "paypal-credentials").
+		if string(key) == "name" && top.key == "metadata" || top.scope == y.doc && string(key) == "metadata" && len(v) > 0 && v[0] == '{' {
+			if p := providerInName(string(v)); p != "" && st.scopes[y.doc].provider == "" {
+				st.scopes[y.doc].provider = p
+			}
 		}
 		if top.item {
 			switch string(key) {
@@ -170,7 +181,7 @@ type yamlDoc struct {
 }
 
 func (y *yamlDoc) start() {
-	y.doc = y.st.newScope(y.parent)
+	y.doc = y.st.newRoot(y.parent)
 	y.stack = append(y.stack[:0], yamlFrame{indent: -1, scope: y.doc})
 	y.kind, y.dataScope, y.pending = "", -1, y.pending[:0]
 	y.lastKey, y.lastHadValue, y.damageNoted = nil, false, false

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -108,6 +107,7 @@ type marker struct {
 type scopeInfo struct {
 	parent      int32
 	transparent bool
+	root        bool // a document or file: context never widens into it
 	markers     []marker // markers anywhere in this scope's subtree
 	provider    string   // provider named by the block's key or an enclosing one
 	gcp         *gcpInfo
@@ -130,7 +130,19 @@ type candidate struct {
 	provider string // whose markers decide; "" = any
 	scope    int32
 	f        Finding
+	shape    valueShape
+	fpFor    func(rule string) string // re-fingerprints under another rule
 }
+
+// valueShape is what a generic credential looks like, so that a provider
+// named by its block can claim it.
+type valueShape uint8
+
+const (
+	shapeOther valueShape = iota
+	shapeHex32
+	shapeAWSSecret
+)
 
 // fileState is the per-file detection state. Decoders feed it items.
 type fileState struct {
@@ -158,6 +170,14 @@ type overridePos struct {
 func (st *fileState) newScope(parent int32) int32 {
 	st.scopes = append(st.scopes, scopeInfo{parent: parent, provider: st.scopes[parent].provider})
 	return int32(len(st.scopes) - 1)
+}
+
+// newRoot opens a document-level block (a YAML or JSON document, an INI
+// section, a text file): the search for context stops at it.
+func (st *fileState) newRoot(parent int32) int32 {
+	id := st.newScope(parent)
+	st.scopes[id].root = true
+	return id
 }
 
 // newNamedScope opens a block under a key ("paypal:", "[paypal]"): a
@@ -369,6 +389,9 @@ func (st *fileState) anchored(it *item, m uint64, kc keyClass) bool {
 		}
 		r := d.rule[id]
 		for _, loc := range r.re.FindAllIndex(v, -1) {
+			if longer(v, loc) {
+				continue
+			}
 			handled = true
 			if isPlaceholder(v[loc[0]:loc[1]]) {
 				continue
@@ -408,6 +431,9 @@ func (st *fileState) anchored(it *item, m uint64, kc keyClass) bool {
 	if m&(1<<aSquareEAAA) != 0 {
 		r := d.rule[RuleSquareAccess]
 		for _, loc := range r.re.FindAllIndex(v, -1) {
+			if longer(v, loc) {
+				continue
+			}
 			handled = true
 			if !isPlaceholder(v[loc[0]:loc[1]]) {
 				st.defer_(r, "square", it.scope, st.newFinding(r, it, loc[0], loc[1], "Square access token"))
@@ -438,10 +464,19 @@ func (st *fileState) anchored(it *item, m uint64, kc keyClass) bool {
 	return handled
 }
 
+// longer reports whether a match is followed by more token characters: it
+// is then part of a longer token, not the format matched.
+func longer(v []byte, loc []int) bool {
+	return loc[1] < len(v) && isIdentByte(v[loc[1]])
+}
+
 func (st *fileState) twilioSID(it *item) bool {
 	r := st.d.rule[RuleTwilioSID]
 	found := false
 	for _, loc := range r.re.FindAllIndex(it.val, -1) {
+		if longer(it.val, loc) {
+			continue
+		}
 		found = true
 		sid := string(it.val[loc[0]:loc[1]])
 		prov, prod := st.d.c.accounts[sid]
@@ -461,6 +496,9 @@ func (st *fileState) awsKeyID(it *item) bool {
 	r := st.d.rule[RuleAWSKeyID]
 	found := false
 	for _, loc := range r.re.FindAllIndex(it.val, -1) {
+		if longer(it.val, loc) {
+			continue
+		}
 		found = true
 		kid := it.val[loc[0]:loc[1]]
 		if isPlaceholder(kid) {
@@ -651,28 +689,12 @@ func (st *fileState) urls(it *item, m uint64, kc keyClass) bool {
 				continue
 			}
 			raw := string(v[loc[0]:loc[1]])
-			u, err := url.Parse(raw)
-			if err != nil || u.Host == "" {
-				// Multi-host URLs (mongodb://a,b,c/...) do not parse: take the first host.
-				if i := strings.Index(raw, "://"); i > 0 {
-					rest := raw[i+3:]
-					if at := strings.LastIndexByte(strings.SplitN(rest, "/", 2)[0], '@'); at >= 0 {
-						rest = rest[at+1:]
-					}
-					hostport := strings.FieldsFunc(rest, func(r rune) bool { return r == ',' || r == '/' || r == '?' })
-					if len(hostport) > 0 {
-						h, p := splitHostPort(hostport[0])
-						if st.db(it, kc, strings.ToLower(raw[:i]), h, p, passwordIn(raw), loc[0], loc[1]) {
-							handled = true
-						}
-					}
+			scheme, pw, hosts := parseAuthority(raw)
+			for _, hp := range hosts {
+				h, p := splitHostPort(hp)
+				if st.db(it, kc, scheme, h, p, pw, loc[0], loc[1]) {
+					handled = true
 				}
-				continue
-			}
-			port, _ := strconv.ParseUint(u.Port(), 10, 16)
-			pw, _ := u.User.Password()
-			if st.db(it, kc, strings.ToLower(u.Scheme), u.Hostname(), uint16(port), pw, loc[0], loc[1]) {
-				handled = true
 			}
 		}
 	}
@@ -715,17 +737,32 @@ func insideJDBC(v []byte, at int) bool {
 	return i >= 0 && !bytes.ContainsAny(v[i:at], " \t\"'")
 }
 
-func passwordIn(raw string) string {
+// parseAuthority splits scheme://[user[:password]@]host[:port][,host...]/...
+// by hand: passwords in configuration are often not percent-encoded ('#',
+// '?', '/' in them), which net/url rejects or misreads. The authority ends
+// at the first '/' after the last '@' (or after "://" when there is none).
+func parseAuthority(raw string) (scheme, password string, hosts []string) {
 	i := strings.Index(raw, "://")
+	scheme = strings.ToLower(raw[:i])
 	rest := raw[i+3:]
-	at := strings.LastIndexByte(strings.SplitN(rest, "/", 2)[0], '@')
-	if at < 0 {
-		return ""
+	hostPart := rest
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		userinfo := rest[:at]
+		if c := strings.IndexByte(userinfo, ':'); c >= 0 {
+			password = userinfo[c+1:]
+		}
+		hostPart = rest[at+1:]
 	}
-	if c := strings.IndexByte(rest[:at], ':'); c >= 0 {
-		return rest[c+1 : at]
+	hostPart = firstField(hostPart, "/?#")
+	for _, h := range strings.Split(hostPart, ",") {
+		if h != "" {
+			hosts = append(hosts, h)
+		}
 	}
-	return ""
+	if len(hosts) > 1 {
+		hosts = hosts[:1] // mongodb://a,b,c: the first host names the cluster
+	}
+	return scheme, password, hosts
 }
 
 // jdbc parses jdbc:<sub>://host[:port][/db][?k=v&...] and the ;k=v,
@@ -857,6 +894,29 @@ func (st *fileState) keyed(it *item, kc keyClass) {
 	}
 	f := st.newFinding(r, it, 0, len(v), "")
 	st.defer_(r, prov, it.scope, f)
+	c := &st.deferred[len(st.deferred)-1]
+	switch {
+	case reHex32.Match(v):
+		c.shape = shapeHex32
+	case reAWSSecret.Match(v):
+		c.shape = shapeAWSSecret
+	}
+	val, path := append([]byte(nil), v...), st.path
+	c.fpFor = func(rule string) string { return findingFingerprint(rule, path, val) }
+}
+
+// providerRule is the provider-specific rule that claims a generic
+// credential in a block whose production marker names that provider.
+func (d *Detector) providerRule(provider string, shape valueShape) *Rule {
+	switch {
+	case provider == "paypal":
+		return d.rule[RulePayPalSecret]
+	case provider == "twilio" && shape == shapeHex32:
+		return d.rule[RuleTwilioAuthToken]
+	case provider == "aws" && shape == shapeAWSSecret:
+		return d.rule[RuleAWSSecret]
+	}
+	return nil
 }
 
 // credentialLike: long enough, no spaces, not a path, URL, number, boolean
@@ -865,7 +925,7 @@ func credentialLike(v []byte) bool {
 	if len(v) < 8 || len(v) > 4096 || bytes.ContainsAny(v, " \t\n") {
 		return false
 	}
-	if v[0] == '/' || v[0] == '.' || v[0] == '~' || bytes.Contains(v, []byte("://")) {
+	if bytes.Contains(v, []byte("://")) || isPathLike(v) {
 		return false
 	}
 	classes := 0
@@ -896,6 +956,33 @@ func credentialLike(v []byte) bool {
 	return !isPlaceholder(v)
 }
 
+// isPathLike: /run/secrets/x, ./key.pem, ~/.aws/credentials, not
+// "/mQRSua72zX1lUJ..." (a base64 secret may start with a slash).
+func isPathLike(v []byte) bool {
+	if !(v[0] == '/' || bytes.HasPrefix(v, []byte("./")) || bytes.HasPrefix(v, []byte("../")) || bytes.HasPrefix(v, []byte("~/"))) {
+		return false
+	}
+	if bytes.ContainsAny(v, "+=") {
+		return false
+	}
+	// Path segments are words; a random string's "segments" are not.
+	for _, seg := range bytes.Split(bytes.Trim(v, "/.~"), []byte{'/'}) {
+		digits, upper := 0, 0
+		for _, c := range seg {
+			switch {
+			case '0' <= c && c <= '9':
+				digits++
+			case 'A' <= c && c <= 'Z':
+				upper++
+			}
+		}
+		if len(seg) > 12 && digits > 0 && upper > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // finish resolves deferred candidates against their blocks, judges GCP
 // service accounts and returns the file's findings.
 func (st *fileState) finish() {
@@ -915,6 +1002,13 @@ func (st *fileState) finish() {
 			prod, m, ok := st.verdict(c.scope, c.provider, false)
 			if !ok || !prod {
 				continue
+			}
+			if c.rule.ID == RuleGeneric {
+				if r := st.d.providerRule(m.provider, c.shape); r != nil {
+					c.rule = r
+					c.f.Rule, c.f.Severity, c.f.Kind = r.ID, r.Severity, r.Kind
+					c.f.Fingerprint = c.fpFor(r.ID)
+				}
 			}
 			if c.f.Message == "" || c.rule.ID == RuleGeneric || c.rule.Env == envContext {
 				c.f.Message = fmt.Sprintf("%s in a block that names production (%s, line %d)", c.rule.Title, m.what, m.line)
@@ -958,20 +1052,15 @@ func (st *fileState) inServiceAccount(scope int32) bool {
 func (st *fileState) verdict(scope int32, provider string, specific bool) (prod bool, m marker, ok bool) {
 	for id := st.resolve(scope); ; id = st.scopes[id].parent {
 		var best *marker
-		found := false
 		for i := range st.scopes[id].markers {
 			mk := &st.scopes[id].markers[i]
-			relevant := mk.provider == provider
+			relevant := mk.provider == provider && (provider != "" || !specific)
 			if !specific && (mk.provider == "" || provider == "") {
 				relevant = true
-			}
-			if provider == "" && specific {
-				relevant = false
 			}
 			if !relevant {
 				continue
 			}
-			found = true
 			if mk.prod {
 				return true, *mk, true
 			}
@@ -979,10 +1068,11 @@ func (st *fileState) verdict(scope int32, provider string, specific bool) (prod 
 				best = mk
 			}
 		}
-		if found {
+		if best != nil {
 			return false, *best, true
 		}
-		if id == 0 {
+		// Widen to the enclosing block, but never into a document or file.
+		if id == 0 || st.scopes[id].root || st.scopes[st.scopes[id].parent].root {
 			return false, marker{}, false
 		}
 	}

@@ -40,6 +40,7 @@ func (d *Detector) Rules() []*Rule { return d.rules }
 // findings and notices.
 func (d *Detector) Scan(name string, content []byte) ([]Finding, []Notice) {
 	st := &fileState{d: d, path: name, scopes: make([]scopeInfo, 1, 16)}
+	st.scopes[0].root = true
 	if isBinary(content) {
 		return nil, []Notice{{File: name, Reason: "binary file (NUL byte in the first 8 KiB)", Skipped: true}}
 	}
@@ -64,7 +65,12 @@ func (d *Detector) postprocess(st *fileState, content []byte) []Finding {
 	})
 	lines := lineIndex(content)
 	for i := range fs {
-		for _, ln := range []int{fs[i].Line, fs[i].Line - 1} {
+		cands := []int{fs[i].Line, fs[i].Line - 1}
+		// A {name, value} list entry: the comment goes above "- name:".
+		if up := fs[i].Line - 1; up >= 1 && up <= len(lines) && bytes.HasPrefix(bytes.TrimLeft(lines[up-1], " \t"), []byte("- name:")) {
+			cands = append(cands, up-1)
+		}
+		for _, ln := range cands {
 			if ln < 1 || ln > len(lines) {
 				continue
 			}

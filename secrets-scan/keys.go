@@ -50,13 +50,19 @@ func classifyKey(buf *[]byte, key []byte) keyClass {
 	if len(key) == 0 || len(key) > 128 {
 		return kc
 	}
-	k := lowerASCII((*buf)[:0], key)
-	*buf = k
+	full := lowerASCII((*buf)[:0], key)
+	*buf = full
 	for _, p := range knownProviders {
-		if bytes.Contains(k, []byte(p)) {
+		if bytes.Contains(full, []byte(p)) {
 			kc.provider = p
 			break
 		}
+	}
+	// The setting's own name is the last segment of a dotted path
+	// (spring.datasource.password, paypal.client.secret).
+	k := full
+	if i := bytes.LastIndexByte(k, '.'); i >= 0 && i < len(k)-1 {
+		k = k[i+1:]
 	}
 	// Names that hold a reference to a secret or describe it, not the secret.
 	notValue := hasSuffixAny(k, "url", "uri", "endpoint", "name", "file", "path", "ref", "_id", "-id", ".id", "type",
@@ -64,7 +70,8 @@ func classifyKey(buf *[]byte, key []byte) keyClass {
 		"mode", "format", "algorithm", "region", "user", "username", "method") ||
 		hasAny(k, "secretref", "secretkeyref", "secretname", "keyref", "keyid", "key_id", "valuefrom", "public", "pubkey", "public_key")
 	if !notValue && hasAny(k, "password", "passwd", "pwd", "secret", "token", "apikey", "api_key", "api-key",
-		"accesskey", "access_key", "privatekey", "private_key", "credential", "auth", "signingkey", "signing_key", "passphrase") {
+		"accesskey", "access_key", "privatekey", "private_key", "credential", "authtoken", "auth_token", "auth-token",
+		"authkey", "auth_key", "authorization", "signingkey", "signing_key", "passphrase", "encryptionkey", "encryption_key") {
 		kc.secret = true
 	}
 	if hasSuffixAny(k, "host", "hostname", "url", "uri", "endpoint", "server", "servers", "addr", "address", "dsn", "broker", "brokers", "base", "baseurl", "base_url", "domain") {

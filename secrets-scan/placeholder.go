@@ -27,7 +27,7 @@ func isPlaceholder(v []byte) bool {
 	return lowDiversity(v)
 }
 
-// lowDiversity: fewer than 6 distinct bytes, or a run of 6 equal bytes.
+// lowDiversity: fewer than 6 distinct bytes, or a run of 7 equal bytes.
 func lowDiversity(v []byte) bool {
 	var seen [256]bool
 	distinct, run := 0, 0
@@ -38,7 +38,7 @@ func lowDiversity(v []byte) bool {
 		}
 		if i > 0 && v[i-1] == c {
 			run++
-			if run >= 5 {
+			if run >= 6 {
 				return true
 			}
 		} else {

@@ -92,7 +92,7 @@ func Rules() []*Rule {
 			ID: RuleStripeSecret, Title: "Stripe live secret key", Provider: "stripe",
 			Severity: SeverityCritical, Kind: KindSecret, Env: envInValue, prefix: 8,
 			Format: "sk_live_ + 24..247 [0-9A-Za-z]; test keys are sk_test_",
-			re:     mustRe(`\bsk_live_[0-9A-Za-z]{24,247}\b`),
+			re:     mustRe(`\bsk_live_[0-9A-Za-z]{24,247}`),
 			TruePositives: []Example{
 				{"app.env", "STRIPE_SECRET_KEY=sk_live_UbbYrEqmSM9wCZ7Uw9xfogoE\n"},
 				{"values.yaml", "stripe:\n  apiKey: \"sk_live_51Hx9QmKZ2vTYc8dNa0bLw3pE7rUf6gJ\"\n"},
@@ -107,7 +107,7 @@ func Rules() []*Rule {
 			ID: RuleStripeRestricted, Title: "Stripe live restricted key", Provider: "stripe",
 			Severity: SeverityHigh, Kind: KindSecret, Env: envInValue, prefix: 8,
 			Format: "rk_live_ + 24..247 [0-9A-Za-z]; test keys are rk_test_",
-			re:     mustRe(`\brk_live_[0-9A-Za-z]{24,247}\b`),
+			re:     mustRe(`\brk_live_[0-9A-Za-z]{24,247}`),
 			TruePositives: []Example{
 				{"config.json", `{"stripe": {"restricted": "rk_live_9Tq2LmNc7XvB4rE1wZy6KpAs3Dh8"}}`},
 			},
@@ -119,7 +119,7 @@ func Rules() []*Rule {
 			ID: RuleStripePublish, Title: "Stripe live publishable key", Provider: "stripe",
 			Severity: SeverityLow, Kind: KindSecret, Env: envInValue, prefix: 8,
 			Format: "pk_live_ + 24..247 [0-9A-Za-z] (public, but proves a live integration)",
-			re:     mustRe(`\bpk_live_[0-9A-Za-z]{24,247}\b`),
+			re:     mustRe(`\bpk_live_[0-9A-Za-z]{24,247}`),
 			TruePositives: []Example{
 				{"app.properties", "stripe.publishable=pk_live_Ab3dE6gH9jK2mN5pQ8sT1vW4yZ7c\n"},
 			},
@@ -155,7 +155,7 @@ func Rules() []*Rule {
 			ID: RuleSquareAppID, Title: "Square production application id", Provider: "square",
 			Severity: SeverityLow, Kind: KindSecret, Env: envInValue, prefix: 7,
 			Format: "sq0idp- + 22 [0-9A-Za-z_-]; sandbox ids are sandbox-sq0idb-",
-			re:     mustRe(`\bsq0idp-[0-9A-Za-z_-]{22}\b`),
+			re:     mustRe(`\bsq0idp-[0-9A-Za-z_-]{22}`),
 			TruePositives: []Example{
 				{"square.yaml", "square:\n  application_id: sq0idp-LlqsajAIxNKu8iS2G8NPRV\n"},
 			},
@@ -167,7 +167,7 @@ func Rules() []*Rule {
 			ID: RuleSquareOAuth, Title: "Square production OAuth access token (legacy format)", Provider: "square",
 			Severity: SeverityCritical, Kind: KindSecret, Env: envInValue, prefix: 7,
 			Format: "sq0atp- + 22 [0-9A-Za-z_-]; sandbox tokens are sandbox-sq0atb-",
-			re:     mustRe(`\bsq0atp-[0-9A-Za-z_-]{22}\b`),
+			re:     mustRe(`\bsq0atp-[0-9A-Za-z_-]{22}`),
 			TruePositives: []Example{
 				{"app.env", "SQUARE_TOKEN=sq0atp-dD53X83RZJzzzzgEOzdmen\n"},
 			},
@@ -179,7 +179,7 @@ func Rules() []*Rule {
 			ID: RuleSquareAccess, Title: "Square access token in a production block", Provider: "square",
 			Severity: SeverityCritical, Kind: KindSecret, Env: envContext, prefix: 4,
 			Format: "EAAA + 60 [0-9A-Za-z_-]; production and sandbox tokens look alike: SQUARE_ENVIRONMENT or the endpoint decides",
-			re:     mustRe(`\bEAAA[0-9A-Za-z_-]{60}\b`),
+			re:     mustRe(`\bEAAA[0-9A-Za-z_-]{60}`),
 			TruePositives: []Example{
 				{"app.env", "SQUARE_ENVIRONMENT=production\nSQUARE_ACCESS_TOKEN=EAAAu8jzPde0IgxLd6GncfBAepfJBd0Kh8oOOL8dKLzdocJ2isAjIhKtJ0RlgLKO\n"},
 			},
@@ -192,7 +192,7 @@ func Rules() []*Rule {
 			ID: RuleAdyenClientKey, Title: "Adyen live client key", Provider: "adyen",
 			Severity: SeverityMedium, Kind: KindSecret, Env: envInValue, prefix: 5,
 			Format: "live_ + 32 [A-Z0-9]; test client keys are test_",
-			re:     mustRe(`\blive_[A-Z0-9]{32}\b`),
+			re:     mustRe(`\blive_[A-Z0-9]{32}`),
 			TruePositives: []Example{
 				{"checkout.yaml", "adyen:\n  clientKey: live_2KHVDGAJ8GXBENYJQWX4HH5344TFJGVQ\n"},
 			},
@@ -240,7 +240,7 @@ func Rules() []*Rule {
 			ID: RuleTwilioSID, Title: "Twilio production account SID", Provider: "twilio",
 			Severity: SeverityMedium, Kind: KindEndpoint, Env: envIdentity, prefix: 2,
 			Format: "AC + 32 hex, listed as production in the catalog",
-			re:     mustRe(`\bAC[0-9a-f]{32}\b`),
+			re:     mustRe(`\bAC[0-9a-f]{32}`),
 			TruePositives: []Example{
 				{"twilio.env", "TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef\n"},
 			},
@@ -252,7 +252,7 @@ func Rules() []*Rule {
 			ID: RuleSendGrid, Title: "SendGrid API key", Provider: "sendgrid",
 			Severity: SeverityHigh, Kind: KindSecret, Env: envAlwaysLive, prefix: 3,
 			Format: "SG.<22 [A-Za-z0-9_-]>.<43 [A-Za-z0-9_-]>; SendGrid has no test keys",
-			re:     mustRe(`\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b`),
+			re:     mustRe(`\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}`),
 			TruePositives: []Example{
 				{"mail.env", "SENDGRID_API_KEY=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\n"},
 			},
@@ -264,7 +264,7 @@ func Rules() []*Rule {
 			ID: RuleMailgun, Title: "Mailgun API key", Provider: "mailgun",
 			Severity: SeverityHigh, Kind: KindSecret, Env: envAlwaysLive, prefix: 4,
 			Format: "key-<32 hex> (legacy) or <32 hex>-<8 hex>-<8 hex> under a *mailgun* key; a sandbox domain in the block makes it sandbox",
-			re:     mustRe(`\bkey-[0-9a-f]{32}\b`),
+			re:     mustRe(`\bkey-[0-9a-f]{32}`),
 			TruePositives: []Example{
 				{"mail.env", "MAILGUN_API_KEY=key-3f9a1c7e5b2d8f4a6c0e9b1d3f5a7c92\n"},
 				{"mail.env", "MAILGUN_API_KEY=8f2c9d1e7b4a6035c8e1f9d2a7b3c6e4-5d1f7a3c-9e2b4d6f\n"},
@@ -289,7 +289,7 @@ func Rules() []*Rule {
 			ID: RuleSlackToken, Title: "Slack token", Provider: "slack",
 			Severity: SeverityHigh, Kind: KindSecret, Env: envAlwaysLive, prefix: 5,
 			Format: "xox[abposr]-<digits and letters separated by ->, or xapp-1-...; Slack has no test tokens",
-			re:     mustRe(`\b(?:xox[abposr]-[0-9]{8,13}-[0-9A-Za-z-]{8,80}|xapp-[0-9]-[A-Z0-9]{8,12}-[0-9]{8,14}-[0-9a-f]{32,64})\b`),
+			re:     mustRe(`\b(?:xox[abposr]-[0-9]{8,13}-[0-9A-Za-z-]{8,80}|xapp-[0-9]-[A-Z0-9]{8,12}-[0-9]{8,14}-[0-9a-f]{32,64})`),
 			TruePositives: []Example{
 				{"bot.yaml", "slack:\n  token: xoxb-2871459603-4815162342108-Qm7Xv2Lc9Nb4Kt1Rz8Wp3Ys6\n"},
 			},
@@ -313,7 +313,7 @@ func Rules() []*Rule {
 			ID: RuleGitHub, Title: "GitHub token", Provider: "github",
 			Severity: SeverityHigh, Kind: KindSecret, Env: envAlwaysLive, prefix: 4,
 			Format: "gh[pousr]_ + 36 [A-Za-z0-9], or github_pat_<22>_<59>",
-			re:     mustRe(`\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})\b`),
+			re:     mustRe(`\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})`),
 			TruePositives: []Example{
 				{"ci.env", "GITHUB_TOKEN=ghp_FLZDe1f8rESQedUStPKR0CsTy4Qwb8DwkNhF\n"},
 			},
@@ -337,7 +337,7 @@ func Rules() []*Rule {
 			ID: RuleAWSKeyID, Title: "AWS access key id of a production account", Provider: "aws",
 			Severity: SeverityCritical, Kind: KindSecret, Env: envIdentity, prefix: 4,
 			Format: "AKIA/ASIA + 16 base32; the account is decoded from the key id (legacy AKIAI/AKIAJ keys: by context)",
-			re:     mustRe(`\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b`),
+			re:     mustRe(`\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}`),
 			TruePositives: []Example{
 				{"aws.ini", "[default]\naws_access_key_id = AKIARZPUZDIKGLB5JZPW\n"},
 			},
