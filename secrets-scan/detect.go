@@ -107,7 +107,7 @@ type marker struct {
 type scopeInfo struct {
 	parent      int32
 	transparent bool
-	root        bool // a document or file: context never widens into it
+	root        bool     // a document or file: context never widens into it
 	markers     []marker // markers anywhere in this scope's subtree
 	provider    string   // provider named by the block's key or an enclosing one
 	gcp         *gcpInfo
