@@ -217,6 +217,7 @@ func catalogData(c *Catalog) (map[string]any, error) {
 	if err := dec.Decode(&out); err != nil {
 		return nil, fmt.Errorf("policy: catalog to data: %w", err)
 	}
+	out["index"] = catalogIndex(c)
 	return out, nil
 }
 

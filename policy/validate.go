@@ -178,7 +178,7 @@ func (c *Catalog) validate(d *doc) error {
 			}
 		}
 		if len(pv.Endpoints) == 0 {
-			add(d.errf(p, "provider %q has no endpoints", pv.Name))
+			add(d.errf(p.with("endpoints"), "provider %q has no endpoints", pv.Name))
 		}
 		seenEP := map[string]int{}
 		for j := range pv.Endpoints {

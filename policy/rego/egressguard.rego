@@ -217,19 +217,33 @@ extra_id(x, k) := concat(":", [exception_ruleset_name(x), k[0]]) if count(k[1]) 
 else := concat(":", [exception_ruleset_name(x), k[0], ports_text(k[1])])
 
 # [pattern, ports] pairs for catalog host rules the exception must restate.
+# Candidates come from the catalog index: an exact exception host can only
+# tie with the same pattern; a wildcard scans the index keys (strings only).
 covered_host_patterns(x) := {[p, covered_ports(x, r)] |
 	some e in object.get(x, "hosts", [])
-	some r in catalog_rules
-	some p in object.get(r, "hosts", [])
+	some p in covered_candidates(e)
+	some ref in object.get(catalog_index.hosts, p, [])
+	r := ref_rule(ref)
 	host_covers(e, p, x, r)
 }
 
+covered_candidates(e) := [e] if not contains(e, "*")
+else := object.keys(catalog_index.hosts) if e == "*"
+else := array.concat([e], [p |
+	suffix := substring(e, 1, -1)
+	some p, _ in catalog_index.hosts
+	endswith(trim_prefix(p, "*."), suffix)
+])
+
 covered_cidrs(x) := {[c, covered_ports(x, r)] |
 	some e in object.get(x, "cidrs", [])
-	some r in catalog_rules
-	some c in object.get(r, "cidrs", [])
+	some r in catalog_cidr_rules
+	some c in r.cidrs
 	cidr_covers(e, c, x, r)
 }
+
+# The catalog rules with CIDRs: production networks and ports-only endpoints.
+catalog_cidr_rules := array.concat(cidr_rules, [ref_rule(ref) | some ref in catalog_index.ports_only])
 
 # The exception's ports when it has any, else the covered rule's (a
 # port-filtered rule beats an unfiltered one on the same pattern).
@@ -278,6 +292,13 @@ cidr_bits(c) := to_number(split(c, "/")[1])
 # Never on a hot path: unit tests and the Go property test assert against it.
 # Host names are expected normalized (lowercase ASCII/punycode); a trailing
 # dot is ignored; IPs are expected unmapped (the Go side unmaps them).
+#
+# Indexing: a destination name has few candidate patterns (the name, "*."
+# plus each proper suffix, "*"); each is looked up in an object keyed by
+# pattern instead of matching every catalog pattern against the name. For
+# the catalog rule set the engine supplies that object as data.catalog.index
+# (a pure re-keying of the catalog, see policy/index.go); without it (unit
+# tests with a fixture catalog) it is computed here, which costs one pass.
 
 destination := object.get(input, "destination", {})
 
@@ -287,17 +308,6 @@ dest_port := object.get(destination, "port", 0)
 
 dest_ip := object.get(destination, "ip", "")
 
-# Layer 0: the shared base; layer 1: the class overlay.
-layers := [
-	[r | some n in object.get(plan, "include", []); some r in rulesets[n]],
-	array.concat(
-		[r | some n in object.get(plan, "overlay_include", []); some r in rulesets[n]],
-		object.get(plan, "rules", []),
-	),
-]
-
-# Candidate patterns for dest_host, most specific first: the name itself,
-# "*." + each proper suffix from the longest, then "*".
 dest_labels := split(dest_host, ".")
 
 host_candidates := array.concat(
@@ -305,15 +315,56 @@ host_candidates := array.concat(
 	["*"],
 ) if dest_host != ""
 
+# Larger is more specific.
 candidate_rank[c] := count(host_candidates) - i if some i, c in host_candidates
 
-# Objects keyed by pattern, one per layer: a lookup per candidate instead of
-# matching every pattern against the name.
-by_host[layer][p] contains i if {
-	some layer, rules in layers
-	some i, r in rules
+# The class overlay: exception rule sets, then the plan's own rules.
+overlay_rules := array.concat(
+	[r | some n in object.get(plan, "overlay_include", []); some r in rulesets[n]],
+	object.get(plan, "rules", []),
+)
+
+# The shared base, when it is not exactly the catalog rule set (custom
+# policies): evaluated in full.
+uses_catalog_index if object.get(plan, "include", []) == ["catalog"]
+
+generic_base_rules := [r | some n in object.get(plan, "include", []); some r in rulesets[n]] if not uses_catalog_index
+
+overlay_by_host[p] contains i if {
+	some i, r in overlay_rules
 	some p in object.get(r, "hosts", [])
 }
+
+generic_base_by_host[p] contains i if {
+	some i, r in generic_base_rules
+	some p in object.get(r, "hosts", [])
+}
+
+# Catalog index: hosts maps pattern -> positions in catalog_rules as
+# [kind, i, j]: [0, provider, endpoint] or [1, zone, 0] (the order of
+# catalog_rules); ports_only lists the endpoints without a live host.
+catalog_index := catalog.index if catalog.index
+else := {"hosts": computed_host_index, "ports_only": computed_ports_only}
+
+computed_ports_only := [[0, i, j] |
+	some i, pv in object.get(catalog, "providers", [])
+	some j, e in object.get(pv, "endpoints", [])
+	not e.live
+]
+
+computed_host_index[p] contains [0, i, j] if {
+	some i, pv in object.get(catalog, "providers", [])
+	some j, e in object.get(pv, "endpoints", [])
+	some p in endpoint_hosts(e)
+}
+
+computed_host_index[z] contains [1, i, 0] if some i, z in object.get(catalog, "zones", [])
+
+ref_rule(ref) := endpoint_rule(catalog.providers[ref[1]], catalog.providers[ref[1]].endpoints[ref[2]]) if ref[0] == 0
+
+ref_rule(ref) := zone_rule(catalog.zones[ref[1]]) if ref[0] == 1
+
+ref_rule(ref) := cidr_rule(catalog.cidrs[ref[1]]) if ref[0] == 2
 
 port_rank(r) := 0 if count(object.get(r, "ports", [])) == 0
 
@@ -322,27 +373,80 @@ port_rank(r) := 1 if {
 	dest_port in r.ports
 }
 
-# [specificity, port filter matched, layer, -position]: the maximum wins.
-host_matches contains [rank, port_rank(r), layer, 0 - i] if {
-	index := by_host
+# A match is [specificity, port filter matched, layer, a, b, c]; the
+# maximum wins. Layer 1 is the overlay (c = -position), layer 0 the base:
+# (a, b, c) = -(kind, i, j) for the catalog index, (0, -position, 0)
+# otherwise. Negated positions make the earliest rule win within a layer.
+host_matches contains [rank, port_rank(r), 1, 0, 0 - i, 0] if {
+	index := overlay_by_host
 	some c, rank in candidate_rank
-	some layer, positions in index
-	some i in positions[c]
-	r := layers[layer][i]
+	some i in index[c]
+	r := overlay_rules[i]
 }
 
-cidr_matches contains [cidr_bits(c), port_rank(r), layer, 0 - i] if {
-	dest_ip != ""
-	fam := cidr_family(dest_ip)
-	some layer, rules in layers
-	some i, r in rules
+host_matches contains [rank, port_rank(ref_rule(ref)), 0, 0 - ref[0], 0 - ref[1], 0 - ref[2]] if {
+	uses_catalog_index
+	hosts := catalog_index.hosts
+	some c, rank in candidate_rank
+	some ref in hosts[c]
+}
+
+host_matches contains [rank, port_rank(r), 0, 0, 0 - i, 0] if {
+	not uses_catalog_index
+	index := generic_base_by_host
+	some c, rank in candidate_rank
+	some i in index[c]
+	r := generic_base_rules[i]
+}
+
+dest_family := cidr_family(dest_ip) if dest_ip != ""
+
+cidr_matches contains [cidr_bits(c), port_rank(r), 1, 0, 0 - i, 0] if {
+	some i, r in overlay_rules
 	some c in object.get(r, "cidrs", [])
-	cidr_family(c) == fam
+	cidr_match(c)
+}
+
+cidr_matches contains [cidr_bits(c), port_rank(cidr_rule(c)), 0, -2, 0 - i, 0] if {
+	uses_catalog_index
+	some i, c in object.get(catalog, "cidrs", [])
+	cidr_match(c)
+}
+
+cidr_matches contains [cidr_bits(c), port_rank(r), 0, 0, 0 - ref[1], 0 - ref[2]] if {
+	uses_catalog_index
+	some ref in catalog_index.ports_only
+	r := ref_rule(ref)
+	some c in r.cidrs
+	cidr_match(c)
+}
+
+cidr_matches contains [cidr_bits(c), port_rank(r), 0, 0, 0 - i, 0] if {
+	not uses_catalog_index
+	some i, r in generic_base_rules
+	some c in object.get(r, "cidrs", [])
+	cidr_match(c)
+}
+
+cidr_match(c) if {
+	cidr_family(c) == dest_family
 	net.cidr_contains(c, dest_ip)
 }
 
 winner := max(host_matches) if count(host_matches) > 0
 else := max(cidr_matches) if count(cidr_matches) > 0
+
+winning_rule := overlay_rules[0 - winner[4]] if winner[2] == 1
+
+winning_rule := ref_rule([0 - winner[3], 0 - winner[4], 0 - winner[5]]) if {
+	winner[2] == 0
+	uses_catalog_index
+}
+
+winning_rule := generic_base_rules[0 - winner[4]] if {
+	winner[2] == 0
+	not uses_catalog_index
+}
 
 plan_report if object.get(plan, "mode", "enforce") == "report"
 
@@ -350,7 +454,7 @@ rule_report(r) if object.get(r, "mode", "enforce") == "report"
 
 rule_report(_) if plan_report
 
-decision := decide(layers[winner[2]][0 - winner[3]]) if winner
+decision := decide(winning_rule) if winner
 else := decide({"id": "default", "action": plan.default, "reason": sprintf("no rule matched; the plan's default is %s", [plan.default])})
 
 decide(r) := object.union(base_decision(r), {"action": "allow", "would_deny": r.action != "allow"}) if rule_report(r)

@@ -1,0 +1,35 @@
+package policy
+
+// catalogIndex re-keys the merged catalog by host pattern for the Rego
+// reference decision (data.catalog.index.hosts): pattern -> positions in the
+// default policy's catalog rule set, as [0, provider, endpoint] or
+// [1, zone, 0], in rule-set order; ports_only lists the endpoints without a
+// live host (matched by port on every destination). It carries no semantics of its own: the
+// Rego computes the same object when it is absent, and a test checks that
+// both agree.
+func catalogIndex(c *Catalog) map[string]any {
+	hosts := map[string][][3]int{}
+	portsOnly := []any{}
+	for i, p := range c.Providers {
+		for j, e := range p.Endpoints {
+			pat := e.Live
+			if pat == "" {
+				pat = "*"
+				portsOnly = append(portsOnly, []any{0, i, j})
+			}
+			hosts[pat] = append(hosts[pat], [3]int{0, i, j})
+		}
+	}
+	for i, z := range c.Zones {
+		hosts[z] = append(hosts[z], [3]int{1, i, 0})
+	}
+	out := make(map[string]any, len(hosts))
+	for k, v := range hosts {
+		refs := make([]any, len(v))
+		for i, r := range v {
+			refs[i] = []any{r[0], r[1], r[2]}
+		}
+		out[k] = refs
+	}
+	return map[string]any{"hosts": out, "ports_only": portsOnly}
+}

@@ -1,0 +1,5 @@
+package egressguard
+
+extra_rule if {
+	input.workload.environment ==
+}

@@ -1,0 +1,315 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/tester"
+
+	"github.com/egressguard/egressguard/policy/plan"
+)
+
+// TestOptions select what RunTestsWith runs.
+type TestOptions struct {
+	// Paths are files or directories: *_test.rego files are Rego unit tests,
+	// *.yaml / *.yml files are scenario files.
+	Paths []string
+	// NoDefaults skips the embedded Rego unit tests and default scenarios.
+	NoDefaults bool
+	// RegoFilter is a regular expression selecting Rego tests by name.
+	RegoFilter string
+}
+
+// RegoTestResult is one Rego unit test.
+type RegoTestResult struct {
+	Package  string        `json:"package"`
+	Name     string        `json:"name"`
+	File     string        `json:"file"`
+	Line     int           `json:"line"`
+	Pass     bool          `json:"pass"`
+	Error    string        `json:"error,omitempty"`
+	Duration time.Duration `json:"duration_ns"`
+}
+
+// ScenarioResult is one scenario run through a compiled plan.
+type ScenarioResult struct {
+	File    string `json:"file"`
+	Line    int    `json:"line"`
+	Name    string `json:"name"`
+	Pass    bool   `json:"pass"`
+	Got     string `json:"got"`
+	Want    string `json:"want"`
+	Rule    string `json:"rule"`
+	Message string `json:"message,omitempty"`
+}
+
+// TestReport is what `egressguard policy test` prints.
+type TestReport struct {
+	Version   string           `json:"policy_version"`
+	Rego      []RegoTestResult `json:"rego"`
+	Scenarios []ScenarioResult `json:"scenarios"`
+}
+
+// Failed counts failing tests and scenarios.
+func (r *TestReport) Failed() int {
+	n := 0
+	for _, t := range r.Rego {
+		if !t.Pass {
+			n++
+		}
+	}
+	for _, s := range r.Scenarios {
+		if !s.Pass {
+			n++
+		}
+	}
+	return n
+}
+
+// WriteText prints failures (and, if verbose, passes) and a summary line.
+func (r *TestReport) WriteText(w io.Writer, verbose bool) error {
+	var b strings.Builder
+	for _, t := range r.Rego {
+		if !t.Pass {
+			fmt.Fprintf(&b, "FAIL rego %s.%s (%s:%d)", t.Package, t.Name, t.File, t.Line)
+			if t.Error != "" {
+				fmt.Fprintf(&b, ": %s", t.Error)
+			}
+			b.WriteByte('\n')
+		} else if verbose {
+			fmt.Fprintf(&b, "PASS rego %s.%s (%s)\n", t.Package, t.Name, t.Duration.Round(time.Microsecond))
+		}
+	}
+	for _, s := range r.Scenarios {
+		if !s.Pass {
+			fmt.Fprintf(&b, "FAIL scenario %q (%s:%d): %s\n", s.Name, s.File, s.Line, s.Message)
+		} else if verbose {
+			fmt.Fprintf(&b, "PASS scenario %q: %s (%s)\n", s.Name, s.Got, s.Rule)
+		}
+	}
+	fmt.Fprintf(&b, "policy %s: %d rego tests, %d scenarios, %d failed\n", r.Version, len(r.Rego), len(r.Scenarios), r.Failed())
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// RunTests runs the default tests plus those found under paths against the
+// engine's serving policy. See RunTestsWith.
+func RunTests(ctx context.Context, e *Engine, paths ...string) (*TestReport, error) {
+	return RunTestsWith(ctx, e, TestOptions{Paths: paths})
+}
+
+// RunTestsWith runs Rego unit tests (OPA's tester, against the engine's
+// modules and data) and scenario files (through the engine's compiled
+// plans; where the policy defines data.egressguard.decision, the Rego
+// reference must agree too). A returned error means the tests could not run
+// (unreadable file, bad scenario file, Rego that does not compile); failing
+// tests are in the report.
+func RunTestsWith(ctx context.Context, e *Engine, opts TestOptions) (*TestReport, error) {
+	s := e.cur.Load()
+	rep := &TestReport{Version: s.version, Rego: []RegoTestResult{}, Scenarios: []ScenarioResult{}}
+	var tests []regoFile
+	var scenarioFiles []CatalogFile
+	if !opts.NoDefaults {
+		if !e.opts.ReplaceDefaultPolicy {
+			tests = append(tests, defaultRego(true)...)
+		}
+		if !e.opts.NoDefaultCatalog {
+			scenarioFiles = append(scenarioFiles, CatalogFile{Name: DefaultScenariosName, Data: defaultScenarios()})
+		}
+	}
+	if e.opts.PolicyDir != "" {
+		_, t, err := readRegoDir(e.opts.PolicyDir)
+		if err != nil {
+			return nil, err
+		}
+		tests = append(tests, t...)
+	}
+	t, sc, err := collectTestFiles(opts.Paths)
+	if err != nil {
+		return nil, err
+	}
+	tests = append(tests, t...)
+	scenarioFiles = append(scenarioFiles, sc...)
+
+	if len(tests) > 0 {
+		res, err := runRegoTests(ctx, s, tests, opts.RegoFilter)
+		if err != nil {
+			return nil, err
+		}
+		rep.Rego = res
+	}
+	var errs []error
+	for _, f := range scenarioFiles {
+		scs, err := ParseScenarios(f.Name, f.Data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for i := range scs {
+			rep.Scenarios = append(rep.Scenarios, runScenario(ctx, s, &scs[i]))
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+func collectTestFiles(paths []string) (tests []regoFile, scenarios []CatalogFile, err error) {
+	var errs []error
+	addFile := func(p string) {
+		switch {
+		case strings.HasSuffix(p, "_test.rego"):
+			b, err := os.ReadFile(p)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("policy test: %w", err))
+				return
+			}
+			tests = append(tests, regoFile{Name: p, Data: b})
+		case strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml"):
+			b, err := os.ReadFile(p)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("policy test: %w", err))
+				return
+			}
+			scenarios = append(scenarios, CatalogFile{Name: p, Data: b})
+		}
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy test: %w", err))
+			continue
+		}
+		if !fi.IsDir() {
+			if !strings.HasSuffix(p, "_test.rego") && !strings.HasSuffix(p, ".yaml") && !strings.HasSuffix(p, ".yml") {
+				errs = append(errs, fmt.Errorf("policy test: %s: want a *_test.rego or a scenario .yaml file", p))
+				continue
+			}
+			addFile(p)
+			continue
+		}
+		ents, err := os.ReadDir(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("policy test: %w", err))
+			continue
+		}
+		for _, e := range ents {
+			if !e.IsDir() {
+				addFile(filepath.Join(p, e.Name()))
+			}
+		}
+	}
+	return tests, scenarios, errors.Join(errs...)
+}
+
+func runRegoTests(ctx context.Context, s *state, tests []regoFile, filter string) ([]RegoTestResult, error) {
+	testMods, err := parseRego(tests)
+	if err != nil {
+		return nil, err
+	}
+	mods := make(map[string]*ast.Module, len(s.modules)+len(testMods))
+	for k, v := range s.modules {
+		mods[k] = v.Copy()
+	}
+	for k, v := range testMods {
+		mods[k] = v
+	}
+	r := tester.NewRunner().
+		SetCompiler(ast.NewCompiler()).
+		SetStore(newStore(s.catalogDoc)).
+		SetModules(mods).
+		SetTimeout(30 * time.Second).
+		RaiseBuiltinErrors(true)
+	if filter != "" {
+		r = r.Filter(filter)
+	}
+	ch, err := r.RunTests(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("policy test: %w", regoErrors(err))
+	}
+	var out []RegoTestResult
+	for res := range ch {
+		tr := RegoTestResult{Package: strings.TrimPrefix(res.Package, "data."), Name: res.Name, Duration: res.Duration,
+			Pass: !res.Fail && res.Error == nil}
+		if res.Location != nil {
+			tr.File, tr.Line = res.Location.File, res.Location.Row
+		}
+		switch {
+		case res.Error != nil:
+			tr.Error = res.Error.Error()
+		case res.Fail && res.FailedAt != nil && res.FailedAt.Location != nil:
+			tr.Error = fmt.Sprintf("failed at %s:%d: %s", res.FailedAt.Location.File, res.FailedAt.Location.Row, res.FailedAt.Location.Text)
+		case res.Fail:
+			tr.Error = "failed"
+		}
+		if res.Skip {
+			continue
+		}
+		out = append(out, tr)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].File != out[j].File {
+			return out[i].File < out[j].File
+		}
+		return out[i].Line < out[j].Line
+	})
+	return out, nil
+}
+
+func runScenario(ctx context.Context, s *state, sc *Scenario) ScenarioResult {
+	res := ScenarioResult{File: sc.File, Line: sc.Line, Name: sc.Name, Want: sc.Want}
+	p, err := s.planFor(ctx, &sc.wl)
+	if err != nil {
+		res.Message = err.Error()
+		return res
+	}
+	d := p.Decide(sc.dest)
+	res.Got, res.Rule = d.Action.String(), d.RuleID()
+	var problems []string
+	if d.Action != sc.want {
+		problems = append(problems, fmt.Sprintf("got %s by rule %s (%s), want %s", d.Action, d.RuleID(), d.Reason(), sc.Want))
+	}
+	if sc.Target != "" {
+		got := ""
+		if t := d.Target(); t != nil {
+			got = Target{Host: t.Host, Port: t.Port}.String()
+		}
+		if got != sc.Target {
+			problems = append(problems, fmt.Sprintf("redirect target %q, want %q", got, sc.Target))
+		}
+	}
+	if sc.Rule != "" && d.RuleID() != sc.Rule {
+		problems = append(problems, fmt.Sprintf("rule %q, want %q", d.RuleID(), sc.Rule))
+	}
+	if s.decisionQ != nil {
+		ref, err := s.referenceDecision(ctx, &sc.wl, sc.dest)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("Rego reference: %v", err))
+		case !agrees(d, ref):
+			problems = append(problems, fmt.Sprintf("the compiled plan (%s by %s) and the Rego reference (%s by %s) disagree", d.Action, d.RuleID(), ref.Action, ref.Rule))
+		}
+	}
+	res.Pass = len(problems) == 0
+	res.Message = strings.Join(problems, "; ")
+	return res
+}
+
+// agrees reports whether a plan decision and the Rego reference match in
+// everything an enforcer acts on.
+func agrees(d plan.Decision, ref RegoDecision) bool {
+	if d.Action != ref.Action || d.Matched != ref.Matched || d.RuleID() != ref.Rule || d.WouldDeny != ref.WouldDeny {
+		return false
+	}
+	t := d.Target()
+	if (t == nil) != (ref.Redirect == nil) {
+		return false
+	}
+	return t == nil || *t == *ref.Redirect
+}
