@@ -1,0 +1,139 @@
+package xds
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"sigs.k8s.io/yaml"
+)
+
+// XDSClusterName is the bootstrap's static cluster pointing at egressguard.
+const XDSClusterName = "egressguard_xds"
+
+// BootstrapOptions are the optional parts of a sidecar bootstrap.
+type BootstrapOptions struct {
+	// Cluster is the Envoy service cluster (node.cluster); default "egressguard".
+	Cluster string
+	// OutboundPort is written into node metadata (EGRESSGUARD_OUTBOUND_PORT).
+	OutboundPort uint32
+	// AdminPort, when set, enables Envoy's admin on 127.0.0.1:AdminPort.
+	AdminPort uint32
+	// TLS to the control plane: CA to verify it, and a client certificate
+	// for mTLS. All file paths inside the sidecar.
+	CAFile, CertFile, KeyFile string
+	// ServerName is the SNI/verified name of the control plane (default: the
+	// host of xdsAddress).
+	ServerName string
+}
+
+// Bootstrap renders the Envoy bootstrap (YAML) a sidecar needs to fetch its
+// configuration over ADS from xdsAddress ("host:port"). The result is
+// validated (ValidateAll and every Any inside) before it is returned.
+func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
+	var errs []error
+	if nodeID == "" {
+		errs = append(errs, errors.New("node id: must not be empty"))
+	}
+	host, portStr, err := net.SplitHostPort(xdsAddress)
+	port, perr := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || host == "" || perr != nil || port == 0 {
+		errs = append(errs, fmt.Errorf("xds address: %q is not host:port", xdsAddress))
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		errs = append(errs, errors.New("tls: cert file and key file go together"))
+	}
+	if o.OutboundPort > 65535 || o.AdminPort > 65535 {
+		errs = append(errs, errors.New("ports must be at most 65535"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("xds: bootstrap: %w", err)
+	}
+	if o.Cluster == "" {
+		o.Cluster = "egressguard"
+	}
+	if o.OutboundPort == 0 {
+		o.OutboundPort = DefaultOutboundPort
+	}
+	h2, err := anypb.New(&upstreamhttpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("xds: bootstrap: %w", err)
+	}
+	xdsCluster := &clusterv3.Cluster{
+		Name:                          XDSClusterName,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+		ConnectTimeout:                durationpb.New(5 * time.Second),
+		LoadAssignment:                singleEndpoint(XDSClusterName, host, uint32(port), ""),
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
+	}
+	if o.CAFile != "" || o.CertFile != "" {
+		sni := o.ServerName
+		if sni == "" {
+			sni = host
+		}
+		ctx := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{}}
+		if o.CAFile != "" {
+			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: o.CAFile}},
+			}}
+		}
+		if o.CertFile != "" {
+			ctx.CommonTlsContext.TlsCertificates = []*tlsv3.TlsCertificate{{
+				CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: o.CertFile}},
+				PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: o.KeyFile}},
+			}}
+		}
+		xdsCluster.TransportSocket = &corev3.TransportSocket{Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(ctx)}}
+	}
+	grpcService := []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSClusterName}}}}
+	b := &bootstrapv3.Bootstrap{
+		Node: &corev3.Node{
+			Id:      nodeID,
+			Cluster: o.Cluster,
+			Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{
+				MetaOutboundPort: structpb.NewStringValue(strconv.Itoa(int(o.OutboundPort))),
+			}},
+		},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:             corev3.ApiConfigSource_GRPC,
+				TransportApiVersion: corev3.ApiVersion_V3,
+				GrpcServices:        grpcService,
+			},
+			LdsConfig: adsConfigSource(),
+			CdsConfig: adsConfigSource(),
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{xdsCluster}},
+	}
+	if o.AdminPort != 0 {
+		b.Admin = &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", o.AdminPort)}
+	}
+	if err := validateDeep(b, "bootstrap"); err != nil {
+		return nil, fmt.Errorf("xds: bootstrap: %w", err)
+	}
+	j, err := protojson.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("xds: bootstrap: %w", err)
+	}
+	out, err := yaml.JSONToYAML(j)
+	if err != nil {
+		return nil, fmt.Errorf("xds: bootstrap: %w", err)
+	}
+	return out, nil
+}
