@@ -1,0 +1,265 @@
+package plan
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Plan is the compiled, immutable rule set of one workload class: a shared
+// base Layer plus a small per-class overlay. It is safe for concurrent use.
+type Plan struct {
+	base    *Layer
+	overlay *Layer
+	def     Rule
+	mode    Mode
+	fp      string
+}
+
+// Compile builds a plan from a whole Spec, without a shared base.
+func Compile(spec Spec) (*Plan, error) {
+	return New(nil, spec.Rules, spec.Default, spec.Mode)
+}
+
+// New builds one class's plan from a shared base (which may be nil) and the
+// class's own overlay rules.
+func New(base *Layer, overlay []Rule, def Action, mode Mode) (*Plan, error) {
+	if def > ActionDeny {
+		return nil, fmt.Errorf("default: must be allow or deny, not %s", def)
+	}
+	if mode > ModeReport {
+		return nil, fmt.Errorf("mode: unknown mode %d", mode)
+	}
+	p := &Plan{base: base, mode: mode}
+	if len(overlay) > 0 {
+		l, err := CompileLayer(overlay)
+		if err != nil {
+			return nil, err
+		}
+		p.overlay = l
+	}
+	p.def = Rule{
+		ID:     DefaultRuleID,
+		Action: def,
+		Reason: fmt.Sprintf("no rule matched; the plan's default is %s", def),
+	}
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s", base.Fingerprint(), p.overlay.Fingerprint(), def, mode))
+	p.fp = hex.EncodeToString(sum[:])
+	return p, nil
+}
+
+// Default is the action applied when no rule matches.
+func (p *Plan) Default() Action { return p.def.Action }
+
+// Mode is the plan-wide mode; ModeReport turns every rule into report mode.
+func (p *Plan) Mode() Mode { return p.mode }
+
+// Fingerprint is a content hash: plans with the same rules, default and mode
+// have the same fingerprint.
+func (p *Plan) Fingerprint() string { return p.fp }
+
+// Base is the shared layer the plan was built on (nil if none).
+func (p *Plan) Base() *Layer { return p.base }
+
+// Decide matches a destination against the plan (see the package comment for
+// the semantics). It does not allocate for ASCII host names.
+func (p *Plan) Decide(d Destination) Decision {
+	if d.Host != "" {
+		if r := p.matchHost(d.Host, d.Port); r != nil {
+			return p.decision(r)
+		}
+	}
+	if d.IP.IsValid() {
+		if r := p.matchIP(d.IP.Unmap(), d.Port); r != nil {
+			return p.decision(r)
+		}
+	}
+	return p.decision(&p.def)
+}
+
+func (p *Plan) decision(r *Rule) Decision {
+	d := Decision{Action: r.Action, Matched: r.Action, Rule: r}
+	if r.Action != ActionAllow && (p.mode == ModeReport || r.Mode == ModeReport) {
+		d.Action = ActionAllow
+		d.WouldDeny = true
+	}
+	return d
+}
+
+func (p *Plan) matchHost(host string, port uint16) *Rule {
+	var buf [maxNameLen]byte
+	n, ok := lowerInto(&buf, host)
+	if !ok {
+		// Non-ASCII (or invalid) name: the slow path converts it once.
+		c, err := canonicalName(strings.TrimSuffix(host, "."))
+		if err != nil || len(c) > maxNameLen {
+			return nil
+		}
+		n = copy(buf[:], c)
+	}
+	name := buf[:n]
+	if r := p.pick(name, port, false); r != nil {
+		return r
+	}
+	for i := 0; i < n; i++ {
+		if name[i] == '.' {
+			if r := p.pick(name[i+1:], port, true); r != nil {
+				return r
+			}
+		}
+	}
+	return p.pick(name[:0], port, true)
+}
+
+// pick consults the overlay, then the base, for one pattern key. Within one
+// layer a port-specific rule beats an any-port one; across layers the
+// overlay's port-specific rule, then the base's, then the overlay's any-port
+// rule, then the base's.
+//
+// wild selects the wildcard table (key is the suffix after "*.") instead of
+// the exact one. It is a flag, not a function value, so that key (a slice of
+// the caller's stack buffer) does not escape to the heap.
+func (p *Plan) pick(key []byte, port uint16, wild bool) *Rule {
+	var oRule, bRule *Rule
+	if p.overlay != nil {
+		if i := p.overlay.hostRule(key, port, wild); i != noRule {
+			oRule = &p.overlay.rules[i]
+			if len(oRule.Ports) > 0 {
+				return oRule
+			}
+		}
+	}
+	if p.base != nil {
+		if i := p.base.hostRule(key, port, wild); i != noRule {
+			bRule = &p.base.rules[i]
+			if len(bRule.Ports) > 0 || oRule == nil {
+				return bRule
+			}
+		}
+	}
+	return oRule
+}
+
+func (p *Plan) matchIP(ip netip.Addr, port uint16) *Rule {
+	oi, obits, bi, bbits := int32(noRule), -1, int32(noRule), -1
+	if p.overlay != nil {
+		oi, obits = p.overlay.ipRule(ip, port)
+	}
+	if p.base != nil {
+		bi, bbits = p.base.ipRule(ip, port)
+	}
+	switch {
+	case oi == noRule && bi == noRule:
+		return nil
+	case bi == noRule, obits > bbits:
+		return &p.overlay.rules[oi]
+	case oi == noRule, bbits > obits:
+		return &p.base.rules[bi]
+	}
+	// Same prefix length: port-specific beats any-port, then overlay wins.
+	o, b := &p.overlay.rules[oi], &p.base.rules[bi]
+	if len(b.Ports) > 0 && len(o.Ports) == 0 {
+		return b
+	}
+	return o
+}
+
+// EntryKind says what an Entry's pattern is.
+type EntryKind uint8
+
+const (
+	// EntryHost is a host pattern: an exact name, "*.suffix" or "*".
+	EntryHost EntryKind = iota
+	// EntryCIDR is an IP prefix.
+	EntryCIDR
+)
+
+func (k EntryKind) String() string {
+	if k == EntryCIDR {
+		return "cidr"
+	}
+	return "host"
+}
+
+// Entry is one line of a plan's effective match table: for this pattern and
+// port (0 = any port), this rule decides. Translators (Envoy config) turn
+// entries into their own matching structures.
+type Entry struct {
+	Kind    EntryKind
+	Pattern string
+	Port    uint16
+	Rule    *Rule
+}
+
+// Entries returns the effective match table: every pattern of the base and
+// the overlay with the rule that wins it (the overlay on a tie), sorted by
+// kind, pattern and port. Decide on a destination that matches a pattern
+// gives that pattern's rule when no more specific pattern matches.
+func (p *Plan) Entries() []Entry {
+	type key struct {
+		kind    EntryKind
+		pattern string
+		port    uint16
+	}
+	won := make(map[key]*Rule)
+	// Base first, then overlay overwriting: the overlay wins ties. Within a
+	// layer the earliest rule wins, so do not overwrite within a layer.
+	for _, l := range []*Layer{p.base, p.overlay} {
+		if l == nil {
+			continue
+		}
+		seen := make(map[key]bool)
+		for i := range l.rules {
+			r := &l.rules[i]
+			ports := r.Ports
+			if len(ports) == 0 {
+				ports = []uint16{0}
+			}
+			add := func(k key) {
+				if !seen[k] {
+					seen[k] = true
+					won[k] = r
+				}
+			}
+			for _, port := range ports {
+				for _, h := range r.Hosts {
+					add(key{EntryHost, h, port})
+				}
+				for _, c := range r.CIDRs {
+					add(key{EntryCIDR, c, port})
+				}
+			}
+		}
+	}
+	out := make([]Entry, 0, len(won))
+	for k, r := range won {
+		out = append(out, Entry{Kind: k.kind, Pattern: k.pattern, Port: k.port, Rule: r})
+	}
+	slices.SortFunc(out, func(a, b Entry) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), strings.Compare(a.Pattern, b.Pattern), cmp.Compare(a.Port, b.Port))
+	})
+	return out
+}
+
+// DefaultRule is the synthetic rule that decides when nothing matches.
+func (p *Plan) DefaultRule() *Rule { return &p.def }
+
+// Spec returns the whole effective rule list, base rules then overlay rules,
+// in canonical form (normalised host names and CIDRs).
+func (p *Plan) Spec() Spec {
+	s := Spec{Default: p.def.Action, Mode: p.mode, Rules: []Rule{}}
+	for _, l := range []*Layer{p.base, p.overlay} {
+		if l != nil {
+			s.Rules = append(s.Rules, l.rules...)
+		}
+	}
+	return s
+}
+
+// MarshalJSON renders the plan's Spec.
+func (p *Plan) MarshalJSON() ([]byte, error) { return json.Marshal(p.Spec()) }
