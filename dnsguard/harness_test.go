@@ -249,3 +249,5 @@ func rewriteEntry(t testing.TB, s *Server, k cacheKey, mod func(e *entry)) {
 	mod(e)
 	s.cache.put(k, e)
 }
+
+func timeNow() time.Time { return time.Now() }

@@ -1,6 +1,10 @@
 package dnsguard
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/miekg/dns"
+)
 
 // policyName returns the form of a query name (miekg/dns presentation
 // format, as it comes out of a parsed question) that is matched against the
@@ -53,7 +57,7 @@ func cacheName(qname string) string {
 			break
 		}
 	}
-	fq := len(qname) > 0 && qname[len(qname)-1] == '.'
+	fq := dns.IsFqdn(qname) // a final escaped dot does not count
 	if !upper && fq {
 		return qname
 	}
