@@ -346,7 +346,7 @@ type vhostGroup struct {
 }
 
 // hostVirtualHosts turns a host table into virtual hosts, one per deciding
-// rule (plain allows share one). The "*" pattern is not included: the
+// rule. The "*" pattern is not included: the
 // catch-all is built per IP group.
 func (b *sidecarBuilder) hostVirtualHosts(t table) []*vhostGroup {
 	groups := map[string]*vhostGroup{}
@@ -356,9 +356,6 @@ func (b *sidecarBuilder) hostVirtualHosts(t table) []*vhostGroup {
 		}
 		v := verdictOf(b.p, r)
 		key := v.kind.String() + "|" + r.ID
-		if v.kind == vAllow {
-			key = "allow"
-		}
 		g, ok := groups[key]
 		if !ok {
 			g = &vhostGroup{key: key, v: v}
@@ -536,6 +533,7 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, hostVHosts [
 			Name:             name,
 			FilterChainMatch: m,
 			Filters:          b.tcpFilters(name, verdict{kind: k}, true),
+			Metadata:         chainMetadata(k, ""),
 		})
 	}
 
@@ -555,7 +553,8 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, hostVHosts [
 	m := base()
 	m.TransportProtocol = "tls"
 	name := cell + "|tls"
-	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, tlsFallback, false)})
+	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, tlsFallback, false),
+		Metadata: chainMetadata(tlsFallback.kind, tlsFallback.rule.ID)})
 
 	// Plaintext HTTP: the host table, catch-all = "*" host rule or the group's fallback.
 	catchAll := g.fallback
@@ -577,8 +576,20 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, hostVHosts [
 	m = base()
 	m.TransportProtocol = "raw_buffer"
 	name = cell + "|tcp"
-	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, g.fallback, false)})
+	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, g.fallback, false),
+		Metadata: chainMetadata(g.fallback.kind, g.fallback.rule.ID)})
 	return chains, nil
+}
+
+// chainMetadata records a TCP/TLS chain's decision for config dumps and
+// tooling: filter_metadata["egressguard"] = {action, rule}. SNI-grouped
+// chains name no single rule.
+func chainMetadata(k verdictKind, rule string) *corev3.Metadata {
+	fields := map[string]*structpb.Value{"action": structpb.NewStringValue(k.String())}
+	if rule != "" {
+		fields["rule"] = structpb.NewStringValue(rule)
+	}
+	return &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"egressguard": {Fields: fields}}}
 }
 
 func portLabel(port uint16) string {
