@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -136,8 +137,19 @@ func runDNSGuard(args []string) error {
 	upstream := fs.String("upstream", "127.0.0.1:5390", "upstream resolver")
 	rules := fs.Int("rules", 2000, "rules in the generated plan")
 	cacheSize := fs.Int("cache-size", dnsguard.Defaults().CacheSize, "cache entries")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	p, err := plan.Compile(benchSpec(*rules))
 	if err != nil {
