@@ -1018,7 +1018,7 @@ func (st *fileState) finish() {
 	}
 	for i := range st.scopes {
 		g := st.scopes[i].gcp
-		if g == nil || !g.isSA || !st.d.c.gcp[strings.ToLower(g.project)] {
+		if g == nil || !g.isSA || g.keyLine == 0 || !st.d.c.gcp[strings.ToLower(g.project)] {
 			continue
 		}
 		r := st.d.rule[RuleGCPServiceAcct]
@@ -1026,10 +1026,6 @@ func (st *fileState) finish() {
 			Message:  "service-account key of production GCP project " + g.project,
 			Key:      "private_key",
 			Redacted: fmt.Sprintf("-----BEGIN PRIVATE KEY-----****(%d chars)", g.keyLength), Fingerprint: g.keyFP, Decoded: g.keyVia}
-		if g.keyLine == 0 {
-			f.Line, f.Column, f.Key, f.Redacted = g.projLine, 1, "project_id", g.project
-			f.Fingerprint = findingFingerprint(r.ID, st.path, []byte(g.project))
-		}
 		st.report(f)
 	}
 }
@@ -1090,7 +1086,9 @@ func decodeBase64(v []byte) ([]byte, error) {
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(v)))
 	n, err := base64.StdEncoding.Decode(out, v)
 	if err != nil {
-		n, err = base64.RawStdEncoding.Decode(out, bytes.TrimRight(v, "="))
+		raw := bytes.TrimRight(v, "=")
+		out = make([]byte, base64.RawStdEncoding.DecodedLen(len(raw)))
+		n, err = base64.RawStdEncoding.Decode(out, raw)
 	}
 	return out[:n], err
 }

@@ -25,7 +25,11 @@ func awsAccountFromKeyID(id []byte) (account string, ok bool) {
 	var z8 [8]byte
 	copy(z8[2:], dst[:6])
 	z := binary.BigEndian.Uint64(z8[:])
-	return fmt.Sprintf("%012d", (z&0x7fffffffff80)>>7), true
+	acct := (z & 0x7fffffffff80) >> 7
+	if acct > 999_999_999_999 { // not a 12-digit account: not an encoded key id
+		return "", false
+	}
+	return fmt.Sprintf("%012d", acct), true
 }
 
 // jwtClaims decodes the iss and aud claims of a JWT without verifying it.

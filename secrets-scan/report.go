@@ -141,7 +141,7 @@ func BuildSARIF(res *Result, rules []*Rule, version string) *sarif.Report {
 		result := run.CreateResultForRule(f.Rule).
 			WithLevel(sarifLevel(f.Severity)).
 			WithMessage(sarif.NewTextMessage(msg)).
-			AddPartialFingerprint("egressguard/v1", f.Fingerprint).
+			WithPartialFingerprints(map[string]string{"egressguard/v1": f.Fingerprint}).
 			AddLocation(sarif.NewLocationWithPhysicalLocation(
 				sarif.NewPhysicalLocation().
 					WithArtifactLocation(sarif.NewSimpleArtifactLocation(uri)).

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/egressguard/egressguard/policy"
+	secretscan "github.com/egressguard/egressguard/secrets-scan"
+)
+
+// Exit codes of `egressguard scan`.
+const (
+	scanExitClean    = 0
+	scanExitFindings = 1
+	scanExitError    = 2
+)
+
+// exitError carries a process exit code; main exits with ExitCode() when an
+// error implements it (1 = findings, 2 = could not scan).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+func (e *exitError) ExitCode() int { return e.code }
+
+type scanOptions struct {
+	format         string
+	output         string
+	baseline       string
+	ignoreFiles    []string
+	noGitignore    bool
+	maxFileSize    int64
+	workers        int
+	git            string
+	repo           string
+	includeAllowed bool
+}
+
+func newScanCmd(ro *rootOptions) *cobra.Command {
+	o := &scanOptions{}
+	cmd := &cobra.Command{
+		Use:   "scan [PATH...]",
+		Short: "Find production secrets and endpoints in (non-production) configuration",
+		Long: `scan reads configuration files (YAML incl. Kubernetes Secrets, JSON, TOML, INI,
+.env, Java properties, tfvars, text) and reports what can act on production: live-mode
+credentials, credentials of production accounts and projects, credentials in blocks that name
+a production endpoint or mode, database and broker URLs that point at production, and exact
+production values known by their salted fingerprints. Production is what the catalog says.
+
+PATH may be a file, a directory (walked, honouring .gitignore and .egressguardignore) or "-"
+for standard input. With --git, the lines added by the commits in RANGE are scanned instead.
+
+Exit status: 0 nothing found, 1 findings, 2 the scan could not run.
+An "egressguard:allow <reason>" comment on a line (or the line above) silences its findings.`,
+		Example: `  egressguard scan deploy/staging
+  egressguard scan --format sarif --output scan.sarif .
+  egressguard scan --baseline scan-baseline.json .
+  egressguard scan --git origin/main..HEAD
+  vault kv get -format=json secret/prod/app | egressguard scan fingerprints --source "vault prod/app"`,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runScan(cmd.Context(), ro, o, args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.Flags().Changed("git"))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.format, "format", "text", "report format: text, json or sarif")
+	f.StringVarP(&o.output, "output", "o", "", "write the report to this file instead of standard output")
+	f.StringVar(&o.baseline, "baseline", "", "report only findings whose fingerprint is not in this baseline (a JSON report or a list of fingerprints)")
+	f.StringArrayVar(&o.ignoreFiles, "ignore-file", nil, "extra ignore file (.gitignore syntax; lines that are finding fingerprints ignore those findings)")
+	f.BoolVar(&o.noGitignore, "no-gitignore", false, "scan files that .gitignore excludes")
+	f.Int64Var(&o.maxFileSize, "max-file-size", secretscan.DefaultMaxFileSize, "skip files larger than this many bytes (without reading them)")
+	f.IntVar(&o.workers, "workers", 0, "files scanned in parallel (0: one per CPU)")
+	f.StringVar(&o.git, "git", "", "scan the lines added by the commits in this range (default HEAD: the whole history)")
+	f.Lookup("git").NoOptDefVal = "HEAD"
+	f.StringVar(&o.repo, "repo", ".", "repository for --git")
+	f.BoolVar(&o.includeAllowed, "include-allowed", false, "also report findings silenced by egressguard:allow comments")
+	cmd.AddCommand(newScanFingerprintsCmd())
+	return cmd
+}
+
+func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string, stdin io.Reader, stdout io.Writer, gitMode bool) error {
+	fail := func(err error) error { return &exitError{code: scanExitError, err: err} }
+	log := ro.Logger().Named("scan")
+	switch o.format {
+	case "text", "json", "sarif":
+	default:
+		return fail(fmt.Errorf("scan: --format: unknown format %q (want text, json or sarif)", o.format))
+	}
+	if gitMode && len(args) > 0 {
+		return fail(errors.New("scan: --git scans a repository's history; give the repository with --repo, not paths"))
+	}
+	if !gitMode && len(args) == 0 {
+		args = []string{"."}
+	}
+	cat, err := ro.loadCatalog()
+	if err != nil {
+		return fail(fmt.Errorf("scan: catalog: %w", err))
+	}
+	prod, err := productionFromCatalog(cat)
+	if err != nil {
+		return fail(fmt.Errorf("scan: catalog: %w", err))
+	}
+	det, err := secretscan.NewDetector(prod)
+	if err != nil {
+		return fail(fmt.Errorf("scan: %w", err))
+	}
+	var baseline map[string]bool
+	if o.baseline != "" {
+		bf, err := os.Open(o.baseline)
+		if err != nil {
+			return fail(fmt.Errorf("scan: --baseline: %w", err))
+		}
+		baseline, err = secretscan.LoadBaseline(bf)
+		bf.Close()
+		if err != nil {
+			return fail(fmt.Errorf("scan: --baseline %s: %w", o.baseline, err))
+		}
+	}
+	sc := secretscan.NewScanner(det, secretscan.Options{
+		MaxFileSize: o.maxFileSize, Workers: o.workers, NoGitignore: o.noGitignore,
+		IgnoreFiles: o.ignoreFiles, IncludeAllowed: o.includeAllowed,
+	}, log)
+	var res *secretscan.Result
+	if gitMode {
+		res, err = sc.ScanGit(ctx, o.repo, o.git)
+	} else {
+		res, err = sc.ScanPaths(ctx, args, stdin)
+	}
+	if res == nil {
+		return fail(err)
+	}
+	if baseline != nil {
+		res.ApplyBaseline(baseline)
+	}
+	for _, n := range res.Notices {
+		log.Debug("scan notice", zap.String("file", n.File), zap.Int("line", n.Line), zap.String("reason", n.Reason), zap.Bool("skipped", n.Skipped))
+	}
+	out := stdout
+	if o.output != "" {
+		f, ferr := os.Create(o.output)
+		if ferr != nil {
+			return fail(fmt.Errorf("scan: --output: %w", ferr))
+		}
+		defer f.Close()
+		out = f
+	}
+	var werr error
+	switch o.format {
+	case "json":
+		werr = secretscan.WriteJSON(out, res)
+	case "sarif":
+		werr = secretscan.WriteSARIF(out, res, det.Rules(), scanToolVersion())
+	default:
+		werr = secretscan.WriteText(out, res)
+	}
+	if werr != nil {
+		return fail(fmt.Errorf("scan: writing the report: %w", werr))
+	}
+	if err != nil { // some paths could not be scanned at all
+		return fail(err)
+	}
+	if len(res.Findings) > 0 {
+		return &exitError{code: scanExitFindings, err: fmt.Errorf("scan: %d findings", len(res.Findings))}
+	}
+	return nil
+}
+
+// scanToolVersion is reported in SARIF; the lead's version command may
+// provide a better source.
+func scanToolVersion() string { return "0.1.0" }
+
+// productionFromCatalog is the adapter from the policy catalog to what the
+// scanner needs; secretscan does not import policy.
+//
+// TODO(catalog): the catalog does not yet carry JWT issuers/audiences nor
+// provider account ids (Twilio account SIDs, ...). When policy adds them
+// (proposed: Catalog.JWT{Issuers, Audiences} `yaml:"jwt"` and
+// Provider.Accounts []string `yaml:"accounts"`), map them here:
+//
+//	if c.JWT != nil { p.JWTIssuers, p.JWTAudiences = c.JWT.Issuers, c.JWT.Audiences }
+//	for _, pr := range c.Providers { p.AccountIDs[pr.Name] = append(p.AccountIDs[pr.Name], pr.Accounts...) }
+func productionFromCatalog(c *policy.Catalog) (secretscan.Production, error) {
+	var p secretscan.Production
+	if c == nil {
+		return p, nil
+	}
+	p.Zones = append(p.Zones, c.Zones...)
+	p.CIDRs = append(p.CIDRs, c.CIDRs...)
+	p.AccountIDs = map[string][]string{}
+	for _, pr := range c.Providers {
+		if pr.Disabled {
+			continue
+		}
+		for _, e := range pr.Endpoints {
+			if e.Live == "" && e.Sandbox == nil {
+				continue
+			}
+			pe := secretscan.ProviderEndpoint{Provider: pr.Name, Live: e.Live}
+			if e.Sandbox != nil && !strings.HasPrefix(e.Sandbox.Host, "*") {
+				pe.Sandbox = e.Sandbox.Host
+			}
+			p.Providers = append(p.Providers, pe)
+		}
+	}
+	if c.Cloud != nil {
+		p.AWSAccounts = append(p.AWSAccounts, c.Cloud.AWSAccounts...)
+		p.GCPProjects = append(p.GCPProjects, c.Cloud.GCPProjects...)
+	}
+	var errs []error
+	for i, f := range c.Fingerprints {
+		salt, err := secretscan.DecodeSalt(f.Salt)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("fingerprints[%d].salt: %w", i, err))
+			continue
+		}
+		p.Fingerprints = append(p.Fingerprints, secretscan.FingerprintSet{Algorithm: f.Algorithm, Salt: salt, Values: f.Values, Source: f.Source})
+	}
+	return p, errors.Join(errs...)
+}
+
+func newScanFingerprintsCmd() *cobra.Command {
+	var salt, source string
+	cmd := &cobra.Command{
+		Use:   "fingerprints",
+		Short: "Turn production secret values (standard input) into the catalog's salted fingerprints",
+		Long: `fingerprints reads production secret values on standard input and writes the catalog's
+fingerprints section: hex(sha256(salt || value)) for each value, with a fresh random salt
+(or --salt, base64). Input is JSON (every string leaf is a value, so "vault kv get
+-format=json" output works as it is) or one value per line (KEY=value lines give their value).
+Values shorter than 8 characters are skipped. Run it where the secrets already are (the
+production vault's side): only hashes leave.`,
+		Example:      `  vault kv get -format=json secret/prod/payments | egressguard scan fingerprints --source "vault prod/payments 2026-11-01" >> catalog.d/fingerprints.yaml`,
+		Args:         cobra.NoArgs,
+		SilenceUsage: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var s []byte
+			if salt != "" {
+				var err error
+				if s, err = secretscan.DecodeSalt(salt); err != nil {
+					return &exitError{code: scanExitError, err: fmt.Errorf("scan fingerprints: --salt: %w", err)}
+				}
+			} else {
+				s = make([]byte, 32)
+				if _, err := rand.Read(s); err != nil {
+					return &exitError{code: scanExitError, err: err}
+				}
+			}
+			set, skipped, err := secretscan.MakeFingerprints(cmd.InOrStdin(), s, source)
+			if err != nil {
+				return &exitError{code: scanExitError, err: err}
+			}
+			if skipped > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "scan fingerprints: skipped %d values shorter than %d characters\n", skipped, secretscan.MinFingerprintValue)
+			}
+			return secretscan.WriteFingerprintsYAML(cmd.OutOrStdout(), set)
+		},
+	}
+	cmd.Flags().StringVar(&salt, "salt", "", "salt (base64, 16+ bytes); default: 32 random bytes")
+	cmd.Flags().StringVar(&source, "source", "", "where the values came from (kept in the catalog)")
+	return cmd
+}

@@ -1,0 +1,96 @@
+package secretscan
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fuzzSeeds are the rule examples and the decoder fixtures.
+func fuzzSeeds(f *testing.F) {
+	for _, r := range Rules() {
+		for _, ex := range append(r.TruePositives, r.FalsePositives...) {
+			f.Add(ex.Path, []byte(ex.Content))
+		}
+	}
+	entries, _ := os.ReadDir("testdata/decoders")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("testdata/decoders", e.Name()))
+		if err == nil {
+			f.Add(e.Name(), b)
+		}
+	}
+}
+
+// FuzzScan drives every decoder (the path picks it) with arbitrary bytes.
+// Invariants: no panic; findings point inside the input; a secret's
+// redacted form never holds more than its public prefix.
+func FuzzScan(f *testing.F) {
+	fuzzSeeds(f)
+	d, err := NewDetector(ExampleProduction())
+	if err != nil {
+		f.Fatal(err)
+	}
+	names := []string{"x.yaml", "x.json", "x.toml", "x.ini", ".env", "x.properties", "x.tfvars", "x.txt"}
+	f.Fuzz(func(t *testing.T, name string, content []byte) {
+		for _, n := range append(names, name) {
+			fs, ns := d.Scan(n, content)
+			lines := bytes.Count(content, []byte{'\n'}) + 1
+			for _, f := range fs {
+				if f.Line < 1 || f.Line > lines || f.Column < 1 {
+					t.Fatalf("%s: finding outside the input: %+v (lines %d)", n, f, lines)
+				}
+				if f.Kind == KindSecret && f.Rule != RuleDatabaseURL && !strings.Contains(f.Redacted, "****") {
+					t.Fatalf("%s: secret not redacted: %+v", n, f)
+				}
+			}
+			for _, nt := range ns {
+				if nt.Line < 0 || nt.Line > lines {
+					t.Fatalf("%s: notice outside the input: %+v", n, nt)
+				}
+			}
+		}
+	})
+}
+
+// FuzzDecodeBase64 checks the Secret-data decoder against the standard
+// encoder: a fixpoint for every byte string.
+func FuzzDecodeBase64(f *testing.F) {
+	f.Add([]byte("sk_live_4eC39HqLyjWDarjtT1zdp7dc"))
+	f.Add([]byte{0, 1, 2, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		enc := encodeStd(b)
+		got, err := decodeBase64([]byte(enc))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("round trip of %q: %q, %v", b, got, err)
+		}
+		_, _ = decodeBase64(b) // arbitrary input: no panic
+	})
+}
+
+// FuzzJWTAndAWS: identity decoders never panic; an AWS key id that decodes
+// re-encodes to the same account.
+func FuzzJWTAndAWS(f *testing.F) {
+	f.Add([]byte("AKIARZPUZDIKGLB5JZPW"))
+	f.Add([]byte("eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = jwtClaims(b)
+		if acct, ok := awsAccountFromKeyID(b); ok && len(acct) != 12 {
+			t.Fatalf("account %q from %q", acct, b)
+		}
+	})
+}
+
+// FuzzIgnorePatterns: any ignore file parses and matches without panic.
+func FuzzIgnorePatterns(f *testing.F) {
+	f.Add([]byte("build/\n*.log\n!keep.log\n/a/**/b\n[abc]?.txt\n0123456789abcdef0123456789abcdef\n"), "a/x/b")
+	f.Fuzz(func(t *testing.T, data []byte, path string) {
+		l, _ := parseIgnore("", data)
+		_ = ignoreStack{l}.ignored(path, false)
+	})
+}
+
+func encodeStd(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -1,0 +1,6 @@
+x = <<EOT
+line
+EOT
+blk {
+  y = "z"
+}
