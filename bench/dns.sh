@@ -28,6 +28,7 @@ CLIENTS=${CLIENTS:-4}
 OUTSTANDING=${OUTSTANDING:-200}
 RULES=${RULES:-2000}
 UNIQUE_NAMES=${UNIQUE_NAMES:-1500000}
+ROUNDS=${ROUNDS:-2}           # each pair runs ROUNDS times, order alternating; the best QPS round is kept
 AUTH_PORT=${AUTH_PORT:-5390}
 DNSGUARD_PORT=${DNSGUARD_PORT:-5391}
 COREDNS_PORT=${COREDNS_PORT:-5392}
@@ -113,9 +114,10 @@ rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 TCK=$(getconf CLK_TCK)
 
 declare -A R
-# run_one TARGET PORT PID WORKLOAD
+# run_one TARGET PORT PID WORKLOAD ROUND: one throughput run and one latency
+# run; the results replace the kept ones when its QPS is higher.
 run_one() {
-	local target=$1 port=$2 pid=$3 workload=$4 file lat_file
+	local target=$1 port=$2 pid=$3 workload=$4 round=$5 file lat_file
 	case $workload in
 	hit)
 		file="$WORK/hit.txt"
@@ -123,8 +125,11 @@ run_one() {
 		"${PIN_LOAD[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$file" -n 1 >/dev/null 2>&1 # warm the cache
 		;;
 	unique)
-		file="$WORK/unique-$target.txt"
-		lat_file="$WORK/lat-unique-$target.txt"
+		# Every round asks names no earlier round asked.
+		file="$WORK/unique-$target-$round.txt"
+		lat_file="$WORK/lat-unique-$target-$round.txt"
+		sed "s/^/r$round-/" "$WORK/unique-$target.txt" >"$file"
+		sed "s/^/r$round-/" "$WORK/lat-unique-$target.txt" >"$lat_file"
 		;;
 	esac
 	local rate=$LAT_QPS
@@ -133,32 +138,47 @@ run_one() {
 	c0=$(cpu_ticks "$pid")
 	out=$("${PIN_LOAD[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$file" -l "$DURATION" -c "$CLIENTS" -q "$OUTSTANDING" 2>&1)
 	c1=$(cpu_ticks "$pid")
-	echo "$out" >"$WORK/dnsperf-$target-$workload.txt"
-	local completed qps lost
+	echo "$out" >"$WORK/dnsperf-$target-$workload-$round.txt"
+	local completed qps lost qpcs rss hwm p50 p99
 	completed=$(echo "$out" | awk '/Queries completed:/ { print $3 }')
 	lost=$(echo "$out" | awk '/Queries lost:/ { print $3 }')
-	qps=$(echo "$out" | awk '/Queries per second:/ { print $4 }')
-	R[$target,$workload,qps]=$(printf "%.0f" "$qps")
-	R[$target,$workload,lost]=$lost
-	R[$target,$workload,qpcs]=$(awk -v q="$completed" -v c=$((c1 - c0)) -v t="$TCK" 'BEGIN { if (c == 0) print "n/a"; else printf "%.0f", q / (c / t) }')
-	R[$target,$workload,rss]=$(rss_kib "$pid" VmRSS)
-	R[$target,$workload,hwm]=$(rss_kib "$pid" VmHWM)
+	qps=$(printf "%.0f" "$(echo "$out" | awk '/Queries per second:/ { print $4 }')")
+	qpcs=$(awk -v q="$completed" -v c=$((c1 - c0)) -v t="$TCK" 'BEGIN { if (c == 0) print "n/a"; else printf "%.0f", q / (c / t) }')
+	rss=$(rss_kib "$pid" VmRSS)
+	hwm=$(rss_kib "$pid" VmHWM)
 	# Latency at a fixed offered load, same for both.
 	"${PIN_LOAD[@]}" dnsperf -s 127.0.0.1 -p "$port" -d "$lat_file" -l "$LAT_DURATION" -Q "$rate" -c "$CLIENTS" -v 2>/dev/null |
-		awk '$1 == ">" { print $NF * 1000000 }' | sort -n >"$WORK/lat-$target-$workload.txt"
-	R[$target,$workload,p50]=$(awk '{ a[NR] = $1 } END { if (NR) printf "%.0f", a[int(NR * 0.50) + 1] }' "$WORK/lat-$target-$workload.txt")
-	R[$target,$workload,p99]=$(awk '{ a[NR] = $1 } END { if (NR) printf "%.0f", a[int(NR * 0.99) + 1] }' "$WORK/lat-$target-$workload.txt")
-	log "$target $workload: ${R[$target,$workload,qps]} qps, ${R[$target,$workload,qpcs]} q/CPU-s, p99 ${R[$target,$workload,p99]} µs, RSS ${R[$target,$workload,rss]} KiB"
+		awk '$1 == ">" { print $NF * 1000000 }' | sort -n >"$WORK/lat-$target-$workload-$round.txt"
+	p50=$(awk '{ a[NR] = $1 } END { if (NR) printf "%.0f", a[int(NR * 0.50) + 1] }' "$WORK/lat-$target-$workload-$round.txt")
+	p99=$(awk '{ a[NR] = $1 } END { if (NR) printf "%.0f", a[int(NR * 0.99) + 1] }' "$WORK/lat-$target-$workload-$round.txt")
+	log "round $round $target $workload: $qps qps, $qpcs q/CPU-s, p50 $p50 µs, p99 $p99 µs, RSS $rss KiB"
+	if [ -z "${R[$target,$workload,qps]:-}" ] || [ "$qps" -gt "${R[$target,$workload,qps]}" ]; then
+		R[$target,$workload,qps]=$qps
+		R[$target,$workload,lost]=$lost
+		R[$target,$workload,qpcs]=$qpcs
+		R[$target,$workload,p50]=$p50
+		R[$target,$workload,p99]=$p99
+	fi
+	R[$target,$workload,rss]=$rss
+	R[$target,$workload,hwm]=$hwm
 }
 
 for workload in hit unique; do
-	run_one coredns "$COREDNS_PORT" "$COREDNS_PID" "$workload"
-	run_one dnsguard "$DNSGUARD_PORT" "$DNSGUARD_PID" "$workload"
+	for round in $(seq 1 "$ROUNDS"); do
+		if [ $((round % 2)) -eq 1 ]; then
+			run_one coredns "$COREDNS_PORT" "$COREDNS_PID" "$workload" "$round"
+			run_one dnsguard "$DNSGUARD_PORT" "$DNSGUARD_PID" "$workload" "$round"
+		else
+			run_one dnsguard "$DNSGUARD_PORT" "$DNSGUARD_PID" "$workload" "$round"
+			run_one coredns "$COREDNS_PORT" "$COREDNS_PID" "$workload" "$round"
+		fi
+	done
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "n/a") print "n/a"; else printf "%.2f×", a / b }'; }
 
 echo
+echo "Best of $ROUNDS rounds (order alternating) by QPS; RSS after the last round."
 echo "dnsperf: $DURATION s per throughput run, $CLIENTS clients, $OUTSTANDING outstanding; latency at a fixed rate ($LAT_QPS qps hit, $LAT_QPS_UNIQUE qps unique) for $LAT_DURATION s."
 echo "Machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of the run."
 echo "dnsguard enforces a plan of $RULES rules; CoreDNS $COREDNS_VERSION runs forward + cache. Both pinned to CPU ${SERVER_CPU:-any}."
@@ -172,8 +192,8 @@ for workload in hit unique; do
 		qpcs) label="queries per CPU-second" ;;
 		p50) label="p50 latency at a fixed rate (µs)" ;;
 		p99) label="p99 latency at a fixed rate (µs)" ;;
-		rss) label="RSS after run (KiB)" ;;
-		hwm) label="peak RSS so far (KiB)" ;;
+		rss) label="RSS after the workload (KiB)" ;;
+		hwm) label="peak RSS since start (KiB)" ;;
 		lost) label="queries lost" ;;
 		esac
 		a=${R[coredns,$workload,$metric]:-n/a}

@@ -56,7 +56,7 @@ type upstream struct {
 }
 
 const (
-	idleUDPConns = 64
+	idleUDPConns = 256
 	// downAfter consecutive timeouts/network errors move an upstream to
 	// the back of the order for downFor.
 	downAfter = 3
@@ -128,7 +128,10 @@ func newForwarder(addrs []netip.AddrPort, cfg Config, m *Metrics) *forwarder {
 	for _, a := range addrs {
 		f.ups = append(f.ups, newUpstream(a))
 	}
-	f.bufs.New = func() any { b := make([]byte, dns.MaxMsgSize); return &b }
+	// UDP answers larger than what dnsguard advertises (at most
+	// maxUDPSize) are cut by the kernel and then fail to parse: such an
+	// upstream is broken or hostile.
+	f.bufs.New = func() any { b := make([]byte, maxUDPSize); return &b }
 	return f
 }
 
