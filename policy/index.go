@@ -1,5 +1,7 @@
 package policy
 
+import "sort"
+
 // catalogIndex re-keys the merged catalog by host pattern for the Rego
 // reference decision (data.catalog.index.hosts): pattern -> positions in the
 // default policy's catalog rule set, as [0, provider, endpoint] or
@@ -31,5 +33,44 @@ func catalogIndex(c *Catalog) map[string]any {
 		}
 		out[k] = refs
 	}
-	return map[string]any{"hosts": out, "ports_only": portsOnly}
+	return map[string]any{"hosts": out, "ports_only": portsOnly, "exceptions": exceptionIndex(c.Exceptions)}
+}
+
+// exceptionIndex files each exception under one key of its selector (the
+// first label in key order, else the name, else the namespace, else
+// "other"), so that the policy checks only the candidates whose key a
+// workload has. The policy still checks every candidate's full selector.
+func exceptionIndex(xs []Exception) map[string]any {
+	byLabel := map[string]any{}
+	byName := map[string]any{}
+	byNamespace := map[string]any{}
+	other := []any{}
+	add := func(m map[string]any, k string, i int) {
+		l, _ := m[k].([]any)
+		m[k] = append(l, i)
+	}
+	for i, x := range xs {
+		sel := x.Workload
+		switch {
+		case len(sel.Labels) > 0:
+			keys := make([]string, 0, len(sel.Labels))
+			for k := range sel.Labels {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			m, _ := byLabel[keys[0]].(map[string]any)
+			if m == nil {
+				m = map[string]any{}
+				byLabel[keys[0]] = m
+			}
+			add(m, sel.Labels[keys[0]], i)
+		case sel.Name != "":
+			add(byName, sel.Name, i)
+		case sel.Namespace != "":
+			add(byNamespace, sel.Namespace, i)
+		default:
+			other = append(other, i)
+		}
+	}
+	return map[string]any{"by_label": byLabel, "by_name": byName, "by_namespace": byNamespace, "other": other}
 }

@@ -107,12 +107,12 @@ func ParseDestination(s string) (plan.Destination, error) {
 		d.IP = a.Unmap()
 		return d, nil
 	}
-	n, err := plan.NormalizeHost(host)
+	if strings.Contains(host, "*") {
+		return d, fmt.Errorf("bad destination %q: a destination is a name, not a pattern", s)
+	}
+	n, err := normalizeName(host)
 	if err != nil {
 		return d, fmt.Errorf("bad destination %q: %v", s, err)
-	}
-	if strings.Contains(n, "*") {
-		return d, fmt.Errorf("bad destination %q: a destination is a name, not a pattern", s)
 	}
 	d.Host = n
 	return d, nil

@@ -61,7 +61,30 @@ else := "enforce"
 
 # Exceptions whose workload selector matches, in catalog order. Expired ones
 # were dropped by the engine before the catalog reached data.
-matching_exceptions := [x | some x in object.get(catalog, "exceptions", []); selector_matches(x.workload, workload)]
+#
+# Only candidates are checked: the catalog index files each exception under
+# one of its selector's keys (a label key and value, the name, the
+# namespace, or "other" for environment-only selectors), so a class looks up
+# its own labels instead of testing every exception (one class costs a few
+# lookups, not a scan of the whole exception list).
+matching_exceptions := [x |
+	some i in sort(exception_candidates)
+	x := catalog.exceptions[i]
+	selector_matches(x.workload, workload)
+]
+
+exception_index := catalog_index.exceptions
+
+exception_candidates contains i if {
+	some k, v in object.get(workload, "labels", {})
+	some i in object.get(exception_index, ["by_label", k, v], [])
+}
+
+exception_candidates contains i if some i in object.get(exception_index, ["by_name", object.get(workload, "name", "")], [])
+
+exception_candidates contains i if some i in object.get(exception_index, ["by_namespace", object.get(workload, "namespace", "")], [])
+
+exception_candidates contains i if some i in object.get(exception_index, "other", [])
 
 selector_matches(sel, w) if {
 	field_matches(lower(object.get(sel, "environment", "")), lower(object.get(w, "environment", "")))
@@ -344,7 +367,11 @@ generic_base_by_host[p] contains i if {
 # [kind, i, j]: [0, provider, endpoint] or [1, zone, 0] (the order of
 # catalog_rules); ports_only lists the endpoints without a live host.
 catalog_index := catalog.index if catalog.index
-else := {"hosts": computed_host_index, "ports_only": computed_ports_only}
+else := {
+	"hosts": computed_host_index,
+	"ports_only": computed_ports_only,
+	"exceptions": {"other": numbers.range(0, count(object.get(catalog, "exceptions", [])) - 1)},
+}
 
 computed_ports_only := [[0, i, j] |
 	some i, pv in object.get(catalog, "providers", [])
