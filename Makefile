@@ -1,0 +1,60 @@
+# egressguard: `make help` lists the targets.
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZ_TIME ?= 10s
+BENCH     ?= .
+GOLANGCI_LINT_VERSION := v2.15.0
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/egressguard
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/egressguard ./cmd/egressguard
+
+.PHONY: run
+run: build ## Run the guard on its embedded defaults (DNS :5353, xDS :18000, admin :9901 on 127.0.0.1)
+	$(BIN)/egressguard serve
+
+.PHONY: test
+test: ## Run all tests with the race detector
+	$(GO) test -race -timeout 20m ./...
+
+.PHONY: test-short
+test-short: ## Run all tests without the race detector
+	$(GO) test -timeout 10m ./...
+
+.PHONY: bench
+bench: ## Run the Go benchmarks (BENCH=regexp to select); bench/*.sh run the peer comparisons
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_TIME each (default 10s)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZ_TIME) $$pkg; \
+		done; \
+	done
+
+.PHONY: update-golden
+update-golden: ## Rewrite golden files (xds, policy, decisionlog) from the current code
+	$(GO) test ./xds/... ./policy/... -update
+
+$(BIN)/golangci-lint:
+	GOBIN=$(CURDIR)/$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+.PHONY: lint
+lint: $(BIN)/golangci-lint ## go vet, gofmt and golangci-lint (installed into bin/ at a pinned version)
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(BIN)/golangci-lint run ./...
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf $(BIN)

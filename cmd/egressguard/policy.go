@@ -1,0 +1,252 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy"
+	"github.com/egressguard/egressguard/policy/plan"
+)
+
+func newPolicyCmd(ro *rootOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Evaluate and test the policy offline",
+	}
+	cmd.AddCommand(newPolicyEvalCmd(ro), newPolicyTestCmd(ro))
+	return cmd
+}
+
+type evalOptions struct {
+	workload string
+	dest     string
+	output   string
+}
+
+func newPolicyEvalCmd(ro *rootOptions) *cobra.Command {
+	o := &evalOptions{}
+	cmd := &cobra.Command{
+		Use:   "eval --workload env=staging,app=checkout --dest api-m.paypal.com:443",
+		Short: "Print the decision for one workload and destination",
+		Long: `eval compiles the plan of the workload's class, exactly as the enforcers do, and
+prints its decision for the destination: the action, the rule and its reason.
+
+--workload is either KEY=VALUE pairs (env or environment, name, namespace; any
+other key is a label) or the name of a workload in --inventory.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runEval(cmd, ro, o)
+		},
+	}
+	cmd.Flags().StringVar(&o.workload, "workload", "env=staging", "the calling workload")
+	cmd.Flags().StringVar(&o.dest, "dest", "", "destination: host[:port], IP[:port] or [IPv6]:port")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	_ = cmd.MarkFlagRequired("dest")
+	return cmd
+}
+
+func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
+	if o.output != "text" && o.output != "json" {
+		return fmt.Errorf("--output: want text or json, not %q", o.output)
+	}
+	ctx := cmd.Context()
+	inv, err := ro.loadInventory(ro.InventoryFile)
+	if err != nil {
+		return err
+	}
+	w, err := parseWorkload(o.workload, inv)
+	if err != nil {
+		return fmt.Errorf("--workload: %w", err)
+	}
+	dest, err := policy.ParseDestination(o.dest)
+	if err != nil {
+		return fmt.Errorf("--dest: %w", err)
+	}
+	eng, err := ro.newEngine(ctx, prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	d, err := eng.Decide(w, dest)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if o.output == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Workload      *inventory.Workload `json:"workload"`
+			Class         string              `json:"class"`
+			Destination   string              `json:"destination"`
+			Decision      plan.Decision       `json:"decision"`
+			PolicyVersion string              `json:"policy_version"`
+			Notes         []string            `json:"notes,omitempty"`
+		}{w, eng.ClassKey(w), o.dest, d, eng.Version(), decisionNotes(d, dest)})
+	}
+	return writeDecisionText(out, w, eng.ClassKey(w), o.dest, d, decisionNotes(d, dest))
+}
+
+func writeDecisionText(out io.Writer, w *inventory.Workload, class, dest string, d plan.Decision, notes []string) error {
+	action := d.Action.String()
+	if t := d.Target(); t != nil {
+		action += " -> " + t.Host
+		if t.Port != 0 {
+			action += fmt.Sprintf(":%d", t.Port)
+		}
+		if t.TLS {
+			action += " (tls)"
+		}
+	}
+	if d.WouldDeny {
+		action += fmt.Sprintf(" (report mode: would %s)", d.Matched)
+	}
+	rows := [][2]string{
+		{"workload", describeWorkload(w)},
+		{"class", class},
+		{"destination", dest},
+		{"decision", action},
+		{"rule", d.RuleID()},
+		{"reason", d.Reason()},
+	}
+	if d.Rule.Category != "" {
+		rows = append(rows, [2]string{"category", d.Rule.Category})
+	}
+	for _, n := range notes {
+		rows = append(rows, [2]string{"note", n})
+	}
+	for _, r := range rows {
+		if _, err := fmt.Fprintf(out, "%-12s %s\n", r[0], r[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decisionNotes says what a decision means at each enforcement point where
+// they differ (DESIGN.md, "Decisions on the wire").
+func decisionNotes(d plan.Decision, dest plan.Destination) []string {
+	t := d.Target()
+	if t == nil {
+		return nil
+	}
+	var notes []string
+	if t.TLS || dest.Port == 443 || dest.Protocol == "tls" {
+		notes = append(notes,
+			"sidecar: a TLS connection cannot be redirected without terminating TLS, so it is denied there",
+			"dns: answered with a CNAME to "+t.Host+"; TLS clients that check the live name's certificate fail closed")
+	}
+	return notes
+}
+
+func describeWorkload(w *inventory.Workload) string {
+	s := w.Environment
+	if w.Name != "" {
+		s = w.Name + " (" + w.Environment + ")"
+		if w.Namespace != "" {
+			s = w.Namespace + "/" + s
+		}
+	}
+	if len(w.Labels) > 0 {
+		keys := make([]string, 0, len(w.Labels))
+		for k := range w.Labels {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
+			keys[i] = k + "=" + w.Labels[k]
+		}
+		s += " [" + strings.Join(keys, ",") + "]"
+	}
+	return s
+}
+
+// parseWorkload reads "env=staging,app=checkout" or the name of a workload
+// in the inventory.
+func parseWorkload(s string, inv *inventory.Snapshot) (*inventory.Workload, error) {
+	if !strings.Contains(s, "=") {
+		for _, w := range inv.Workloads() {
+			if w.Name == s || w.Namespace+"/"+w.Name == s {
+				return w, nil
+			}
+		}
+		return nil, fmt.Errorf("no workload named %q in the inventory (use env=...,label=... to describe one)", s)
+	}
+	w := &inventory.Workload{Name: "cli"}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not KEY=VALUE", kv)
+		}
+		switch k {
+		case "env", "environment":
+			w.Environment = v
+		case "name":
+			w.Name = v
+		case "namespace":
+			w.Namespace = v
+		default:
+			if w.Labels == nil {
+				w.Labels = map[string]string{}
+			}
+			w.Labels[k] = v
+		}
+	}
+	if w.Environment == "" {
+		w.Environment = inv.DefaultEnvironment()
+	}
+	return w, nil
+}
+
+type testOptions struct {
+	output  string
+	verbose bool
+}
+
+func newPolicyTestCmd(ro *rootOptions) *cobra.Command {
+	o := &testOptions{}
+	cmd := &cobra.Command{
+		Use:   "test [DIR|FILE...]",
+		Short: "Run the Rego unit tests and the YAML scenarios through the compiled plans",
+		Long: `test runs the Rego unit tests (test_ rules in *_test.rego, OPA's tester) of the
+policy and of the given directories, and every scenario file (*.yaml with a
+top-level "scenarios" list) given, plus the scenarios shipped for the embedded
+default catalog. Each scenario is decided by the compiled plan of its workload's
+class, exactly as the enforcers decide. A failure names the scenario; the exit
+code is non-zero when anything fails.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			eng, err := ro.newEngine(ctx, prometheus.NewRegistry())
+			if err != nil {
+				return err
+			}
+			rep, err := policy.RunTests(ctx, eng, args...)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if o.output == "json" {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else if err := rep.WriteText(out, o.verbose); err != nil {
+				return err
+			}
+			if n := rep.Failed(); n > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d policy test(s) failed", n)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "list passing tests too")
+	return cmd
+}

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// rootOptions are the flags every command that reads policy shares.
+type rootOptions struct {
+	Catalogs      []string
+	PolicyDir     string
+	ReplacePolicy bool
+	InventoryFile string
+	logLevel      string
+	logFormat     string
+	log           *zap.Logger
+}
+
+func newRootCmd() *cobra.Command {
+	ro := &rootOptions{}
+	root := &cobra.Command{
+		Use:   "egressguard",
+		Short: "Keep staging workloads from touching production",
+		Long: `egressguard enforces one policy at three points: an xDS control plane for Envoy
+sidecars and proxyless gRPC, a DNS resolver, and a secrets scanner for
+staging configuration. See README.md.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			level := ro.logLevel
+			if !cmd.Flags().Changed("log-level") && cmd.Name() != "serve" {
+				level = "warn" // one-shot commands print results, not progress
+			}
+			l, err := newLogger(level, ro.logFormat)
+			if err != nil {
+				return err
+			}
+			ro.log = l
+			return nil
+		},
+	}
+	f := root.PersistentFlags()
+	f.StringArrayVar(&ro.Catalogs, "catalog", nil, "operator catalog `FILE` merged over the embedded default (repeatable; later files win)")
+	f.StringVar(&ro.PolicyDir, "policy", "", "`DIR` of extra Rego modules (and *_test.rego unit tests)")
+	f.BoolVar(&ro.ReplacePolicy, "replace-default-policy", false, "use only the Rego in --policy, not the embedded default policy")
+	f.StringVar(&ro.InventoryFile, "inventory", "", "static inventory `FILE` (workloads by source IP and node ID)")
+	f.StringVar(&ro.logLevel, "log-level", "info", "log level: debug, info, warn, error (default info for serve, warn otherwise)")
+	f.StringVar(&ro.logFormat, "log-format", "console", "log format: json or console")
+
+	root.AddCommand(
+		newServeCmd(ro),
+		newPolicyCmd(ro),
+		newValidateCmd(ro),
+		newScanCmd(ro),
+		newBootstrapCmd(ro),
+		newVersionCmd(),
+	)
+	return root
+}
+
+// Logger is the process logger (a no-op before flags are parsed).
+func (o *rootOptions) Logger() *zap.Logger {
+	if o.log == nil {
+		return zap.NewNop()
+	}
+	return o.log
+}
+
+func (o *rootOptions) policyOptions() policy.Options {
+	return policy.Options{CatalogFiles: o.Catalogs, PolicyDir: o.PolicyDir, ReplaceDefaultPolicy: o.ReplacePolicy}
+}
+
+// newEngine builds the policy engine exactly as serve does.
+func (o *rootOptions) newEngine(ctx context.Context, reg prometheus.Registerer) (*policy.Engine, error) {
+	return policy.NewEngine(ctx, o.policyOptions(), o.Logger().Named("policy"), reg)
+}
+
+// loadCatalog merges the embedded default catalog with the --catalog files.
+func (o *rootOptions) loadCatalog() (*policy.Catalog, error) {
+	files, err := policy.LoadCatalogFiles(o.Catalogs...)
+	if err != nil {
+		return nil, err
+	}
+	cat, _, err := policy.BuildCatalog(append([]policy.CatalogFile{policy.DefaultCatalog()}, files...), time.Now())
+	return cat, err
+}
+
+// loadInventory reads --inventory, or returns an empty inventory in which
+// every source is the default (staging) workload.
+func (o *rootOptions) loadInventory(path string) (*inventory.Snapshot, error) {
+	if path == "" {
+		return inventory.Empty(inventory.DefaultEnvironment), nil
+	}
+	return inventory.LoadFile(path)
+}
+
+func newLogger(level, format string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	var cfg zap.Config
+	switch format {
+	case "json":
+		cfg = zap.NewProductionConfig()
+	case "console":
+		cfg = zap.NewDevelopmentConfig()
+		cfg.Development = false
+		cfg.DisableStacktrace = true
+		cfg.EncoderConfig.EncodeLevel = zapcore.CapitalLevelEncoder
+	default:
+		return nil, fmt.Errorf("--log-format: want json or console, not %q", format)
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	cfg.OutputPaths = []string{"stderr"}
+	cfg.ErrorOutputPaths = []string{"stderr"}
+	return cfg.Build()
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "egressguard %s\n", version)
+			return err
+		},
+	}
+}

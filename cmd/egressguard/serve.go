@@ -1,0 +1,329 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/egressguard/egressguard/dnsguard"
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy"
+	"github.com/egressguard/egressguard/policy/decisionlog"
+	"github.com/egressguard/egressguard/xds"
+)
+
+// drainTimeout bounds the graceful part of a shutdown.
+const drainTimeout = 10 * time.Second
+
+type serveFlags struct {
+	config      string
+	dnsListen   string
+	upstreams   []string
+	xdsListen   string
+	adminListen string
+	decisions   string
+}
+
+func newServeCmd(ro *rootOptions) *cobra.Command {
+	o := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the guard: DNS resolver, xDS control plane and admin endpoint",
+		Long: `serve runs egressguard. With no arguments it starts on the embedded defaults
+(default catalog, default policy, every source treated as staging): DNS on
+127.0.0.1:5353, xDS on 127.0.0.1:18000, admin on 127.0.0.1:9901.
+
+An empty listen address disables that component. Flags override the --config file.
+SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.resolve(cmd, ro)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), ro.Logger(), cfg, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "configuration `FILE` (sections policy, inventory, dns, xds, admin, decisions)")
+	f.StringVar(&o.dnsListen, "dns-listen", "", "DNS listen address, UDP and TCP (default 127.0.0.1:5353; port 0 picks one)")
+	f.StringArrayVar(&o.upstreams, "upstream", nil, "DNS upstream `ADDR` (repeatable; default: /etc/resolv.conf)")
+	f.StringVar(&o.xdsListen, "xds-listen", "", "xDS gRPC listen address (default 127.0.0.1:18000)")
+	f.StringVar(&o.adminListen, "admin-listen", "", "admin HTTP listen address (default 127.0.0.1:9901)")
+	f.StringVar(&o.decisions, "decisions-file", "", "write decision records as JSON lines to `FILE` (\"-\" for stdout)")
+	return cmd
+}
+
+// resolve merges defaults, the config file and the flags that were set.
+func (o *serveFlags) resolve(cmd *cobra.Command, ro *rootOptions) (serveConfig, error) {
+	cfg, err := loadServeConfig(o.config)
+	if err != nil {
+		return cfg, err
+	}
+	f := cmd.Flags()
+	pf := cmd.Root().PersistentFlags()
+	if pf.Changed("catalog") {
+		cfg.Policy.Catalogs = ro.Catalogs
+	}
+	if pf.Changed("policy") {
+		cfg.Policy.Dir = ro.PolicyDir
+	}
+	if pf.Changed("replace-default-policy") {
+		cfg.Policy.ReplaceDefault = ro.ReplacePolicy
+	}
+	if pf.Changed("inventory") {
+		cfg.Inventory.File = ro.InventoryFile
+	}
+	if f.Changed("dns-listen") {
+		cfg.DNS.Listen = o.dnsListen
+	}
+	if f.Changed("upstream") {
+		cfg.DNS.Upstreams = o.upstreams
+	}
+	if f.Changed("xds-listen") {
+		cfg.XDS.Listen = o.xdsListen
+	}
+	if f.Changed("admin-listen") {
+		cfg.Admin.Listen = o.adminListen
+	}
+	if f.Changed("decisions-file") {
+		cfg.Decisions.File = o.decisions
+	}
+	return cfg, cfg.validate()
+}
+
+// guard is a running egressguard: every component built, nothing bound yet.
+type guard struct {
+	log     *zap.Logger
+	cfg     serveConfig
+	reg     *prometheus.Registry
+	engine  *policy.Engine
+	invs    *inventory.Store
+	invw    *inventory.Watcher
+	ring    *decisionlog.Ring
+	sink    decisionlog.Sink
+	closers []io.Closer
+	dns     *dnsguard.Server
+	enf     *xds.Enforcer
+	xdsSrv  *xds.Server
+	ready   atomic.Bool
+}
+
+// build constructs every component exactly as serve runs them, without
+// binding a socket; validate uses it too. All problems are reported at once.
+func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error) {
+	g := &guard{log: log, cfg: cfg, reg: prometheus.NewRegistry()}
+	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var errs []error
+
+	eng, err := policy.NewEngine(ctx, policy.Options{
+		CatalogFiles:         cfg.Policy.Catalogs,
+		PolicyDir:            cfg.Policy.Dir,
+		ReplaceDefaultPolicy: cfg.Policy.ReplaceDefault,
+	}, log.Named("policy"), g.reg)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	g.engine = eng
+
+	snap := inventory.Empty(inventory.DefaultEnvironment)
+	if cfg.Inventory.File != "" {
+		if snap, err = inventory.LoadFile(cfg.Inventory.File); err != nil {
+			errs = append(errs, fmt.Errorf("inventory: %w", err))
+		}
+	}
+	g.invs = inventory.NewStore(snap)
+	if cfg.Inventory.File != "" {
+		g.invw = inventory.NewWatcher(cfg.Inventory.File, g.invs, log.Named("inventory"),
+			inventory.WatcherOptions{Metrics: inventory.NewMetrics(g.reg)})
+	}
+
+	dm := decisionlog.NewMetrics(g.reg)
+	g.ring = decisionlog.NewRing(max(cfg.Decisions.Recent, 1))
+	sinks := []decisionlog.Sink{g.ring}
+	switch cfg.Decisions.File {
+	case "":
+	case "-":
+		sinks = append(sinks, decisionlog.NewWriter(os.Stdout, dm))
+	default:
+		f, err := decisionlog.OpenRotating(cfg.Decisions.File, cfg.Decisions.MaxBytes, cfg.Decisions.MaxFiles, dm)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("decisions.file: %w", err))
+		} else {
+			g.closers = append(g.closers, f)
+			sinks = append(sinks, decisionlog.NewWriter(f, dm))
+		}
+	}
+	g.sink = decisionlog.Multi(sinks...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+
+	if cfg.DNS.Listen != "" {
+		if g.dns, err = dnsguard.New(cfg.DNS, eng, g.invs, g.sink, log.Named("dnsguard"), g.reg); err != nil {
+			errs = append(errs, fmt.Errorf("dns: %w", err))
+		}
+	}
+	if cfg.XDS.Listen != "" {
+		if g.enf, err = xds.NewEnforcer(eng, g.invs, cfg.XDS, log.Named("xds"), xds.NewMetrics(g.reg)); err != nil {
+			errs = append(errs, fmt.Errorf("xds: %w", err))
+		} else if g.xdsSrv, err = xds.NewServer(ctx, cfg.XDS, g.enf, log.Named("xds")); err != nil {
+			errs = append(errs, fmt.Errorf("xds: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	// Enforcers rebuild from the current policy and inventory whenever
+	// either changes; they never evaluate policy themselves.
+	rebuild := func() {
+		if g.dns != nil {
+			g.dns.Rebuild()
+		}
+		if g.enf != nil {
+			g.enf.Rebuild()
+		}
+	}
+	eng.Subscribe(rebuild)
+	g.invs.Subscribe(rebuild)
+	return g, nil
+}
+
+// listeners are the sockets serve binds, reported once bound.
+type listeners struct {
+	DNS   net.Addr
+	XDS   net.Addr
+	Admin net.Addr
+}
+
+// serve runs the guard until ctx ends (SIGTERM/SIGINT). bound, if not nil,
+// receives the bound addresses once every enabled listener is up.
+func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- listeners) error {
+	g, err := build(ctx, log, cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range g.closers {
+			_ = c.Close()
+		}
+	}()
+	var addrs listeners
+	var group run.Group
+
+	// Bind everything first: a port in use fails the start, fail closed.
+	if g.dns != nil {
+		if err := g.dns.Start(ctx); err != nil {
+			return fmt.Errorf("dns: %w", err)
+		}
+		addrs.DNS, _ = g.dns.Addr()
+		group.Add(func() error { <-ctx.Done(); return nil }, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			if err := g.dns.Shutdown(sctx); err != nil {
+				log.Warn("dns shutdown", zap.Error(err))
+			}
+		})
+	}
+	if g.xdsSrv != nil {
+		lis, err := net.Listen("tcp", cfg.XDS.Listen)
+		if err != nil {
+			return fmt.Errorf("xds: listen %s: %w", cfg.XDS.Listen, err)
+		}
+		addrs.XDS = lis.Addr()
+		xctx, cancel := context.WithCancel(ctx)
+		group.Add(func() error { return g.xdsSrv.Serve(xctx, lis) }, func(error) { cancel() })
+	}
+	if cfg.Admin.Listen != "" {
+		lis, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			return fmt.Errorf("admin: listen %s: %w", cfg.Admin.Listen, err)
+		}
+		addrs.Admin = lis.Addr()
+		srv := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		group.Add(func() error {
+			if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("admin: %w", err)
+			}
+			return nil
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		})
+	}
+	wctx, cancelWatch := context.WithCancel(ctx)
+	group.Add(func() error { return g.engine.Watch(wctx) }, func(error) { cancelWatch() })
+	if g.invw != nil {
+		group.Add(func() error { return g.invw.Run(wctx) }, func(error) { cancelWatch() })
+	}
+	group.Add(g.reloadOnHUP(wctx), func(error) { cancelWatch() })
+	// Stop everything when ctx ends, even if no component watches it.
+	group.Add(func() error { <-ctx.Done(); return nil }, func(error) {})
+
+	g.ready.Store(true)
+	log.Info("egressguard serving",
+		zap.String("version", version),
+		zap.String("policy_version", g.engine.Version()),
+		zap.Stringer("dns", addrOrOff(addrs.DNS)),
+		zap.Stringer("xds", addrOrOff(addrs.XDS)),
+		zap.Stringer("admin", addrOrOff(addrs.Admin)))
+	if bound != nil {
+		bound <- addrs
+	}
+	err = group.Run()
+	g.ready.Store(false)
+	log.Info("egressguard stopped")
+	return err
+}
+
+// reloadOnHUP reloads policy and inventory on SIGHUP; a failed reload keeps
+// the last good state (the packages guarantee it) and is logged.
+func (g *guard) reloadOnHUP(ctx context.Context) func() error {
+	return func() error {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				g.log.Info("SIGHUP: reloading policy and inventory")
+				if err := g.engine.Reload(ctx); err != nil {
+					g.log.Error("policy reload failed; the last good policy keeps serving", zap.Error(err))
+				}
+				if g.invw != nil {
+					if err := g.invw.Reload(); err != nil {
+						g.log.Error("inventory reload failed; the last good inventory keeps serving", zap.Error(err))
+					}
+				}
+			}
+		}
+	}
+}
+
+type offAddr struct{}
+
+func (offAddr) String() string { return "off" }
+
+func addrOrOff(a net.Addr) fmt.Stringer {
+	if a == nil {
+		return offAddr{}
+	}
+	return a
+}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+)
+
+// startUpstream runs an authoritative DNS server on 127.0.0.1 that answers
+// every A query with 192.0.2.10.
+func startUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		if q := r.Question[0]; q.Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 10)})
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+func testServeConfig(t *testing.T) serveConfig {
+	cfg := defaultServeConfig()
+	cfg.DNS.Listen = "127.0.0.1:0"
+	cfg.DNS.Upstreams = []string{startUpstream(t)}
+	cfg.XDS.Listen = "127.0.0.1:0"
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Decisions.File = filepath.Join(t.TempDir(), "decisions.jsonl")
+	require.NoError(t, cfg.validate())
+	return cfg
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// TestServeEndToEnd runs the whole guard on loopback ports it picks and
+// checks each component through its real socket.
+func TestServeEndToEnd(t *testing.T) {
+	cfg := testServeConfig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	bound := make(chan listeners, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
+	var addrs listeners
+	select {
+	case addrs = <-bound:
+	case err := <-done:
+		t.Fatalf("serve stopped early: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not bind within 60s")
+	}
+	admin := "http://" + addrs.Admin.String()
+
+	code, body := httpGet(t, admin+"/readyz")
+	assert.Equal(t, http.StatusOK, code, body)
+
+	c := &dns.Client{Timeout: 5 * time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion("api.stripe.com.", dns.TypeA)
+	m.SetEdns0(1232, false)
+	r, _, err := c.Exchange(m, addrs.DNS.String())
+	require.NoError(t, err)
+	assert.Equal(t, dns.RcodeNameError, r.Rcode)
+	require.NotNil(t, r.IsEdns0())
+	var ede *dns.EDNS0_EDE
+	for _, o := range r.IsEdns0().Option {
+		if e, ok := o.(*dns.EDNS0_EDE); ok {
+			ede = e
+		}
+	}
+	require.NotNil(t, ede, "deny answers carry an Extended DNS Error")
+	assert.Equal(t, dns.ExtendedErrorCodeBlocked, ede.InfoCode)
+	assert.Contains(t, ede.ExtraText, "provider:stripe:api.stripe.com")
+
+	m.SetQuestion("www.example.org.", dns.TypeA)
+	r, _, err = c.Exchange(m, addrs.DNS.String())
+	require.NoError(t, err)
+	require.Equal(t, dns.RcodeSuccess, r.Rcode)
+	require.Len(t, r.Answer, 1)
+	assert.Equal(t, "192.0.2.10", r.Answer[0].(*dns.A).A.String())
+
+	code, body = httpGet(t, admin+"/api/decisions")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `"rule": "provider:stripe:api.stripe.com"`)
+	assert.NotContains(t, body, "www.example.org", "allowed answers are not decision records")
+
+	code, body = httpGet(t, admin+"/api/decide?workload=env=production&dest=api.stripe.com:443")
+	require.Equal(t, http.StatusOK, code, body)
+	var dec struct {
+		Decision struct {
+			Action string `json:"action"`
+		} `json:"decision"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &dec))
+	assert.Equal(t, "allow", dec.Decision.Action)
+
+	code, body = httpGet(t, admin+"/api/decide?dest=api-m.paypal.com:443")
+	require.Equal(t, http.StatusOK, code, body)
+	assert.Contains(t, body, `"action": "redirect"`)
+	assert.Contains(t, body, "TLS connection cannot be redirected")
+
+	code, _ = httpGet(t, admin+"/api/decide?dest=")
+	assert.Equal(t, http.StatusBadRequest, code)
+
+	code, body = httpGet(t, admin+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, "egressguard_dnsguard_")
+
+	code, body = httpGet(t, admin+"/api/policy")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `"version"`)
+
+	// The xDS port accepts connections.
+	conn, err := net.DialTimeout("tcp", addrs.XDS.String(), 5*time.Second)
+	require.NoError(t, err)
+	_ = conn.Close()
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop within 30s of cancellation")
+	}
+	b, err := os.ReadFile(cfg.Decisions.File)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"decision_id"`)
+	assert.Contains(t, string(b), "api.stripe.com")
+}
+
+func TestServePortInUse(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer lis.Close()
+	cfg := testServeConfig(t)
+	cfg.Admin.Listen = lis.Addr().String()
+	err = serve(context.Background(), zaptest.NewLogger(t), cfg, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "admin: listen "+lis.Addr().String())
+}
+
+func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRootCmd()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestPolicyEvalCLI(t *testing.T) {
+	out, err := runCLI(t, "policy", "eval", "--workload", "env=staging,app=checkout", "--dest", "api-m.paypal.com:443")
+	require.NoError(t, err)
+	assert.Contains(t, out, "decision     redirect -> api-m.sandbox.paypal.com:443 (tls)")
+	assert.Contains(t, out, "rule         provider:paypal:api-m.paypal.com")
+
+	out, err = runCLI(t, "policy", "eval", "--workload", "env=production", "--dest", "api.stripe.com", "-o", "json")
+	require.NoError(t, err)
+	assert.Contains(t, out, `"action": "allow"`)
+
+	_, err = runCLI(t, "policy", "eval", "--workload", "nosuch", "--dest", "api.stripe.com")
+	require.ErrorContains(t, err, `no workload named "nosuch"`)
+}
+
+func TestPolicyTestCLI(t *testing.T) {
+	out, err := runCLI(t, "policy", "test")
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "0 failed")
+
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte(`scenarios:
+  - name: stripe is allowed (wrong on purpose)
+    workload: {environment: staging}
+    dest: api.stripe.com:443
+    want: allow
+`), 0o600))
+	out, err = runCLI(t, "policy", "test", bad)
+	require.Error(t, err)
+	assert.Contains(t, out, "stripe is allowed (wrong on purpose)")
+}
+
+func TestValidateCLI(t *testing.T) {
+	dir := t.TempDir()
+	cat := filepath.Join(dir, "catalog.yaml")
+	require.NoError(t, os.WriteFile(cat, []byte("cidrs:\n  - 10.0.0.0/8\n  - 10.0.0.0/33\n"), 0o600))
+	cfgFile := filepath.Join(dir, "config.yaml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte("policy:\n  catalogs: ["+cat+"]\ndns:\n  listen: 127.0.0.1:0\n  upstreams: [127.0.0.1:53]\n"), 0o600))
+	_, err := runCLI(t, "validate", "--config", cfgFile)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), cat+":3")
+
+	require.NoError(t, os.WriteFile(cfgFile, []byte("dns:\n  listen: 127.0.0.1:0\n  upstreams: [127.0.0.1:53]\n  bogus: 1\n"), 0o600))
+	_, err = runCLI(t, "validate", "--config", cfgFile)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bogus")
+
+	require.NoError(t, os.WriteFile(cfgFile, []byte("dns:\n  listen: 127.0.0.1:0\n  upstreams: [127.0.0.1:53]\nxds:\n  listen: 127.0.0.1:0\nadmin:\n  listen: 127.0.0.1:0\n"), 0o600))
+	out, err := runCLI(t, "validate", "--config", cfgFile)
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(out, "ok: policy "), out)
+}
+
+func TestBootstrapCLI(t *testing.T) {
+	out, err := runCLI(t, "bootstrap", "--node-id", "sidecar~10.1.2.3~checkout.payments~payments.svc.cluster.local", "--xds-address", "egressguard.egressguard.svc:18000")
+	require.NoError(t, err)
+	assert.Contains(t, out, "egressguard.egressguard.svc")
+	_, err = runCLI(t, "bootstrap")
+	require.Error(t, err)
+}
