@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -46,12 +47,13 @@ type Server struct {
 	bufs    sync.Pool
 	negTTL  uint32
 
-	mu       sync.Mutex
-	started  bool
-	udp, tcp *dns.Server
-	udpAddr  net.Addr
-	tcpAddr  net.Addr
-	done     chan struct{}
+	mu      sync.Mutex
+	started bool
+	udp     *udpServer
+	tcp     *dns.Server
+	udpAddr net.Addr
+	tcpAddr net.Addr
+	done    chan struct{}
 }
 
 // New builds a server from a validated configuration. plans and inv are
@@ -125,24 +127,19 @@ func (s *Server) Start(ctx context.Context) error {
 		return a
 	}
 	invalid := func([]byte, error) { s.metrics.Malformed.Inc() }
-	s.udp = &dns.Server{PacketConn: pc, Handler: s, UDPSize: maxUDPSize, MsgAcceptFunc: accept, MsgInvalidFunc: invalid}
 	s.tcp = &dns.Server{Listener: l, Handler: s, MsgAcceptFunc: accept, MsgInvalidFunc: invalid}
 	var ready sync.WaitGroup
-	ready.Add(2)
-	s.udp.NotifyStartedFunc = ready.Done
+	ready.Add(1)
 	s.tcp.NotifyStartedFunc = ready.Done
 	s.done = make(chan struct{})
-	var wg sync.WaitGroup
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.ActivateAndServe(); err != nil {
-				s.log.Error("dns listener stopped", zap.Error(err))
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(s.done) }()
+	go func() {
+		defer close(s.done)
+		if err := s.tcp.ActivateAndServe(); err != nil {
+			s.log.Error("dns tcp listener stopped", zap.Error(err))
+		}
+	}()
+	s.udp = &udpServer{s: s, pc: pc.(*net.UDPConn)}
+	s.udp.start(runtime.GOMAXPROCS(0))
 	ready.Wait()
 	s.started = true
 	s.log.Info("dnsguard serving", zap.Stringer("udp", s.udpAddr), zap.Stringer("tcp", s.tcpAddr),
@@ -214,10 +211,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	udp, tcp, done := s.udp, s.tcp, s.done
 	s.mu.Unlock()
 	var errs []error
-	for _, srv := range []*dns.Server{udp, tcp} {
-		if err := srv.ShutdownContext(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	if err := udp.shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("udp: %w", err))
+	}
+	if err := tcp.ShutdownContext(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("tcp: %w", err))
 	}
 	select {
 	case <-done:
