@@ -237,3 +237,16 @@ func TestBootstrapCLI(t *testing.T) {
 	_, err = runCLI(t, "bootstrap")
 	require.Error(t, err)
 }
+
+// TestExamplesValidate keeps the README's example configuration true.
+func TestExamplesValidate(t *testing.T) {
+	t.Chdir("../..")
+	out, err := runCLI(t, "validate", "--config", "deploy/examples/config.yaml")
+	require.NoError(t, err)
+	assert.Contains(t, out, "2 workloads")
+
+	out, err = runCLI(t, "policy", "eval", "--catalog", "deploy/examples/catalog.yaml",
+		"--inventory", "deploy/examples/inventory.yaml", "--workload", "checkout", "--dest", "status.prod.example.com:443")
+	require.NoError(t, err)
+	assert.Contains(t, out, "exception:checkout-reads-prod-status")
+}
