@@ -28,7 +28,7 @@ CLIENTS=${CLIENTS:-4}
 OUTSTANDING=${OUTSTANDING:-200}
 RULES=${RULES:-2000}
 UNIQUE_NAMES=${UNIQUE_NAMES:-1500000}
-ROUNDS=${ROUNDS:-2}           # each pair runs ROUNDS times, order alternating; the best QPS round is kept
+ROUNDS=${ROUNDS:-3}           # each pair runs ROUNDS times, order alternating; medians are reported
 AUTH_PORT=${AUTH_PORT:-5390}
 DNSGUARD_PORT=${DNSGUARD_PORT:-5391}
 COREDNS_PORT=${COREDNS_PORT:-5392}
@@ -115,7 +115,7 @@ TCK=$(getconf CLK_TCK)
 
 declare -A R
 # run_one TARGET PORT PID WORKLOAD ROUND: one throughput run and one latency
-# run; the results replace the kept ones when its QPS is higher.
+# run; every metric is appended to its list (medians are reported).
 run_one() {
 	local target=$1 port=$2 pid=$3 workload=$4 round=$5 file lat_file
 	case $workload in
@@ -152,15 +152,13 @@ run_one() {
 	p50=$(awk '{ a[NR] = $1 } END { if (NR) printf "%.0f", a[int(NR * 0.50) + 1] }' "$WORK/lat-$target-$workload-$round.txt")
 	p99=$(awk '{ a[NR] = $1 } END { if (NR) printf "%.0f", a[int(NR * 0.99) + 1] }' "$WORK/lat-$target-$workload-$round.txt")
 	log "round $round $target $workload: $qps qps, $qpcs q/CPU-s, p50 $p50 µs, p99 $p99 µs, RSS $rss KiB"
-	if [ -z "${R[$target,$workload,qps]:-}" ] || [ "$qps" -gt "${R[$target,$workload,qps]}" ]; then
-		R[$target,$workload,qps]=$qps
-		R[$target,$workload,lost]=$lost
-		R[$target,$workload,qpcs]=$qpcs
-		R[$target,$workload,p50]=$p50
-		R[$target,$workload,p99]=$p99
-	fi
-	R[$target,$workload,rss]=$rss
-	R[$target,$workload,hwm]=$hwm
+	for m in qps qpcs p50 p99 rss hwm lost; do
+		R[$target,$workload,$m]="${R[$target,$workload,$m]:-} ${!m}"
+	done
+}
+
+median() { # values...
+	printf '%s\n' "$@" | grep -v '^$' | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }
 
 for workload in hit unique; do
@@ -178,7 +176,7 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "n/a") print "n/a"; else printf "%.2f×", a / b }'; }
 
 echo
-echo "Best of $ROUNDS rounds (order alternating) by QPS; RSS after the last round."
+echo "Median of $ROUNDS rounds (order alternating); RSS is read after each round."
 echo "dnsperf: $DURATION s per throughput run, $CLIENTS clients, $OUTSTANDING outstanding; latency at a fixed rate ($LAT_QPS qps hit, $LAT_QPS_UNIQUE qps unique) for $LAT_DURATION s."
 echo "Machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end of the run."
 echo "dnsguard enforces a plan of $RULES rules; CoreDNS $COREDNS_VERSION runs forward + cache. Both pinned to CPU ${SERVER_CPU:-any}."
@@ -194,10 +192,12 @@ for workload in hit unique; do
 		p99) label="p99 latency at a fixed rate (µs)" ;;
 		rss) label="RSS after the workload (KiB)" ;;
 		hwm) label="peak RSS since start (KiB)" ;;
-		lost) label="queries lost" ;;
+		lost) label="queries lost per run" ;;
 		esac
-		a=${R[coredns,$workload,$metric]:-n/a}
-		b=${R[dnsguard,$workload,$metric]:-n/a}
+		# shellcheck disable=SC2086 # word splitting of the value lists is wanted
+		a=$(median ${R[coredns,$workload,$metric]:-})
+		# shellcheck disable=SC2086
+		b=$(median ${R[dnsguard,$workload,$metric]:-})
 		echo "| $workload | $label | $a | $b | $(ratio "$b" "$a") |"
 	done
 done

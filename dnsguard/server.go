@@ -138,7 +138,17 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("dns tcp listener stopped", zap.Error(err))
 		}
 	}()
-	s.udp = &udpServer{s: s, pc: pc.(*net.UDPConn)}
+	udpConn := pc.(*net.UDPConn)
+	// A burst of cache hits must not overflow the kernel's default
+	// receive buffer (about 200 KiB: a few hundred queries in flight).
+	// Best effort: the kernel caps it at net.core.rmem_max.
+	if err := udpConn.SetReadBuffer(udpSocketBuffer); err != nil {
+		s.log.Warn("cannot enlarge the UDP receive buffer", zap.Error(err))
+	}
+	if err := udpConn.SetWriteBuffer(udpSocketBuffer); err != nil {
+		s.log.Warn("cannot enlarge the UDP send buffer", zap.Error(err))
+	}
+	s.udp = &udpServer{s: s, pc: udpConn}
 	s.udp.start(runtime.GOMAXPROCS(0))
 	ready.Wait()
 	s.started = true
@@ -146,6 +156,9 @@ func (s *Server) Start(ctx context.Context) error {
 		zap.Int("upstreams", len(s.fwd.ups)), zap.String("block_response", string(s.cfg.BlockResponse)))
 	return nil
 }
+
+// udpSocketBuffer is the receive and send buffer asked for the UDP socket.
+const udpSocketBuffer = 4 << 20
 
 // listen binds UDP and TCP on the same address. With port 0 the UDP port
 // the OS picked is reused for TCP (retrying a few times if that TCP port
