@@ -308,7 +308,7 @@ func TestPlanForConcurrentWithReloads(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var lookups atomic.Int64
-	for g := 0; g < 4; g++ {
+	for g := 0; g < 3; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -326,7 +326,7 @@ func TestPlanForConcurrentWithReloads(t *testing.T) {
 			}
 		}()
 	}
-	for i := 0; i < 4; i++ {
+	for i := 0; i < 2; i++ {
 		zones := fmt.Sprintf("zones: [\"*.prod%d.example.com\"]\n", i)
 		require.NoError(t, os.WriteFile(cat, []byte(zones), 0o600))
 		require.NoError(t, e.Reload(context.Background()))
@@ -474,7 +474,7 @@ func TestPlanAgreesWithRegoReference(t *testing.T) {
 		// A random sample per workload keeps the test bounded (the Rego
 		// reference costs about a millisecond per decision).
 		r.Shuffle(len(dests), func(i, j int) { dests[i], dests[j] = dests[j], dests[i] })
-		for _, d := range dests[:min(len(dests), 250)] {
+		for _, d := range dests[:min(len(dests), 150)] {
 			got := p.Decide(d)
 			ref, err := e.ReferenceDecision(ctx, w, d)
 			require.NoError(t, err)

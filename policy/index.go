@@ -1,12 +1,17 @@
 package policy
 
-import "sort"
+import (
+	"sort"
+	"strings"
+)
 
 // catalogIndex re-keys the merged catalog by host pattern for the Rego
 // reference decision (data.catalog.index.hosts): pattern -> positions in the
 // default policy's catalog rule set, as [0, provider, endpoint] or
 // [1, zone, 0], in rule-set order; ports_only lists the endpoints without a
-// live host (matched by port on every destination). It carries no semantics of its own: the
+// live host (matched by port on every destination); hosts_under maps a
+// suffix to the patterns under it; exceptions files each exception under
+// one selector key. It carries no semantics of its own: the
 // Rego computes the same object when it is absent, and a test checks that
 // both agree.
 func catalogIndex(c *Catalog) map[string]any {
@@ -25,6 +30,26 @@ func catalogIndex(c *Catalog) map[string]any {
 	for i, z := range c.Zones {
 		hosts[z] = append(hosts[z], [3]int{1, i, 0})
 	}
+	// hosts_under: suffix s -> the indexed patterns strictly under s (whose
+	// name, without "*.", ends in "." + s), for exceptions like "*.s".
+	under := map[string][]string{}
+	for k := range hosts {
+		name := strings.TrimPrefix(k, "*.")
+		for i := 0; i < len(name); i++ {
+			if name[i] == '.' {
+				under[name[i+1:]] = append(under[name[i+1:]], k)
+			}
+		}
+	}
+	hostsUnder := make(map[string]any, len(under))
+	for s, ps := range under {
+		sort.Strings(ps)
+		l := make([]any, len(ps))
+		for i, p := range ps {
+			l[i] = p
+		}
+		hostsUnder[s] = l
+	}
 	out := make(map[string]any, len(hosts))
 	for k, v := range hosts {
 		refs := make([]any, len(v))
@@ -33,7 +58,7 @@ func catalogIndex(c *Catalog) map[string]any {
 		}
 		out[k] = refs
 	}
-	return map[string]any{"hosts": out, "ports_only": portsOnly, "exceptions": exceptionIndex(c.Exceptions)}
+	return map[string]any{"hosts": out, "hosts_under": hostsUnder, "ports_only": portsOnly, "exceptions": exceptionIndex(c.Exceptions)}
 }
 
 // exceptionIndex files each exception under one key of its selector (the

@@ -252,11 +252,14 @@ covered_host_patterns(x) := {[p, covered_ports(x, r)] |
 
 covered_candidates(e) := [e] if not contains(e, "*")
 else := object.keys(catalog_index.hosts) if e == "*"
-else := array.concat([e], [p |
-	suffix := substring(e, 1, -1)
+else := array.concat([e], object.get(catalog_index.hosts_under, substring(e, 2, -1), [])) if catalog_index.hosts_under
+else := array.concat([e], computed_hosts_under(substring(e, 2, -1)))
+
+# The indexed patterns strictly under suffix s (what hosts_under[s] holds).
+computed_hosts_under(s) := [p |
 	some p, _ in catalog_index.hosts
-	endswith(trim_prefix(p, "*."), suffix)
-])
+	endswith(trim_prefix(p, "*."), concat("", [".", s]))
+]
 
 covered_cidrs(x) := {[c, covered_ports(x, r)] |
 	some e in object.get(x, "cidrs", [])
@@ -343,9 +346,16 @@ candidate_rank[c] := count(host_candidates) - i if some i, c in host_candidates
 
 # The class overlay: exception rule sets, then the plan's own rules.
 overlay_rules := array.concat(
-	[r | some n in object.get(plan, "overlay_include", []); some r in rulesets[n]],
+	[r | some n in object.get(plan, "overlay_include", []); some r in overlay_ruleset(n)],
 	object.get(plan, "rules", []),
 )
+
+# An exception's rule set is found through the (few) matching exceptions:
+# looking a key up in rulesets would enumerate every exception.
+overlay_ruleset(n) := exception_rules(x) if {
+	some x in matching_exceptions
+	exception_ruleset_name(x) == n
+} else := rulesets[n]
 
 # The shared base, when it is not exactly the catalog rule set (custom
 # policies): evaluated in full.
