@@ -289,7 +289,7 @@ func (st *fileState) emit(it item) {
 		it.val = v
 	}
 	d := st.d
-	kc := classifyKey(&st.keyBuf, it.key)
+	kc := d.keys.classify(&st.keyBuf, it.key)
 	if kc.provider == "" {
 		kc.provider = st.scopes[it.scope].provider
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -17,6 +18,41 @@ type Detector struct {
 	rules       []*Rule
 	rule        map[string]*Rule
 	hasAccounts bool
+	keys        keyCache
+}
+
+// keyCache remembers what setting names mean: the same names (DB_PASSWORD,
+// api_key, ...) recur in every file. Bounded; safe for concurrent use.
+type keyCache struct {
+	mu sync.RWMutex
+	m  map[string]keyEntry
+}
+
+type keyEntry struct {
+	kc    keyClass
+	lower string
+}
+
+const keyCacheMax = 1 << 16
+
+func (c *keyCache) classify(buf *[]byte, key []byte) keyClass {
+	c.mu.RLock()
+	e, ok := c.m[string(key)]
+	c.mu.RUnlock()
+	if ok {
+		*buf = append((*buf)[:0], e.lower...)
+		return e.kc
+	}
+	kc := classifyKey(buf, key)
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = make(map[string]keyEntry)
+	}
+	if len(c.m) < keyCacheMax {
+		c.m[string(key)] = keyEntry{kc: kc, lower: string(*buf)}
+	}
+	c.mu.Unlock()
+	return kc
 }
 
 // NewDetector compiles a production description. Every problem in it is

@@ -47,6 +47,7 @@ func hasSuffixAny(s []byte, words ...string) bool {
 // classifyKey looks at a setting name (any case, any separator).
 func classifyKey(buf *[]byte, key []byte) keyClass {
 	var kc keyClass
+	*buf = (*buf)[:0]
 	if len(key) == 0 || len(key) > 128 {
 		return kc
 	}

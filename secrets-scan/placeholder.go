@@ -2,6 +2,16 @@ package secretscan
 
 import "bytes"
 
+// placeholderAnchors finds any placeholder mark in one pass (an immutable
+// table, like the package's compiled regular expressions).
+var placeholderAnchors = func() *anchors {
+	pats := make([]string, len(placeholderMarks))
+	for i, m := range placeholderMarks {
+		pats[i] = string(m)
+	}
+	return newAnchors(pats)
+}()
+
 // placeholderMarks are substrings that make a value a template, a
 // reference or an obviously fake example rather than a secret.
 var placeholderMarks = [][]byte{
@@ -19,10 +29,8 @@ var placeholderMarks = [][]byte{
 // isPlaceholder reports whether a candidate value is a placeholder, a
 // reference to a secret store, or too uniform to be a generated secret.
 func isPlaceholder(v []byte) bool {
-	for _, m := range placeholderMarks {
-		if bytes.Contains(v, m) {
-			return true
-		}
+	if placeholderAnchors.any(v) {
+		return true
 	}
 	return lowDiversity(v)
 }

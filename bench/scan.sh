@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Secrets-scan throughput: egressguard's scanner vs gitleaks (default rules)
+# on the same generated tree, in one run. Not part of `make test`.
+#
+#   bench/scan.sh                 # 200 MB tree, seed 1
+#   SIZE=50MB bench/scan.sh       # smaller
+#
+# Prints a Markdown table: wall MB/s, CPU seconds, peak RSS, and ratios.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${WORK:-/tmp/egressguard-scan-bench}
+SIZE=${SIZE:-200MB}
+SEED=${SEED:-1}
+GITLEAKS_VERSION=${GITLEAKS_VERSION:-v8.30.1}
+mkdir -p "$WORK/bin"
+
+echo "# building the corpus generator and the scanner driver" >&2
+(cd "$ROOT" && go build -o "$WORK/bin/corpusgen" ./secrets-scan/testdata/corpusgen/cmd/corpusgen)
+(cd "$ROOT" && go build -o "$WORK/bin/egscan" ./bench/scan/egscan)
+
+if [ ! -x "$WORK/bin/gitleaks" ]; then
+	echo "# installing gitleaks $GITLEAKS_VERSION (go install)" >&2
+	GOBIN="$WORK/bin" GOFLAGS=-mod=mod go install "github.com/zricethezav/gitleaks/v8@$GITLEAKS_VERSION"
+fi
+
+TREE="$WORK/tree-$SIZE-$SEED"
+if [ ! -d "$TREE" ]; then
+	echo "# generating $SIZE (seed $SEED) in $TREE" >&2
+	"$WORK/bin/corpusgen" -out "$TREE.tmp" -size "$SIZE" -seed "$SEED" -labels "$WORK/labels-$SIZE-$SEED.json" >&2
+	mv "$TREE.tmp" "$TREE"
+fi
+BYTES=$(find "$TREE" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
+FILES=$(find "$TREE" -type f | wc -l)
+
+# Warm the page cache so both tools read from memory.
+find "$TREE" -type f -exec cat {} + >/dev/null
+
+# measure NAME CMD...: wall seconds, user+sys seconds, max RSS (KiB)
+measure() {
+	local name=$1; shift
+	local tf="$WORK/time-$name.txt"
+	/usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$WORK/out-$name.log" 2>&1 || true
+	read -r wall user sys rss <"$tf"
+	echo "$name $wall $(echo "$user + $sys" | bc) $rss"
+}
+
+echo "# scanning $FILES files, $BYTES bytes" >&2
+EG=$(measure egressguard "$WORK/bin/egscan" -seed "$SEED" -o "$WORK/egressguard.json" "$TREE")
+GL=$(measure gitleaks "$WORK/bin/gitleaks" dir "$TREE" --no-banner --log-level error --exit-code 0 --report-format json --report-path "$WORK/gitleaks.json")
+tail -n 2 "$WORK/out-egressguard.log" >&2
+
+python3 - "$BYTES" "$FILES" "$EG" "$GL" "$WORK" <<'PY'
+import json, sys
+nbytes, files = int(sys.argv[1]), int(sys.argv[2])
+rows = [r.split() for r in sys.argv[3:5]]
+work = sys.argv[5]
+mb = nbytes / 1e6
+def findings(name):
+    try:
+        d = json.load(open(f"{work}/{name}.json"))
+        return len(d["findings"]) if isinstance(d, dict) else len(d)
+    except Exception:
+        return "?"
+res = {}
+for name, wall, cpu, rss in rows:
+    wall, cpu, rss = float(wall), float(cpu), int(rss)
+    res[name] = dict(wall=wall, cpu=cpu, rss=rss / 1024, mbs=mb / wall, cpumbs=mb / cpu if cpu else 0, findings=findings(name))
+eg, gl = res["egressguard"], res["gitleaks"]
+print(f"Tree: {files} files, {mb:.1f} MB (corpusgen seed, page cache warm), 2 cores.\n")
+print("| scanner | wall s | MB/s (wall) | CPU s | MB per CPU-s | peak RSS MiB | findings |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for name in ("egressguard", "gitleaks"):
+    r = res[name]
+    print(f"| {name} | {r['wall']:.1f} | {r['mbs']:.2f} | {r['cpu']:.1f} | {r['cpumbs']:.2f} | {r['rss']:.0f} | {r['findings']} |")
+print(f"\nRatios egressguard/gitleaks: throughput ×{eg['mbs']/gl['mbs']:.1f} (wall), ×{eg['cpumbs']/gl['cpumbs']:.1f} (per CPU-second); peak RSS ×{eg['rss']/gl['rss']:.2f}.")
+PY
