@@ -35,5 +35,10 @@
 // and inventory change) drops the per-client memo, queries in flight finish
 // with the plan they started with, and none is dropped.
 //
+// Over UDP, reader goroutines answer plain cache hits of allowed names
+// straight from the packet bytes (no goroutine, no dns.Msg per query);
+// everything else goes through ServeDNS on its own goroutine, after the
+// checks miekg/dns's server makes. TCP is miekg/dns's server.
+//
 // The package never evaluates Rego and never reads the catalog.
 package dnsguard

@@ -56,7 +56,8 @@ type Server struct {
 	done    chan struct{}
 }
 
-// New builds a server from a validated configuration. plans and inv are
+// New builds a server from a validated configuration. log is the
+// process's logger (New names it "dnsguard"). plans and inv are
 // required; sink receives one decision record per non-allow answer and
 // may be nil (no records); reg may be nil (metrics
 // not registered). Upstreams are read from resolv.conf here when the
@@ -71,6 +72,7 @@ func New(cfg Config, plans PlanSource, inv inventory.Source, sink decisionlog.Si
 	if log == nil {
 		log = zap.NewNop()
 	}
+	log = log.Named("dnsguard")
 	addrs, err := cfg.upstreamAddrs()
 	if err != nil {
 		return nil, err

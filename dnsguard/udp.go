@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
 
 	"github.com/egressguard/egressguard/policy/plan"
 )
@@ -75,7 +76,8 @@ func (u *udpServer) read() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			u.s.log.Debug("udp read")
+			u.s.log.Warn("udp read", zap.Error(err))
+			time.Sleep(time.Millisecond) // do not spin on a persistent error
 			continue
 		}
 		if n < headerLen {
