@@ -435,3 +435,7 @@ func Rules() []*Rule {
 		},
 	}
 }
+
+// EnvName says how the rule knows a value is production: "in-value",
+// "always-live", "identity" or "context".
+func (r *Rule) EnvName() string { return r.Env.String() }
