@@ -230,7 +230,11 @@ func (s *Server) fastAnswer(msg []byte, from netip.AddrPort, out []byte, name *n
 		}
 		bufSize = binary.BigEndian.Uint16(msg[off+3:])
 		do = msg[off+7]&0x80 != 0
-		off += optRRLen + int(binary.BigEndian.Uint16(msg[off+9:]))
+		rdEnd := off + optRRLen + int(binary.BigEndian.Uint16(msg[off+9:]))
+		if rdEnd > len(msg) || !plainOptions(msg[off+optRRLen:rdEnd]) {
+			return nil, false
+		}
+		off = rdEnd
 		hasOPT = true
 	}
 	if off != len(msg) {
@@ -293,4 +297,27 @@ func (s *Server) fastAnswer(msg []byte, from netip.AddrPort, out []byte, name *n
 	s.metrics.CacheHits.Inc()
 	s.metrics.query(idxAllow, qtype)
 	return out, true
+}
+
+// plainOptions reports whether the OPT RDATA b is a well-formed list of
+// options that need no parsing: NSID, COOKIE and PADDING, which dnsguard
+// ignores (never echoes). Any other option sends the query down the slow
+// path, where miekg/dns parses it (and answers FORMERR if it is malformed).
+func plainOptions(b []byte) bool {
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return false
+		}
+		code, n := binary.BigEndian.Uint16(b), int(binary.BigEndian.Uint16(b[2:]))
+		switch code {
+		case dns.EDNS0NSID, dns.EDNS0COOKIE, dns.EDNS0PADDING:
+		default:
+			return false
+		}
+		if 4+n > len(b) {
+			return false
+		}
+		b = b[4+n:]
+	}
+	return true
 }

@@ -79,6 +79,10 @@ func TestFastPathDeclinesOddPackets(t *testing.T) {
 	var name nameBuf
 	_, ok := h.s.fastAnswer(good, client, nil, &name)
 	require.True(t, ok)
+	withCookie := append(append([]byte(nil), good...), 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8)
+	withCookie[11] = 1
+	_, ok = h.s.fastAnswer(withCookie, client, nil, &name)
+	require.True(t, ok, "a client cookie is ignored, not a reason to leave the fast path")
 	for _, tc := range []struct {
 		name string
 		mod  func(b []byte) []byte
@@ -94,6 +98,14 @@ func TestFastPathDeclinesOddPackets(t *testing.T) {
 		{"additional that is not OPT", func(b []byte) []byte {
 			b[11] = 1
 			return append(b, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0)
+		}},
+		{"EDNS client subnet option (parsed by the slow path)", func(b []byte) []byte {
+			b[11] = 1
+			return append(b, 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 8, 0, 8, 0, 4, 0, 1, 24, 0)
+		}},
+		{"option longer than the OPT", func(b []byte) []byte {
+			b[11] = 1
+			return append(b, 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 4, 0, 10, 0, 9)
 		}},
 		{"EDNS version 1", func(b []byte) []byte {
 			b[11] = 1
