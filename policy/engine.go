@@ -135,9 +135,11 @@ func (e *Engine) Decide(w *inventory.Workload, d plan.Destination) (plan.Decisio
 	return p.Decide(d), nil
 }
 
-// ClassKey is the cache key of w's workload class, for explain and debugging:
-// the environment plus the labels (and name/namespace) the policy reads.
-func (e *Engine) ClassKey(w *inventory.Workload) string { return e.cur.Load().classKey(w) }
+// ClassKey describes w's workload class for explain and debugging: the
+// environment plus the labels (and name/namespace) the policy reads, e.g.
+// `staging{name="checkout", namespace="payments", label:app="web"}`.
+// Workloads with the same ClassKey share one plan.
+func (e *Engine) ClassKey(w *inventory.Workload) string { return e.cur.Load().classDescription(w) }
 
 // ClassLabels are the workload label keys the policy reads.
 func (e *Engine) ClassLabels() []string { return slices.Clone(e.cur.Load().class.labels) }

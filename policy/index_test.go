@@ -15,7 +15,7 @@ import (
 // data.catalog.index is exactly what the Rego computes when it is absent,
 // so the reference decision means the same with and without it.
 func TestCatalogIndexMatchesRego(t *testing.T) {
-	e := operatorEngine(t)
+	e := sharedOperatorEngine(t)
 	s := e.cur.Load()
 	ctx := context.Background()
 	eval := func(query string, out any) {

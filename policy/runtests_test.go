@@ -10,7 +10,7 @@ import (
 )
 
 func TestRunTestsDefaults(t *testing.T) {
-	e := newTestEngine(t, Options{})
+	e := sharedDefaultEngine(t)
 	rep, err := RunTests(context.Background(), e)
 	require.NoError(t, err)
 	var b strings.Builder
@@ -22,7 +22,7 @@ func TestRunTestsDefaults(t *testing.T) {
 }
 
 func TestRunTestsOperatorScenarios(t *testing.T) {
-	e := operatorEngine(t)
+	e := sharedOperatorEngine(t)
 	rep, err := RunTestsWith(context.Background(), e, TestOptions{NoDefaults: true, Paths: []string{"testdata/scenarios/operator.yaml"}})
 	require.NoError(t, err)
 	var b strings.Builder
@@ -33,7 +33,7 @@ func TestRunTestsOperatorScenarios(t *testing.T) {
 }
 
 func TestRunTestsNamesFailingScenario(t *testing.T) {
-	e := newTestEngine(t, Options{})
+	e := sharedDefaultEngine(t)
 	rep, err := RunTestsWith(context.Background(), e, TestOptions{NoDefaults: true, Paths: []string{"testdata/scenarios/failing.yaml"}})
 	require.NoError(t, err)
 	require.Equal(t, 1, rep.Failed())
@@ -73,7 +73,7 @@ test_fails_on_purpose if {
 func TestRunTestsBadScenarioFile(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir+"/bad.yaml", "scenarios:\n  - name: x\n    workload: {environment: staging}\n    dest: \"a.example:99999\"\n    want: block\n")
-	e := newTestEngine(t, Options{})
+	e := sharedDefaultEngine(t)
 	_, err := RunTestsWith(context.Background(), e, TestOptions{NoDefaults: true, Paths: []string{dir}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), dir+"/bad.yaml:4: scenarios[0].dest: bad port")

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -406,6 +407,35 @@ func (s *state) classKey(w *inventory.Workload) string {
 		}
 	}
 	return b.String()
+}
+
+// classDescription renders the class of w readably (see Engine.ClassKey).
+func (s *state) classDescription(w *inventory.Workload) string {
+	var parts []string
+	if s.class.all || s.class.name {
+		parts = append(parts, "name="+strconv.Quote(w.Name))
+	}
+	if s.class.all || s.class.namespace {
+		parts = append(parts, "namespace="+strconv.Quote(w.Namespace))
+	}
+	keys := s.class.labels
+	if s.class.all {
+		keys = make([]string, 0, len(w.Labels))
+		for k := range w.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+	}
+	for _, k := range keys {
+		if v, ok := w.Labels[k]; ok {
+			parts = append(parts, "label:"+k+"="+strconv.Quote(v))
+		}
+	}
+	env := w.Environment
+	if env == "" {
+		env = `""`
+	}
+	return env + "{" + strings.Join(parts, ", ") + "}"
 }
 
 // planFor returns the cached plan of w's class, computing it once.
