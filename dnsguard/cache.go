@@ -35,7 +35,6 @@ type entry struct {
 	wire    []byte
 	ttls    []uint16 // offsets of every RR's TTL field in wire
 	rcode   int
-	tc      bool
 	stored  int64 // unix nanoseconds
 	expires int64 // unix nanoseconds
 	// What the answer leads to, checked against the asking client's plan.

@@ -374,7 +374,7 @@ func (s *Server) writeEntry(w dns.ResponseWriter, r *dns.Msg, opt *dns.OPT, e *e
 		if setQuestionCase(buf, qname) {
 			binary.BigEndian.PutUint16(buf[0:], r.Id)
 			b2 := byte(0x80) // QR, opcode QUERY, AA clear
-			if e.tc || buf[2]&0x02 != 0 {
+			if buf[2]&0x02 != 0 { // TC as stored
 				b2 |= 0x02
 			}
 			if r.RecursionDesired {

@@ -245,7 +245,7 @@ func rewriteEntry(t testing.TB, s *Server, k cacheKey, mod func(e *entry)) {
 	t.Helper()
 	old, ok := s.cache.get(k)
 	require.True(t, ok, "no cache entry for %v", k)
-	e := &entry{wire: old.wire, ttls: old.ttls, rcode: old.rcode, tc: old.tc, stored: old.stored, expires: old.expires, ips: old.ips, names: old.names}
+	e := &entry{wire: old.wire, ttls: old.ttls, rcode: old.rcode, stored: old.stored, expires: old.expires, ips: old.ips, names: old.names}
 	mod(e)
 	s.cache.put(k, e)
 }
