@@ -1011,7 +1011,7 @@ func (st *fileState) finish() {
 				}
 			}
 			if c.f.Message == "" || c.rule.ID == RuleGeneric || c.rule.Env == envContext {
-				c.f.Message = fmt.Sprintf("%s in a block that names production (%s, line %d)", c.rule.Title, m.what, m.line)
+				c.f.Message = fmt.Sprintf("%s: the block names production (%s, line %d)", c.rule.Title, m.what, m.line)
 			}
 			st.report(c.f)
 		}

@@ -78,6 +78,10 @@ An "egressguard:allow <reason>" comment on a line (or the line above) silences i
 			return runScan(cmd.Context(), ro, o, args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.Flags().Changed("git"))
 		},
 	}
+	// A usage error is "could not scan" (2), not "findings" (1).
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitError{code: scanExitError, err: fmt.Errorf("scan: %w", err)}
+	})
 	f := cmd.Flags()
 	f.StringVar(&o.format, "format", "text", "report format: text, json or sarif")
 	f.StringVarP(&o.output, "output", "o", "", "write the report to this file instead of standard output")
