@@ -373,7 +373,7 @@ func (s *Server) writeEntry(w dns.ResponseWriter, r *dns.Msg, opt *dns.OPT, e *e
 		buf := e.writeTo((*bp)[:0], now, 0)
 		if setQuestionCase(buf, qname) {
 			binary.BigEndian.PutUint16(buf[0:], r.Id)
-			b2 := byte(0x80) // QR, opcode QUERY, AA clear
+			b2 := byte(0x80)      // QR, opcode QUERY, AA clear
 			if buf[2]&0x02 != 0 { // TC as stored
 				b2 |= 0x02
 			}
