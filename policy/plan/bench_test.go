@@ -88,3 +88,15 @@ func TestDecideDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDecideLinear is the in-run peer of BenchmarkDecide: the naive
+// linear reading of the same semantics (reference_test.go) on the same plan.
+func BenchmarkDecideLinear(b *testing.B) {
+	s := largeSpec()
+	layers := [][]Rule{s.Rules}
+	d := Destination{Host: "a.b.c.zone3.prod.example.com"}
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = referenceDecide(layers, s.Default, d)
+	}
+}

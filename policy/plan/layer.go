@@ -51,6 +51,9 @@ type Layer struct {
 	// "*." ("" for the pattern "*").
 	exact map[string]hostEntry
 	wild  map[string]hostEntry
+	// wildLabels has bit n set when some wildcard suffix has n labels (0 for
+	// "*", 63 for 63 or more), so lookups skip suffix lengths no pattern has.
+	wildLabels uint64
 	// ipAny holds CIDR rules without a port filter; ipPort those with one,
 	// one table per port.
 	ipAny       *bart.Table[int32]
@@ -118,8 +121,10 @@ func (l *Layer) index(i int32) {
 		switch {
 		case h == "*":
 			m, key = l.wild, ""
+			l.wildLabels |= 1
 		case strings.HasPrefix(h, "*."):
 			m, key = l.wild, h[2:]
+			l.wildLabels |= labelBit(strings.Count(key, ".") + 1)
 		}
 		e, ok := m[key]
 		if !ok {
@@ -162,6 +167,9 @@ func (l *Layer) index(i int32) {
 		}
 	}
 }
+
+// labelBit is the wildLabels bit of a suffix with n labels.
+func labelBit(n int) uint64 { return 1 << min(n, 63) }
 
 // normalizeRule returns a validated copy of r with canonical host patterns
 // and CIDRs.

@@ -19,6 +19,8 @@ type Plan struct {
 	def     Rule
 	mode    Mode
 	fp      string
+	// wildLabels is the union of both layers' wildcard suffix label counts.
+	wildLabels uint64
 }
 
 // Compile builds a plan from a whole Spec, without a shared base.
@@ -42,6 +44,12 @@ func New(base *Layer, overlay []Rule, def Action, mode Mode) (*Plan, error) {
 			return nil, err
 		}
 		p.overlay = l
+	}
+	if base != nil {
+		p.wildLabels |= base.wildLabels
+	}
+	if p.overlay != nil {
+		p.wildLabels |= p.overlay.wildLabels
 	}
 	p.def = Rule{
 		ID:     DefaultRuleID,
@@ -106,12 +114,30 @@ func (p *Plan) matchHost(host string, port uint16) *Rule {
 	if r := p.pick(name, port, false); r != nil {
 		return r
 	}
+	if p.wildLabels == 0 {
+		return nil
+	}
+	// Wildcard suffixes from the longest to the shortest, skipping label
+	// counts no wildcard pattern has.
+	labels := 1
 	for i := 0; i < n; i++ {
 		if name[i] == '.' {
+			labels++
+		}
+	}
+	for i := 0; i < n; i++ {
+		if name[i] == '.' {
+			labels--
+			if p.wildLabels&labelBit(labels) == 0 {
+				continue
+			}
 			if r := p.pick(name[i+1:], port, true); r != nil {
 				return r
 			}
 		}
+	}
+	if p.wildLabels&1 == 0 {
+		return nil
 	}
 	return p.pick(name[:0], port, true)
 }
