@@ -89,8 +89,9 @@ func BenchmarkXDSRebuild(b *testing.B) {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
-	b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/1000/1024, "KiB-heap/node")
+	heapPerNode := float64(m1.HeapAlloc-m0.HeapAlloc) / 1000 / 1024
 	b.ResetTimer()
+	cpu := startCPU(b)
 	for i := range b.N {
 		if i%2 == 0 {
 			src.cur = plansB
@@ -99,6 +100,8 @@ func BenchmarkXDSRebuild(b *testing.B) {
 		}
 		enf.Rebuild()
 	}
+	cpu.report(b)
+	b.ReportMetric(heapPerNode, "KiB-heap/node")
 }
 
 type switchSource struct{ cur *classPlans }

@@ -14,6 +14,7 @@ func BenchmarkXDSTranslateOneClass(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	cpu := startCPU(b)
 	for b.Loop() {
 		res, err := xds.TranslateSidecar(p, xds.NodeSettings{})
 		if err != nil {
@@ -24,4 +25,5 @@ func BenchmarkXDSTranslateOneClass(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(res.Routes)), "route-configs")
 	}
+	cpu.report(b)
 }

@@ -10,10 +10,12 @@ import (
 	"sync"
 	"time"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
@@ -47,7 +49,9 @@ func fullState(typ int) bool { return typ == typeListener || typ == typeCluster 
 // prepared is one resource marshalled once and shared by every node and
 // stream that receives it.
 type prepared struct {
-	name    string
+	name string
+	// msg is the resource as built; nil once dropped to save memory (sidecar
+	// snapshots keep only the wire form), see message.
 	msg     proto.Message
 	any     *anypb.Any
 	version string
@@ -59,10 +63,53 @@ func prepare(name string, m proto.Message) (*prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", name, err)
 	}
+	return preparedFrom(name, m, b), nil
+}
+
+func preparedFrom(name string, m proto.Message, b []byte) *prepared {
 	sum := sha256.Sum256(b)
 	v := hex.EncodeToString(sum[:12])
 	a := &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
-	return &prepared{name: name, msg: m, any: a, version: v, delta: &discoveryv3.Resource{Name: name, Version: v, Resource: a}}, nil
+	return &prepared{name: name, msg: m, any: a, version: v, delta: &discoveryv3.Resource{Name: name, Version: v, Resource: a}}
+}
+
+// prepareRoute marshals a route configuration from its parts: the
+// configuration without virtual hosts, then each virtual host's wire form
+// as a virtual_hosts field, taken from vhc when it built that host (the
+// bytes of a base rule's virtual host are shared by every class). Protobuf
+// parsers accept a repeated field's elements after the other fields; the
+// result decodes to a message proto.Equal to rc.
+func prepareRoute(rc *routev3.RouteConfiguration, vhc *vhostCache) (*prepared, error) {
+	det := proto.MarshalOptions{Deterministic: true}
+	shell, err := det.Marshal(withoutVirtualHosts(rc))
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", rc.Name, err)
+	}
+	parts := make([][]byte, len(rc.VirtualHosts))
+	size := len(shell)
+	for i, vh := range rc.VirtualHosts {
+		if e := vhc.lookup(vh); e != nil && e.err == nil {
+			parts[i] = e.raw
+		} else if parts[i], err = det.Marshal(vh); err != nil {
+			return nil, fmt.Errorf("marshal %s: virtual host %s: %w", rc.Name, vh.GetName(), err)
+		}
+		size += protowire.SizeTag(virtualHostsField) + protowire.SizeBytes(len(parts[i]))
+	}
+	b := make([]byte, 0, size)
+	b = append(b, shell...)
+	for _, raw := range parts {
+		b = protowire.AppendTag(b, virtualHostsField, protowire.BytesType)
+		b = protowire.AppendBytes(b, raw)
+	}
+	return preparedFrom(rc.Name, rc, b), nil
+}
+
+// message returns the resource, decoding the wire form when msg was dropped.
+func (p *prepared) message() (proto.Message, error) {
+	if p.msg != nil {
+		return p.msg, nil
+	}
+	return p.any.UnmarshalNew()
 }
 
 // Snapshot is one node's whole configuration, immutable once built. Nodes of
@@ -104,7 +151,9 @@ func (s *Snapshot) Resources(typeURL string) map[string]proto.Message {
 	}
 	out := make(map[string]proto.Message, len(s.sets[t]))
 	for n, p := range s.sets[t] {
-		out[n] = p.msg
+		if m, err := p.message(); err == nil {
+			out[n] = m
+		}
 	}
 	return out
 }

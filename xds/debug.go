@@ -94,7 +94,11 @@ func (e *Enforcer) nodeDebug(id string) (map[string]any, bool) {
 			}
 			slices.Sort(names)
 			for _, n := range names {
-				b, err := protojson.Marshal(snap.sets[t][n].msg)
+				m, err := snap.sets[t][n].message()
+				if err != nil {
+					continue
+				}
+				b, err := protojson.Marshal(m)
 				if err != nil {
 					continue
 				}

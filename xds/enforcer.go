@@ -104,6 +104,7 @@ type Enforcer struct {
 	rebuildMu sync.Mutex // one Rebuild at a time
 
 	mu      sync.Mutex
+	vhc     *vhostCache // virtual hosts of the current policy version
 	nodes   map[string]*nodeState
 	streams map[int64]string // stream ID → node ID
 	classes map[string]*class
@@ -127,6 +128,7 @@ func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Lo
 		log:     log,
 		metrics: m,
 		cache:   newSnapCache(log.Named("cache"), m),
+		vhc:     newVHostCache(true),
 		nodes:   map[string]*nodeState{},
 		streams: map[int64]string{},
 		classes: map[string]*class{},
@@ -296,6 +298,12 @@ func (e *Enforcer) refreshNode(id string) {
 	e.cache.SetSnapshot(id, snap)
 }
 
+func (e *Enforcer) vhostCache() *vhostCache {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.vhc
+}
+
 func (e *Enforcer) classFor(p *plan.Plan) *class {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -335,6 +343,10 @@ func (e *Enforcer) Rebuild() {
 		jobs = append(jobs, &job{id: id, kind: ns.kind, port: ns.port, targets: sortedKeys(ns.targets)})
 	}
 	old := e.classes
+	// A fresh virtual-host cache per rebuild: classes built now share the
+	// new policy version's virtual hosts; the previous version's are freed
+	// with the classes that used them.
+	e.vhc = newVHostCache(true)
 	e.mu.Unlock()
 
 	inv := e.inv.Current()
@@ -420,7 +432,7 @@ func (c *class) snapshot(e *Enforcer, kind nodeKind, port uint32, targets []stri
 				OutboundPort:           port,
 				AccessLogPath:          e.cfg.AccessLogPath,
 				ListenerFiltersTimeout: e.cfg.ListenerFiltersTimeout,
-			})
+			}, e.vhostCache())
 		})
 		return b.snap, b.err
 	}
@@ -467,17 +479,26 @@ func (c *class) snapshot(e *Enforcer, kind nodeKind, port uint32, targets []stri
 	return s, nil
 }
 
-func buildSidecar(p *plan.Plan, s NodeSettings) (*Snapshot, error) {
-	res, err := TranslateSidecar(p, s)
+// buildSidecar translates, validates and marshals a class's sidecar
+// resources. vhc (shared by the classes of one policy version) builds,
+// validates and marshals each distinct virtual host once. The snapshot
+// keeps only the wire form of its resources.
+func buildSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Snapshot, error) {
+	res, err := translateSidecar(p, s, vhc)
 	if err != nil {
 		return nil, err
 	}
-	if err := Validate(res); err != nil {
+	if err := validateWith(res, vhc); err != nil {
 		return nil, err
 	}
-	items, err := prepareAll(res)
+	items, err := prepareAll(res, vhc)
 	if err != nil {
 		return nil, err
+	}
+	for t := range numTypes {
+		for _, it := range items[t] {
+			it.msg = nil
+		}
 	}
 	return newSnapshot(p.Fingerprint(), items), nil
 }
@@ -490,10 +511,10 @@ func buildTarget(p *plan.Plan, target string) ([numTypes][]*prepared, error) {
 	if err := Validate(res); err != nil {
 		return [numTypes][]*prepared{}, err
 	}
-	return prepareAll(res)
+	return prepareAll(res, nil)
 }
 
-func prepareAll(r *Resources) ([numTypes][]*prepared, error) {
+func prepareAll(r *Resources, vhc *vhostCache) ([numTypes][]*prepared, error) {
 	var out [numTypes][]*prepared
 	var errs []error
 	add := func(t int, name string, m proto.Message) {
@@ -508,7 +529,12 @@ func prepareAll(r *Resources) ([numTypes][]*prepared, error) {
 		add(typeListener, l.Name, l)
 	}
 	for _, rc := range r.Routes {
-		add(typeRoute, rc.Name, rc)
+		p, err := prepareRoute(rc, vhc)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[typeRoute] = append(out[typeRoute], p)
 	}
 	for _, c := range r.Clusters {
 		add(typeCluster, c.Name, c)

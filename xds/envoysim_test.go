@@ -6,12 +6,14 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/config/rbac/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	earlyhmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -127,7 +129,9 @@ func simulate(t *testing.T, res *Resources, c simConn) (string, string) {
 		require.NotNil(t, rc)
 		vh := matchVHost(rc, strings.ToLower(strings.TrimSuffix(c.host, ".")))
 		require.NotNil(t, vh, "no virtual host for %q", c.host)
-		action, rule, _ := strings.Cut(vh.Routes[0].Name, "|")
+		rt := matchRoute(t, vh, earlyHeaders(t, h))
+		require.NotNil(t, rt, "no route in virtual host %s", vh.Name)
+		action, rule, _ := strings.Cut(rt.Name, "|")
 		return action, rule
 	case f.GetTypedConfig().MessageIs(&netrbacv3.RBAC{}):
 		r := &netrbacv3.RBAC{}
@@ -151,6 +155,46 @@ func simulate(t *testing.T, res *Resources, c simConn) (string, string) {
 		return "redirect", ""
 	}
 	return "?", tp.GetCluster()
+}
+
+// earlyHeaders applies the HCM's early header mutations (run before
+// routing) to a request that carries none of its own headers. A client
+// sending the same header is overwritten (OVERWRITE_IF_EXISTS_OR_ADD).
+func earlyHeaders(t *testing.T, h *hcmv3.HttpConnectionManager) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, ext := range h.EarlyHeaderMutationExtensions {
+		hm := &earlyhmv3.HeaderMutation{}
+		require.NoError(t, ext.GetTypedConfig().UnmarshalTo(hm))
+		for _, m := range hm.Mutations {
+			a := m.GetAppend()
+			require.NotNil(t, a, "only append mutations are simulated")
+			require.Equal(t, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD, a.AppendAction)
+			out[a.Header.Key] = a.Header.Value
+		}
+	}
+	return out
+}
+
+// matchRoute picks the first route whose header matchers (exact string
+// matches only, as the translation writes them) all hold; every route
+// matches any path ("/").
+func matchRoute(t *testing.T, vh *routev3.VirtualHost, headers map[string]string) *routev3.Route {
+	t.Helper()
+	for _, rt := range vh.Routes {
+		require.Equal(t, "/", rt.Match.GetPrefix())
+		ok := true
+		for _, hm := range rt.Match.Headers {
+			v, present := headers[hm.Name]
+			exact := hm.GetStringMatch().GetExact()
+			require.NotEmpty(t, exact, "only exact header matches are simulated")
+			ok = ok && present && v == exact
+		}
+		if ok {
+			return rt
+		}
+	}
+	return nil
 }
 
 func suffixWildcards(name string) []string {
@@ -191,8 +235,10 @@ func matchVHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHos
 func TestSidecarMatchesDecide(t *testing.T) {
 	hosts := []string{"api-m.paypal.com", "www.paypal.com", "a.b.paypal.com", "paypal.com", "status.prod.example.com",
 		"db.prod.example.com", "billing.example.com", "example.com", "api.mailgun.net", "collector.analytics.example.com",
-		"API-M.PayPal.com.", "x.svc.cluster.local", "github.com", "api.github.com", "foo.staging.example.com", "10.20.1.1"}
-	ips := []string{"10.20.1.1", "10.20.5.9", "10.9.9.9", "192.0.2.1", "2001:db8:1::5", "2001:db8:2::5"}
+		"API-M.PayPal.com.", "x.svc.cluster.local", "github.com", "api.github.com", "foo.staging.example.com", "10.20.1.1",
+		"corp.example.com", "a.corp.example.com", "team.corp.example.com", "x.team.corp.example.com", "a.b.team.corp.example.com",
+		"db.team.corp.example.com", "x.db.team.corp.example.com", "ro.db.team.corp.example.com", "a.ro.db.team.corp.example.com"}
+	ips := []string{"10.20.1.1", "10.20.5.9", "10.9.9.9", "192.0.2.1", "2001:db8:1::5", "2001:db8:2::5", "10.30.1.1", "10.30.9.9"}
 	ports := []uint16{80, 443, 25, 587, 8080}
 	cases, err := filepath.Glob("testdata/in/*.yaml")
 	require.NoError(t, err)

@@ -13,6 +13,7 @@ import (
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -27,6 +28,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	earlyhmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
@@ -159,13 +161,17 @@ func (v verdict) strictness() int {
 type table struct {
 	hosts map[string]*plan.Rule
 	cidrs map[netip.Prefix]*plan.Rule
+	// wild maps the suffix of each "*.suffix" host pattern, dot included
+	// (".paypal.com"), to the pattern, so a name's enclosing wildcards are
+	// found by slicing it.
+	wild map[string]string
 }
 
 // tableFor applies the port rule of plan.Decide: for one pattern, an entry
 // whose port filter lists the port beats an any-port entry; entries for
 // other ports do not apply. port 0 means "a port no entry names".
 func tableFor(entries []plan.Entry, port uint16) (table, error) {
-	t := table{hosts: map[string]*plan.Rule{}, cidrs: map[netip.Prefix]*plan.Rule{}}
+	t := table{hosts: map[string]*plan.Rule{}, cidrs: map[netip.Prefix]*plan.Rule{}, wild: map[string]string{}}
 	specific := map[string]bool{}
 	for _, e := range entries {
 		if e.Port != 0 && e.Port != port {
@@ -181,6 +187,9 @@ func tableFor(entries []plan.Entry, port uint16) (table, error) {
 		switch e.Kind {
 		case plan.EntryHost:
 			t.hosts[e.Pattern] = e.Rule
+			if strings.HasPrefix(e.Pattern, "*.") {
+				t.wild[e.Pattern[1:]] = e.Pattern
+			}
 		case plan.EntryCIDR:
 			pfx, err := netip.ParsePrefix(e.Pattern)
 			if err != nil {
@@ -257,6 +266,12 @@ func portsOf(entries []plan.Entry) []uint16 {
 //     default as the catch-all virtual host, so host rules still beat CIDR
 //     rules), and raw TCP (the CIDR rule or the plan default).
 func TranslateSidecar(p *plan.Plan, s NodeSettings) (*Resources, error) {
+	return translateSidecar(p, s, newVHostCache(false))
+}
+
+// translateSidecar is TranslateSidecar with a virtual-host cache that may be
+// shared across the classes of one policy version (the enforcer's path).
+func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources, error) {
 	if p == nil {
 		return nil, fmt.Errorf("xds: translate: nil plan")
 	}
@@ -266,8 +281,8 @@ func TranslateSidecar(p *plan.Plan, s NodeSettings) (*Resources, error) {
 		s:        s,
 		clusters: map[string]*clusterv3.Cluster{},
 		routes:   map[string]*routev3.RouteConfiguration{},
-		routeKey: map[string]string{},
-		denyBody: map[*plan.Rule]string{},
+		vhc:      vhc,
+		sni:      map[sniKey]map[verdictKind][]string{},
 	}
 	entries := p.Entries()
 	var chains []*listenerv3.FilterChain
@@ -277,12 +292,10 @@ func TranslateSidecar(p *plan.Plan, s NodeSettings) (*Resources, error) {
 			return nil, fmt.Errorf("xds: translate: %w", err)
 		}
 		hostVHosts := b.hostVirtualHosts(t)
-		for _, g := range ipGroupsFor(p, t) {
-			cs, err := b.chainsFor(port, t, g, hostVHosts)
-			if err != nil {
-				return nil, fmt.Errorf("xds: translate: %w", err)
-			}
-			chains = append(chains, cs...)
+		groups := ipGroupsFor(p, t)
+		rc, cellRouted := b.routeConfig(port, t, groups, hostVHosts)
+		for _, g := range groups {
+			chains = append(chains, b.chainsFor(port, t, g, rc, cellRouted)...)
 		}
 	}
 	b.addCluster(&clusterv3.Cluster{
@@ -322,12 +335,29 @@ func TranslateSidecar(p *plan.Plan, s NodeSettings) (*Resources, error) {
 }
 
 type sidecarBuilder struct {
-	p        *plan.Plan
-	s        NodeSettings
-	clusters map[string]*clusterv3.Cluster
-	routes   map[string]*routev3.RouteConfiguration
-	routeKey map[string]string // content key → route configuration name
-	denyBody map[*plan.Rule]string
+	p         *plan.Plan
+	s         NodeSettings
+	clusters  map[string]*clusterv3.Cluster
+	routes    map[string]*routev3.RouteConfiguration
+	routeKeys []routeKey // route configurations built so far, for sharing
+	vhc       *vhostCache
+	sni       map[sniKey]map[verdictKind][]string
+}
+
+// routeKey describes a route configuration's content for sharing it
+// between ports with the same host table.
+type routeKey struct {
+	name     string
+	catchAll string
+	hosts    []*routev3.VirtualHost
+}
+
+// sniKey names one computation of sniNames: its result depends only on the
+// port's host table, the cell's TLS fallback class and whether it prunes.
+type sniKey struct {
+	port     uint16
+	fallback verdictKind
+	prune    bool
 }
 
 func (b *sidecarBuilder) addCluster(c *clusterv3.Cluster) string {
@@ -349,32 +379,43 @@ type vhostGroup struct {
 // rule. The "*" pattern is not included: the
 // catch-all is built per IP group.
 func (b *sidecarBuilder) hostVirtualHosts(t table) []*vhostGroup {
-	groups := map[string]*vhostGroup{}
+	type groupKey struct {
+		rule *plan.Rule
+		kind verdictKind
+	}
+	groups := make(map[groupKey]*vhostGroup, len(t.hosts))
 	for pattern, r := range t.hosts {
 		if pattern == "*" {
 			continue
 		}
 		v := verdictOf(b.p, r)
-		key := v.kind.String() + "|" + r.ID
-		g, ok := groups[key]
+		g, ok := groups[groupKey{r, v.kind}]
 		if !ok {
-			g = &vhostGroup{key: key, v: v}
-			groups[key] = g
+			g = &vhostGroup{key: v.kind.String() + "|" + r.ID, v: v}
+			groups[groupKey{r, v.kind}] = g
 		}
 		g.domains = append(g.domains, pattern)
 	}
 	out := make([]*vhostGroup, 0, len(groups))
 	for _, g := range groups {
 		slices.Sort(g.domains)
-		g.vh = b.virtualHost(g.key, g.domains, g.v)
+		// Port tables (and the classes sharing a base layer) mostly agree:
+		// each distinct virtual host is built once.
+		if g.v.kind == vRedirect {
+			b.sandboxCluster(g.v.rule.Redirect)
+		}
+		g.vh = b.vhc.get(vhostKey{rule: g.v.rule, kind: g.v.kind, domains: strings.Join(g.domains, ",")},
+			func() *routev3.VirtualHost { return virtualHost(g.key, g.domains, g.v) }).vh
 		out = append(out, g)
 	}
 	slices.SortFunc(out, func(a, c *vhostGroup) int { return strings.Compare(a.key, c.key) })
 	return out
 }
 
-func (b *sidecarBuilder) virtualHost(name string, domains []string, v verdict) *routev3.VirtualHost {
-	return &routev3.VirtualHost{Name: name, Domains: domains, Routes: []*routev3.Route{b.httpRoute(v)}}
+// virtualHost is a pure function of its arguments (it is shared across
+// classes); the caller registers the sandbox cluster a redirect names.
+func virtualHost(name string, domains []string, v verdict) *routev3.VirtualHost {
+	return &routev3.VirtualHost{Name: name, Domains: domains, Routes: []*routev3.Route{httpRoute(v)}}
 }
 
 // routeName encodes the verdict for access logs: "<action>|<rule id>".
@@ -385,7 +426,9 @@ func routeName(v verdict) string {
 	return v.kind.String() + "|" + v.rule.ID
 }
 
-func (b *sidecarBuilder) httpRoute(v verdict) *routev3.Route {
+// httpRoute is pure; for a redirect the caller registers the sandbox
+// cluster (sidecarBuilder.sandboxCluster).
+func httpRoute(v verdict) *routev3.Route {
 	match := &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}}
 	r := &routev3.Route{Name: routeName(v), Match: match}
 	switch v.kind {
@@ -397,7 +440,7 @@ func (b *sidecarBuilder) httpRoute(v verdict) *routev3.Route {
 	case vDeny:
 		r.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
 			Status: 403,
-			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: b.denyJSON(v.rule)}},
+			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: DenyBody(v.rule.ID, v.rule.Reason)}},
 		}}
 		r.ResponseHeadersToAdd = []*corev3.HeaderValueOption{
 			header(RuleHeader, v.rule.ID),
@@ -406,7 +449,7 @@ func (b *sidecarBuilder) httpRoute(v verdict) *routev3.Route {
 	case vRedirect:
 		rd := v.rule.Redirect
 		port := redirectPort(rd)
-		act := clusterAction(b.sandboxCluster(rd))
+		act := clusterAction(sandboxClusterName(rd))
 		hostHdr := rd.Host
 		if (rd.TLS && port != 443) || (!rd.TLS && port != 80) {
 			hostHdr = joinHostPort(rd.Host, port)
@@ -428,15 +471,6 @@ func DenyBody(ruleID, reason string) string {
 	return string(b)
 }
 
-func (b *sidecarBuilder) denyJSON(r *plan.Rule) string {
-	if s, ok := b.denyBody[r]; ok {
-		return s
-	}
-	s := DenyBody(r.ID, r.Reason)
-	b.denyBody[r] = s
-	return s
-}
-
 func redirectPort(rd *plan.Redirect) uint32 {
 	switch {
 	case rd.Port != 0:
@@ -447,13 +481,19 @@ func redirectPort(rd *plan.Redirect) uint32 {
 	return 80
 }
 
-// sandboxCluster adds (once) the cluster of a redirect target and names it.
-func (b *sidecarBuilder) sandboxCluster(rd *plan.Redirect) string {
-	port := redirectPort(rd)
-	name := "sandbox|" + joinHostPort(rd.Host, port)
+// sandboxClusterName names the sidecar cluster of a redirect target.
+func sandboxClusterName(rd *plan.Redirect) string {
+	name := "sandbox|" + joinHostPort(rd.Host, redirectPort(rd))
 	if rd.TLS {
 		name += "|tls"
 	}
+	return name
+}
+
+// sandboxCluster adds (once) the cluster of a redirect target and names it.
+func (b *sidecarBuilder) sandboxCluster(rd *plan.Redirect) string {
+	port := redirectPort(rd)
+	name := sandboxClusterName(rd)
 	if _, ok := b.clusters[name]; ok {
 		return name
 	}
@@ -489,8 +529,10 @@ func (b *sidecarBuilder) sandboxCluster(rd *plan.Redirect) string {
 	return name
 }
 
-// chainsFor builds the filter chains of one (port, IP group) cell.
-func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, hostVHosts []*vhostGroup) ([]*listenerv3.FilterChain, error) {
+// chainsFor builds the filter chains of one (port, IP group) cell. rc is
+// the port's route configuration; cellRouted says whether its catch-all
+// routes on the cell header (see routeConfig).
+func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, cellRouted bool) []*listenerv3.FilterChain {
 	base := func() *listenerv3.FilterChainMatch {
 		m := &listenerv3.FilterChainMatch{}
 		if port != 0 {
@@ -507,36 +549,6 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, hostVHosts [
 	cell := "port=" + portLabel(port) + "|ip=" + g.name
 	var chains []*listenerv3.FilterChain
 
-	// TLS with a listed SNI.
-	sni := map[verdictKind][]string{}
-	for pattern, r := range t.hosts {
-		if pattern == "*" {
-			continue
-		}
-		k := verdictOf(b.p, r).kind
-		if k == vRedirect {
-			k = vDeny // TLS redirect is a deny until egressguard terminates TLS
-		}
-		sni[k] = append(sni[k], pattern)
-	}
-	for _, k := range []verdictKind{vAllow, vReport, vDeny} {
-		names := sni[k]
-		if len(names) == 0 {
-			continue
-		}
-		slices.Sort(names)
-		m := base()
-		m.ServerNames = names
-		m.TransportProtocol = "tls"
-		name := cell + "|tls-sni|" + k.String()
-		chains = append(chains, &listenerv3.FilterChain{
-			Name:             name,
-			FilterChainMatch: m,
-			Filters:          b.tcpFilters(name, verdict{kind: k}, true),
-			Metadata:         chainMetadata(k, ""),
-		})
-	}
-
 	// TLS without a listed SNI. Envoy cannot tell "no SNI" (the CIDR rule or
 	// default decides) from "an unlisted SNI" (a "*" host rule decides): when
 	// the plan has a "*" host rule, the stricter of the two applies.
@@ -550,26 +562,58 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, hostVHosts [
 	if tlsFallback.kind == vRedirect {
 		tlsFallback.kind = vDeny
 	}
+
+	// TLS with a listed SNI, one chain per verdict class. In a CIDR cell, a
+	// name whose verdict class equals what the cell's no-SNI chain does is
+	// left out (it lands there with the same action, logged under the CIDR
+	// rule) unless a listed wildcard of another class encloses it: Envoy
+	// would then pick that wildcard. This keeps the listener from repeating
+	// the whole host table in every CIDR cell. The "other" cell lists every
+	// name, so outside production CIDRs a TLS log line never names a rule
+	// that did not decide.
+	sk := sniKey{port: port, fallback: tlsFallback.kind, prune: len(g.prefixes) > 0}
+	sni, ok := b.sni[sk]
+	if !ok {
+		sni = b.sniNames(t, sk.fallback, sk.prune)
+		b.sni[sk] = sni
+	}
+	for _, k := range []verdictKind{vAllow, vReport, vDeny} {
+		names := sni[k]
+		if len(names) == 0 {
+			continue
+		}
+		m := base()
+		m.ServerNames = names
+		m.TransportProtocol = "tls"
+		name := cell + "|tls-sni|" + k.String()
+		chains = append(chains, &listenerv3.FilterChain{
+			Name:             name,
+			FilterChainMatch: m,
+			Filters:          b.tcpFilters(name, verdict{kind: k}, true),
+			Metadata:         chainMetadata(k, ""),
+		})
+	}
+
 	m := base()
 	m.TransportProtocol = "tls"
 	name := cell + "|tls"
 	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, tlsFallback, false),
 		Metadata: chainMetadata(tlsFallback.kind, tlsFallback.rule.ID)})
 
-	// Plaintext HTTP: the host table, catch-all = "*" host rule or the group's fallback.
-	catchAll := g.fallback
-	if hasStar {
-		catchAll = verdictOf(b.p, star)
-	}
-	rc := b.routeConfig(port, g, hostVHosts, catchAll)
+	// Plaintext HTTP: the port's shared route configuration; the chain tells
+	// its catch-all which cell the connection is in.
 	m = base()
 	m.TransportProtocol = "raw_buffer"
 	m.ApplicationProtocols = []string{"http/1.0", "http/1.1", "h2c"}
 	name = cell + "|http"
+	cellValue := ""
+	if cellRouted {
+		cellValue = g.name
+	}
 	chains = append(chains, &listenerv3.FilterChain{
 		Name:             name,
 		FilterChainMatch: m,
-		Filters:          []*listenerv3.Filter{networkFilter("envoy.filters.network.http_connection_manager", b.hcm(name, rc))},
+		Filters:          []*listenerv3.Filter{networkFilter("envoy.filters.network.http_connection_manager", b.hcm(name, rc, cellValue))},
 	})
 
 	// Raw TCP (and IP literals): no host name, so the CIDR rule or default.
@@ -578,7 +622,80 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, hostVHosts [
 	name = cell + "|tcp"
 	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, g.fallback, false),
 		Metadata: chainMetadata(g.fallback.kind, g.fallback.rule.ID)})
-	return chains, nil
+	return chains
+}
+
+// sniNames groups a host table's names by TLS verdict class (redirect is a
+// deny), sorted; with prune, it leaves out names that the cell's no-SNI
+// chain (class fallback) already decides the same way. A name may be left out only when
+// the most specific listed wildcard that still encloses it has the same
+// class, or none does; Envoy picks the most specific listed server name
+// (exact, then the longest "*." suffix).
+func (b *sidecarBuilder) sniNames(t table, fallback verdictKind, prune bool) map[verdictKind][]string {
+	kindOf := func(pattern string) (verdictKind, bool) {
+		r, ok := t.hosts[pattern]
+		if !ok {
+			return 0, false
+		}
+		k := verdictOf(b.p, r).kind
+		if k == vRedirect {
+			k = vDeny
+		}
+		return k, true
+	}
+	kept := make(map[string]bool, len(t.hosts))
+	decided := make(map[string]bool, len(t.hosts))
+	var keep func(pattern string) bool
+	// enclosing is the class a name gets when it is not listed itself.
+	enclosing := func(pattern string) verdictKind {
+		rest := pattern
+		if strings.HasPrefix(rest, "*.") {
+			rest = rest[1:] // ".b.c": its enclosing suffixes start after
+		} else if i := strings.IndexByte(rest, '.'); i >= 0 {
+			rest = rest[i:] // ".b.c" of "a.b.c" is itself enclosing
+			if w, ok := t.wild[rest]; ok && keep(w) {
+				k, _ := kindOf(w)
+				return k
+			}
+		} else {
+			return fallback
+		}
+		for {
+			i := strings.IndexByte(rest[1:], '.')
+			if i < 0 {
+				return fallback
+			}
+			rest = rest[i+1:]
+			if w, ok := t.wild[rest]; ok && keep(w) {
+				k, _ := kindOf(w)
+				return k
+			}
+		}
+	}
+	keep = func(pattern string) bool {
+		if !prune {
+			return true
+		}
+		if decided[pattern] {
+			return kept[pattern]
+		}
+		k, _ := kindOf(pattern)
+		res := k != enclosing(pattern)
+		decided[pattern], kept[pattern] = true, res
+		return res
+	}
+	out := map[verdictKind][]string{}
+	for pattern := range t.hosts {
+		if pattern == "*" || !keep(pattern) {
+			continue
+		}
+		k, _ := kindOf(pattern)
+		out[k] = append(out[k], pattern)
+	}
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out
 }
 
 // chainMetadata records a TCP/TLS chain's decision for config dumps and
@@ -599,33 +716,97 @@ func portLabel(port uint16) string {
 	return strconv.Itoa(int(port))
 }
 
-// routeConfig returns the name of the route configuration for a host table
-// and catch-all, sharing identical ones.
-func (b *sidecarBuilder) routeConfig(port uint16, g ipGroup, hostVHosts []*vhostGroup, catchAll verdict) string {
-	var key strings.Builder
-	for _, vg := range hostVHosts {
-		key.WriteString(vg.key)
-		key.WriteByte('=')
-		key.WriteString(strings.Join(vg.domains, ","))
-		key.WriteByte(';')
+// CellHeader carries a plaintext HTTP connection's destination cell (the
+// CIDR rule its destination IP falls in, or "other") from the filter chain
+// to the shared route configuration. The chain's HTTP connection manager
+// sets it before routing (early header mutation, overwriting whatever the
+// client sent) and the route configuration removes it before forwarding.
+const CellHeader = "x-egressguard-cell"
+
+// noCellRuleID names the fail-closed route of a cell-routed catch-all: a
+// request that reaches it carries no known cell.
+const noCellRuleID = "egressguard.no-cell"
+
+// routeConfig builds (once per distinct content) the route configuration
+// of one destination port: the host table's virtual hosts, each built once
+// per translation, and a "*" catch-all that decides hosts no rule names.
+// Host rules beat CIDR rules, but Envoy picks the filter chain (and so the
+// destination-IP cell) before HTTP routing: the catch-all therefore routes
+// on CellHeader, one route per cell with that cell's CIDR rule (or the
+// default), then a fail-closed deny. When every cell's catch-all is the
+// same (no CIDR rules, or a "*" host rule), it is one route and no header
+// is involved. It returns the route configuration's name and whether it
+// routes on the cell header.
+func (b *sidecarBuilder) routeConfig(port uint16, t table, groups []ipGroup, hostVHosts []*vhostGroup) (string, bool) {
+	star, hasStar := t.hosts["*"]
+	catchAll := make([]verdict, len(groups))
+	same := true
+	for i, g := range groups {
+		catchAll[i] = g.fallback
+		if hasStar {
+			catchAll[i] = verdictOf(b.p, star)
+		}
+		same = same && catchAll[i] == catchAll[0]
 	}
-	key.WriteString("*=" + routeName(catchAll))
-	if name, ok := b.routeKey[key.String()]; ok {
-		return name
+	// Identical virtual hosts are the same object (vhostCache), so equal
+	// host tables are equal pointer lists.
+	var catchKey strings.Builder
+	if same {
+		catchKey.WriteString("*=" + routeName(catchAll[0]))
+	} else {
+		for i, g := range groups {
+			catchKey.WriteString("*|" + g.name + "=" + routeName(catchAll[i]) + ";")
+		}
 	}
-	name := "http|port=" + portLabel(port) + "|ip=" + g.name
 	vhs := make([]*routev3.VirtualHost, 0, len(hostVHosts)+1)
 	for _, vg := range hostVHosts {
 		vhs = append(vhs, vg.vh)
 	}
-	vhs = append(vhs, b.virtualHost("catch-all", []string{"*"}, catchAll))
-	b.routes[name] = &routev3.RouteConfiguration{Name: name, VirtualHosts: vhs, ValidateClusters: wrapperspb.Bool(false)}
-	b.routeKey[key.String()] = name
-	return name
+	for _, prev := range b.routeKeys {
+		if prev.catchAll == catchKey.String() && slices.Equal(prev.hosts, vhs) {
+			return prev.name, !same
+		}
+	}
+	name := "http|port=" + portLabel(port)
+	b.routeKeys = append(b.routeKeys, routeKey{name: name, catchAll: catchKey.String(), hosts: slices.Clone(vhs)})
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	if same {
+		b.registerClusters(catchAll[0])
+		vhs = append(vhs, virtualHost("catch-all", []string{"*"}, catchAll[0]))
+	} else {
+		routes := make([]*routev3.Route, 0, len(groups)+1)
+		for i, g := range groups {
+			b.registerClusters(catchAll[i])
+			r := httpRoute(catchAll[i])
+			r.Match.Headers = []*routev3.HeaderMatcher{{
+				Name: CellHeader,
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: g.name},
+				}},
+			}}
+			routes = append(routes, r)
+		}
+		routes = append(routes, httpRoute(verdict{kind: vDeny, rule: &plan.Rule{ID: noCellRuleID, Action: plan.ActionDeny,
+			Reason: "the request carries no destination cell (" + CellHeader + "); failing closed"}}))
+		vhs = append(vhs, &routev3.VirtualHost{Name: "catch-all", Domains: []string{"*"}, Routes: routes})
+		rc.RequestHeadersToRemove = []string{CellHeader}
+	}
+	rc.VirtualHosts = vhs
+	b.routes[name] = rc
+	return name, !same
 }
 
-func (b *sidecarBuilder) hcm(statName, routeName string) *hcmv3.HttpConnectionManager {
-	return &hcmv3.HttpConnectionManager{
+// registerClusters adds the cluster a verdict's HTTP route names.
+func (b *sidecarBuilder) registerClusters(v verdict) {
+	if v.kind == vRedirect {
+		b.sandboxCluster(v.rule.Redirect)
+	}
+}
+
+// hcm is a filter chain's HTTP connection manager. A non-empty cell is
+// written into CellHeader before routing.
+func (b *sidecarBuilder) hcm(statName, routeName, cell string) *hcmv3.HttpConnectionManager {
+	h := &hcmv3.HttpConnectionManager{
 		StatPrefix: statPrefix("egressguard_http", statName),
 		CodecType:  hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
@@ -637,6 +818,15 @@ func (b *sidecarBuilder) hcm(statName, routeName string) *hcmv3.HttpConnectionMa
 		StripTrailingHostDot: true,
 		AccessLog:            []*accesslogv3.AccessLog{b.httpAccessLog()},
 	}
+	if cell != "" {
+		h.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
+			Name: "envoy.http.early_header_mutation.header_mutation",
+			TypedConfig: mustAny(&earlyhmv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{{
+				Action: &mutationrulesv3.HeaderMutation_Append{Append: header(CellHeader, cell)},
+			}}}),
+		}}
+	}
+	return h
 }
 
 // httpAccessLog writes one JSON line per request whose route is not a plain
@@ -738,9 +928,12 @@ func fileLog(path string, fields map[string]string) *fileaccesslogv3.FileAccessL
 
 // Helpers shared by both translations.
 
+// mustAny packs m deterministically (map fields in key order), so equal
+// translations give equal bytes and equal resource versions, on every run
+// and every replica.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		// Only reachable with a nil or unregistered message: a programming error.
 		panic(fmt.Sprintf("xds: pack %T: %v", m, err))
 	}

@@ -20,25 +20,52 @@ import (
 // sockets, access logs), and no reference dangles (listener → route
 // configuration → cluster → endpoints, including api_listener, which
 // go-control-plane's Snapshot.Consistent does not follow).
-func Validate(r *Resources) error {
+func Validate(r *Resources) error { return validateWith(r, nil) }
+
+// validateWith is Validate; virtual hosts that vhc built (eagerly) were
+// checked when they were built and are not walked again. Shared virtual
+// hosts are checked once however many route configurations hold them.
+func validateWith(r *Resources, vhc *vhostCache) error {
 	var errs []error
+	ac := &anyChecker{}
 	for _, l := range r.Listeners {
-		if err := validateDeep(l, "listener "+l.Name); err != nil {
+		if err := ac.validate(l, "listener "+l.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	seen := map[*routev3.VirtualHost]bool{}
 	for _, rc := range r.Routes {
-		if err := validateDeep(rc, "route_configuration "+rc.Name); err != nil {
+		path := "route_configuration " + rc.Name
+		if err := ac.validate(withoutVirtualHosts(rc), path); err != nil {
 			errs = append(errs, err)
+		}
+		for i, vh := range rc.VirtualHosts {
+			if vh == nil {
+				errs = append(errs, fmt.Errorf("%s: virtual_hosts[%d]: nil", path, i))
+				continue
+			}
+			if seen[vh] {
+				continue
+			}
+			seen[vh] = true
+			var err error
+			if e := vhc.lookup(vh); e != nil {
+				err = e.err
+			} else {
+				err = ac.validate(vh, "virtual_host "+vh.Name)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: virtual_hosts[%d]: %w", path, i, err))
+			}
 		}
 	}
 	for _, c := range r.Clusters {
-		if err := validateDeep(c, "cluster "+c.Name); err != nil {
+		if err := ac.validate(c, "cluster "+c.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, e := range r.Endpoints {
-		if err := validateDeep(e, "cluster_load_assignment "+e.ClusterName); err != nil {
+		if err := ac.validate(e, "cluster_load_assignment "+e.ClusterName); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -51,10 +78,38 @@ func Validate(r *Resources) error {
 	return nil
 }
 
+// withoutVirtualHosts is a shallow copy of rc without its virtual hosts
+// (they are validated one by one); the copy shares every other field.
+func withoutVirtualHosts(rc *routev3.RouteConfiguration) *routev3.RouteConfiguration {
+	src := rc.ProtoReflect()
+	dst := src.Type().New()
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Number() != virtualHostsField {
+			dst.Set(fd, v)
+		}
+		return true
+	})
+	return dst.Interface().(*routev3.RouteConfiguration)
+}
+
+// virtualHostsField is RouteConfiguration.virtual_hosts' field number.
+var virtualHostsField = (&routev3.RouteConfiguration{}).ProtoReflect().Descriptor().Fields().ByName("virtual_hosts").Number()
+
 type validatorAll interface{ ValidateAll() error }
 
 // validateDeep runs ValidateAll on m and, recursively, on every Any inside.
 func validateDeep(m proto.Message, path string) error {
+	return (&anyChecker{}).validate(m, path)
+}
+
+// anyChecker validates messages and the Anys inside them, remembering the
+// Anys (type and bytes) that passed: a listener repeats the same packed
+// configuration (routers, access loggers, inspectors) in many chains.
+type anyChecker struct {
+	ok map[string]bool
+}
+
+func (c *anyChecker) validate(m proto.Message, path string) error {
 	var errs []error
 	if v, ok := m.(validatorAll); ok {
 		if err := v.ValidateAll(); err != nil {
@@ -62,14 +117,23 @@ func validateDeep(m proto.Message, path string) error {
 		}
 	}
 	walkAnys(m.ProtoReflect(), path, func(a *anypb.Any, at string) {
+		key := a.GetTypeUrl() + "\x00" + string(a.GetValue())
+		if c.ok[key] {
+			return
+		}
 		inner, err := a.UnmarshalNew()
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: unpack %s: %w", at, a.GetTypeUrl(), err))
 			return
 		}
-		if err := validateDeep(inner, at+"("+string(inner.ProtoReflect().Descriptor().FullName())+")"); err != nil {
+		if err := c.validate(inner, at+"("+string(inner.ProtoReflect().Descriptor().FullName())+")"); err != nil {
 			errs = append(errs, err)
+			return
 		}
+		if c.ok == nil {
+			c.ok = map[string]bool{}
+		}
+		c.ok[key] = true
 	})
 	return errors.Join(errs...)
 }
@@ -159,9 +223,9 @@ func checkReferences(r *Resources) error {
 			errs = append(errs, fmt.Errorf("%s: route configuration %q does not exist", from, name))
 		}
 	}
-	needCluster := func(from, name string) {
+	needCluster := func(from func() string, name string) {
 		if _, ok := clusters[name]; !ok {
-			errs = append(errs, fmt.Errorf("%s: cluster %q does not exist", from, name))
+			errs = append(errs, fmt.Errorf("%s: cluster %q does not exist", from(), name))
 		}
 	}
 	hcmRefs := func(from string, a *anypb.Any) {
@@ -174,7 +238,7 @@ func checkReferences(r *Resources) error {
 		case *hcmv3.HttpConnectionManager_Rds:
 			needRoute(from, rs.Rds.GetRouteConfigName())
 		case *hcmv3.HttpConnectionManager_RouteConfig:
-			routeRefs(rs.RouteConfig, needCluster)
+			routeRefs(rs.RouteConfig, nil, needCluster)
 		default:
 			errs = append(errs, fmt.Errorf("%s: http connection manager without routes", from))
 		}
@@ -197,18 +261,20 @@ func checkReferences(r *Resources) error {
 						errs = append(errs, fmt.Errorf("%s: %w", at, err))
 						continue
 					}
+					from := func() string { return at }
 					if c := tp.GetCluster(); c != "" {
-						needCluster(at, c)
+						needCluster(from, c)
 					}
 					for _, wc := range tp.GetWeightedClusters().GetClusters() {
-						needCluster(at, wc.Name)
+						needCluster(from, wc.Name)
 					}
 				}
 			}
 		}
 	}
+	seen := map[*routev3.VirtualHost]bool{}
 	for _, rc := range r.Routes {
-		routeRefs(rc, needCluster)
+		routeRefs(rc, seen, needCluster)
 	}
 	for _, c := range r.Clusters {
 		if c.GetType() == clusterv3.Cluster_EDS {
@@ -224,13 +290,23 @@ func checkReferences(r *Resources) error {
 	return errors.Join(errs...)
 }
 
-func routeRefs(rc *routev3.RouteConfiguration, needCluster func(from, name string)) {
+// routeRefs checks the clusters rc's routes name; seen (optional) skips
+// virtual hosts already checked in another route configuration.
+func routeRefs(rc *routev3.RouteConfiguration, seen map[*routev3.VirtualHost]bool, needCluster func(from func() string, name string)) {
 	for _, vh := range rc.VirtualHosts {
+		if seen != nil {
+			if seen[vh] {
+				continue
+			}
+			seen[vh] = true
+		}
 		for _, rt := range vh.Routes {
-			from := "route_configuration " + rc.Name + " virtual_host " + vh.Name + " route " + rt.Name
 			a := rt.GetRoute()
 			if a == nil {
 				continue
+			}
+			from := func() string {
+				return "route_configuration " + rc.Name + " virtual_host " + vh.GetName() + " route " + rt.GetName()
 			}
 			if c := a.GetCluster(); c != "" {
 				needCluster(from, c)
