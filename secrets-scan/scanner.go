@@ -148,6 +148,8 @@ func (s *Scanner) ScanPaths(ctx context.Context, paths []string, stdin io.Reader
 	res := &col.res
 	res.Bytes = col.bytes.Load()
 	res.Findings = s.filter(res, col.ignoreFP)
+	s.log.Debug("scan done", zap.Int("files", res.Files), zap.Int64("bytes", res.Bytes),
+		zap.Int("findings", len(res.Findings)), zap.Int("notices", len(res.Notices)), zap.Int("ignored", res.Ignored), zap.Int("allowed", res.Allowed))
 	slices.SortFunc(res.Findings, compareFindings)
 	slices.SortFunc(res.Notices, func(a, b Notice) int { return strings.Compare(a.File, b.File)*2 + cmpInt(a.Line, b.Line) })
 	return res, errors.Join(errs...)

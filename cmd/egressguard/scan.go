@@ -169,7 +169,7 @@ func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string
 	case "json":
 		werr = secretscan.WriteJSON(out, res)
 	case "sarif":
-		werr = secretscan.WriteSARIF(out, res, det.Rules(), scanToolVersion())
+		werr = secretscan.WriteSARIF(out, res, det.Rules(), version)
 	default:
 		werr = secretscan.WriteText(out, res)
 	}
@@ -184,10 +184,6 @@ func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string
 	}
 	return nil
 }
-
-// scanToolVersion is reported in SARIF; the lead's version command may
-// provide a better source.
-func scanToolVersion() string { return "0.1.0" }
 
 // productionFromCatalog is the adapter from the policy catalog to what the
 // scanner needs; secretscan does not import policy.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 
 	"go.uber.org/zap"
 
@@ -22,7 +23,20 @@ func main() {
 	seed := flag.Uint64("seed", 1, "corpus seed whose catalog describes production")
 	out := flag.String("o", "", "JSON report path (default: discard)")
 	workers := flag.Int("workers", 0, "parallel files (0: GOMAXPROCS)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile here")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	c := corpusgen.NewCatalog(*seed)
 	p := secretscan.Production{
 		Zones: c.Zones, CIDRs: c.CIDRs, AWSAccounts: c.AWSAccounts, GCPProjects: c.GCPProjects,
@@ -57,5 +71,5 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	fmt.Fprintf(os.Stderr, "egscan: %d files, %d bytes, %d findings, %d notices\n", res.Files, res.Bytes, len(res.Findings), len(res.Notices))
+	defer fmt.Fprintf(os.Stderr, "egscan: %d files, %d bytes, %d findings, %d notices\n", res.Files, res.Bytes, len(res.Findings), len(res.Notices))
 }
