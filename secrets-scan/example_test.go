@@ -1,0 +1,29 @@
+package secretscan_test
+
+import (
+	"fmt"
+
+	secretscan "github.com/egressguard/egressguard/secrets-scan"
+)
+
+// A credential the value cannot place is judged by its block: here the
+// PayPal mode marker makes the client secret a production credential, and
+// the test-mode Stripe key is not a finding.
+func ExampleDetector_Scan() {
+	d, err := secretscan.NewDetector(secretscan.ExampleProduction())
+	if err != nil {
+		panic(err)
+	}
+	findings, _ := d.Scan("values.yaml", []byte(`
+stripe:
+  secretKey: sk_test_4eC39HqLyjWDarjtT1zdp7dc
+paypal:
+  mode: live
+  clientSecret: EKj4Tn8Wq2Zx6Cv1Bm5Nr9Yp3Ls7Hd0Fg4Ja8Xk2Qe6Wt1Uo5Ri9Py3Mz7Nc0Lv
+`))
+	for _, f := range findings {
+		fmt.Println(f.Line, f.Rule, f.Kind, f.Redacted)
+	}
+	// Output:
+	// 6 paypal-client-secret secret EK****(63 chars)
+}
