@@ -337,7 +337,11 @@ dest_ip := object.get(destination, "ip", "")
 dest_labels := split(dest_host, ".")
 
 host_candidates := array.concat(
-	array.concat([dest_host], [concat("", ["*.", concat(".", array.slice(dest_labels, i, count(dest_labels)))]) | some i in numbers.range(1, count(dest_labels) - 1)]),
+	array.concat([dest_host], [concat("", ["*.", concat(".", array.slice(dest_labels, i, count(dest_labels)))]) |
+		some i in numbers.range(1, count(dest_labels) - 1)
+		i > 0 # numbers.range counts down when start > end (one-label names)
+		i < count(dest_labels)
+	]),
 	["*"],
 ) if dest_host != ""
 

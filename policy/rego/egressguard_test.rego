@@ -202,3 +202,8 @@ test_plan_names_matching_exception_rulesets if {
 	p.mode == "enforce"
 	plan_for(web).overlay_include == []
 }
+
+test_one_label_names if {
+	decide(web, {"host": "localhost", "port": 80}).rule == "default"
+	decide(web, {"host": "com"}).rule == "default"
+}
