@@ -65,7 +65,7 @@ func canonicalName(name string) (string, error) {
 	if len(name) > maxNameLen {
 		return "", fmt.Errorf("name longer than %d characters", maxNameLen)
 	}
-	if strings.HasPrefix(name, ".") || strings.Contains(name, "..") {
+	if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") || strings.Contains(name, "..") {
 		return "", errors.New("empty label")
 	}
 	for i := 0; i < len(name); i++ {
