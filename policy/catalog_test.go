@@ -196,3 +196,13 @@ func TestParseDestination(t *testing.T) {
 		})
 	}
 }
+
+func TestDisableDefaultProviderByName(t *testing.T) {
+	op := CatalogFile{Name: "op.yaml", Data: []byte("providers:\n  - name: stripe\n    disabled: true\n")}
+	c, _, err := BuildCatalog([]CatalogFile{DefaultCatalog(), op}, time.Now())
+	require.NoError(t, err)
+	for _, p := range c.Providers {
+		assert.NotEqual(t, "stripe", p.Name)
+	}
+	assert.NotEmpty(t, c.Providers)
+}

@@ -177,7 +177,8 @@ func (c *Catalog) validate(d *doc) error {
 				names[pv.Name] = i
 			}
 		}
-		if len(pv.Endpoints) == 0 {
+		if len(pv.Endpoints) == 0 && !pv.Disabled {
+			// Switching a default provider off needs only its name.
 			add(d.errf(p.with("endpoints"), "provider %q has no endpoints", pv.Name))
 		}
 		seenEP := map[string]int{}
