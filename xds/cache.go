@@ -417,14 +417,12 @@ func (c *snapCache) tryRespond(id string, n *cacheNode, w *cacheWatch) bool {
 		}
 		resp := &sotwResponse{req: w.sotw, ctx: ctx, returned: make(map[string]string, len(names)),
 			resources: make([]*anypb.Any, 0, len(names))}
-		h := sha256.New()
 		for _, name := range names {
 			p := set[name]
 			resp.resources = append(resp.resources, p.any)
 			resp.returned[name] = p.version
-			fmt.Fprintf(h, "%s\x00%s\x00", name, p.version)
 		}
-		resp.version = hex.EncodeToString(h.Sum(nil)[:12])
+		resp.version = responseVersion(set, names)
 		select {
 		case w.ch <- resp:
 			c.metrics.pushes.WithLabelValues(typeNames[w.typ]).Inc()
@@ -469,6 +467,34 @@ func (c *snapCache) tryRespond(id string, n *cacheNode, w *cacheWatch) bool {
 		return false
 	}
 	return true
+}
+
+// responseVersion is the version_info of a state-of-the-world response
+// carrying these (sorted) names of a set: a hash of names and versions.
+func responseVersion(set map[string]*prepared, names []string) string {
+	h := sha256.New()
+	for _, name := range names {
+		fmt.Fprintf(h, "%s\x00%s\x00", name, set[name].version)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// ResponseVersion is the version_info a state-of-the-world response of this
+// snapshot carries for a subscription to names (nil: every resource of the
+// type). Load tests use it to tell when a client holds a snapshot.
+func (s *Snapshot) ResponseVersion(typeURL string, names []string) string {
+	t := typeIndex(typeURL)
+	if t < 0 {
+		return ""
+	}
+	var sel []string
+	for name := range s.sets[t] {
+		if names == nil || slices.Contains(names, name) {
+			sel = append(sel, name)
+		}
+	}
+	slices.Sort(sel)
+	return responseVersion(s.sets[t], sel)
 }
 
 // wanted lists the snapshot's names a subscription asks for, sorted.

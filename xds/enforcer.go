@@ -298,6 +298,10 @@ func (e *Enforcer) refreshNode(id string) {
 	e.cache.SetSnapshot(id, snap)
 }
 
+// NodeSnapshot returns the snapshot a connected node is being served (nil
+// when the node is not connected or has none yet).
+func (e *Enforcer) NodeSnapshot(id string) *Snapshot { return e.cache.Snapshot(id) }
+
 func (e *Enforcer) vhostCache() *vhostCache {
 	e.mu.Lock()
 	defer e.mu.Unlock()

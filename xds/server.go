@@ -48,6 +48,12 @@ func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger) 
 	s := &Server{cfg: cfg, enf: enf, log: log, metrics: enf.metrics, open: map[int64]bool{}}
 	opts := []grpc.ServerOption{
 		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
+		// Per-connection buffers dominate the memory of an idle stream:
+		// clients send small requests (4 KiB read buffer), and the write
+		// buffer goes back to a shared pool after each flush.
+		grpc.ReadBufferSize(4 << 10),
+		grpc.WriteBufferSize(64 << 10),
+		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}

@@ -165,6 +165,9 @@ type table struct {
 	// (".paypal.com"), to the pattern, so a name's enclosing wildcards are
 	// found by slicing it.
 	wild map[string]string
+	// order lists the host patterns ascending (Entries' order), so what is
+	// built from them comes out sorted without sorting.
+	order []string
 }
 
 // tableFor applies the port rule of plan.Decide: for one pattern, an entry
@@ -186,6 +189,9 @@ func tableFor(entries []plan.Entry, port uint16) (table, error) {
 		}
 		switch e.Kind {
 		case plan.EntryHost:
+			if _, dup := t.hosts[e.Pattern]; !dup {
+				t.order = append(t.order, e.Pattern)
+			}
 			t.hosts[e.Pattern] = e.Rule
 			if strings.HasPrefix(e.Pattern, "*.") {
 				t.wild[e.Pattern[1:]] = e.Pattern
@@ -384,7 +390,8 @@ func (b *sidecarBuilder) hostVirtualHosts(t table) []*vhostGroup {
 		kind verdictKind
 	}
 	groups := make(map[groupKey]*vhostGroup, len(t.hosts))
-	for pattern, r := range t.hosts {
+	for _, pattern := range t.order {
+		r := t.hosts[pattern]
 		if pattern == "*" {
 			continue
 		}
@@ -398,8 +405,7 @@ func (b *sidecarBuilder) hostVirtualHosts(t table) []*vhostGroup {
 	}
 	out := make([]*vhostGroup, 0, len(groups))
 	for _, g := range groups {
-		slices.Sort(g.domains)
-		// Port tables (and the classes sharing a base layer) mostly agree:
+		// g.domains is sorted: t.order is. Port tables (and the classes sharing a base layer) mostly agree:
 		// each distinct virtual host is built once.
 		if g.v.kind == vRedirect {
 			b.sandboxCluster(g.v.rule.Redirect)
@@ -685,15 +691,12 @@ func (b *sidecarBuilder) sniNames(t table, fallback verdictKind, prune bool) map
 		return res
 	}
 	out := map[verdictKind][]string{}
-	for pattern := range t.hosts {
+	for _, pattern := range t.order { // ascending, so each list is sorted
 		if pattern == "*" || !keep(pattern) {
 			continue
 		}
 		k, _ := kindOf(pattern)
 		out[k] = append(out[k], pattern)
-	}
-	for _, names := range out {
-		slices.Sort(names)
 	}
 	return out
 }

@@ -1,0 +1,453 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/xds"
+)
+
+// The load test's client side runs in a child process (this test binary
+// again, TestXDSLoadClients) so the server's memory and CPU are measured
+// alone. They talk over the child's stdin/stdout, one command per line:
+//
+//	child → parent  READY <ms>                 every stream holds its first config
+//	parent → child  EXPECT <i> <lds> <rds> <cds> stream i's new versions ("-": unchanged)
+//	parent → child  CHECK <t0 unix ns>         report when every stream holds them
+//	child → parent  DONE <p50 ms> <p99 ms> <max ms> <not done> <responses>
+//	parent → child  EXIT
+const loadChildEnv = "EGRESSGUARD_XDS_LOAD_CHILD"
+
+var loadTypes = [3]string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType}
+
+// BenchmarkXDSADSLoad: N (default 1,000, env XDS_LOAD_STREAMS) Envoy-like
+// ADS streams over real gRPC on 127.0.0.1, one TCP connection each, nodes
+// in 20 classes with 2,000 rules per plan. One op = a policy change that
+// touches every class: the time from the change until every stream holds
+// the new version of every resource type that changed (rebuild included).
+func BenchmarkXDSADSLoad(b *testing.B) {
+	n := 1000
+	if v := os.Getenv("XDS_LOAD_STREAMS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var wls []inventory.Workload
+	for i := range n {
+		wls = append(wls, inventory.Workload{Name: fmt.Sprintf("class%d", i%20), Namespace: fmt.Sprintf("ns%d", i), Environment: "staging",
+			NodeIDs: []string{fmt.Sprintf("node-%d", i)}})
+	}
+	snap, err := inventory.NewSnapshot("staging", wls)
+	if err != nil {
+		b.Fatal(err)
+	}
+	plansA, plansB := makePlans(b, 0), makePlans(b, 1)
+	src := &switchSource{cur: plansA}
+	cfg := xds.Defaults()
+	enf, err := xds.NewEnforcer(src, inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := xds.NewServer(ctx, cfg, enf, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis) }()
+
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	rss0 := rssKiB(b)
+
+	child := exec.Command(os.Args[0], "-test.run=^TestXDSLoadClients$")
+	child.Env = append(os.Environ(), loadChildEnv+"="+lis.Addr().String(), "XDS_LOAD_STREAMS="+strconv.Itoa(n))
+	child.Stderr = os.Stderr
+	toChild, err := child.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	fromChild, err := child.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		fmt.Fprintln(toChild, "EXIT")
+		_ = child.Wait()
+	}()
+	lines := bufio.NewScanner(fromChild)
+	expect := func(prefix string) []string {
+		for lines.Scan() {
+			f := strings.Fields(lines.Text())
+			if len(f) > 0 && f[0] == prefix {
+				return f[1:]
+			}
+		}
+		b.Fatalf("load client exited before %s: %v", prefix, lines.Err())
+		return nil
+	}
+	ready := expect("READY")
+	runtime.GC()
+	runtime.GC() // and the pools' victim caches
+	runtime.ReadMemStats(&m1)
+	heapPerNode := float64(m1.HeapAlloc-m0.HeapAlloc) / float64(n) / 1024
+	rssPerNode := float64(rssKiB(b)-rss0) / float64(n)
+	b.Logf("%d streams connected and configured in %s ms; server heap %.1f KiB/node, RSS %.1f KiB/node",
+		n, ready[0], heapPerNode, rssPerNode)
+
+	var p50s, p99s, maxs, rebuilds []float64
+	b.ResetTimer()
+	cpu := startCPU(b)
+	for i := range b.N {
+		old := make([]*xds.Snapshot, n)
+		for j := range n {
+			old[j] = enf.NodeSnapshot(fmt.Sprintf("node-%d", j))
+		}
+		if i%2 == 0 {
+			src.cur = plansB
+		} else {
+			src.cur = plansA
+		}
+		t0 := time.Now()
+		enf.Rebuild()
+		rebuilds = append(rebuilds, float64(time.Since(t0))/float64(time.Millisecond))
+		b.StopTimer()
+		var sb strings.Builder
+		for j := range n {
+			cur := enf.NodeSnapshot(fmt.Sprintf("node-%d", j))
+			fmt.Fprintf(&sb, "EXPECT %d", j)
+			for _, typ := range loadTypes {
+				names := []string(nil) // LDS, CDS: wildcard
+				if typ == resourcev3.RouteType {
+					names = routeNames(cur)
+				}
+				v := cur.ResponseVersion(typ, names)
+				if old[j] != nil && old[j].ResponseVersion(typ, names) == v {
+					v = "-"
+				}
+				fmt.Fprintf(&sb, " %s", v)
+			}
+			sb.WriteByte('\n')
+		}
+		fmt.Fprintf(&sb, "CHECK %d\n", t0.UnixNano())
+		if _, err := io.WriteString(toChild, sb.String()); err != nil {
+			b.Fatal(err)
+		}
+		done := expect("DONE")
+		b.StartTimer()
+		if done[3] != "0" {
+			b.Fatalf("%s of %d streams did not get the new version within the child's deadline", done[3], n)
+		}
+		for k, dst := range []*[]float64{&p50s, &p99s, &maxs} {
+			v, _ := strconv.ParseFloat(done[k], 64)
+			*dst = append(*dst, v)
+		}
+		b.Logf("change %d: rebuild %.0f ms; streams updated p50 %s ms, p99 %s ms, max %s ms; %s responses",
+			i, rebuilds[len(rebuilds)-1], done[0], done[1], done[2], done[4])
+	}
+	b.StopTimer()
+	cpu.report(b)
+	b.ReportMetric(median(rebuilds), "rebuild-ms")
+	b.ReportMetric(median(p50s), "p50-updated-ms")
+	b.ReportMetric(median(p99s), "p99-updated-ms")
+	b.ReportMetric(median(maxs), "all-updated-ms")
+	b.ReportMetric(heapPerNode, "KiB-heap/node")
+	b.ReportMetric(rssPerNode, "KiB-rss/node")
+	cancel()
+	<-served
+}
+
+func routeNames(s *xds.Snapshot) []string {
+	var out []string
+	for name := range s.Resources(resourcev3.RouteType) {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func rssKiB(tb testing.TB) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			v, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return v
+		}
+	}
+	return 0
+}
+
+// loadStream is one fake Envoy: it subscribes to CDS and LDS (wildcard) and
+// to the route configurations its listener names, ACKs every response and
+// remembers when each version arrived.
+type loadStream struct {
+	node string
+
+	mu      sync.Mutex
+	history [3][]seen
+	count   int
+}
+
+type seen struct {
+	version string
+	at      int64
+}
+
+func (s *loadStream) run(ctx context.Context, conn *grpc.ClientConn) error {
+	st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		return err
+	}
+	node := &corev3.Node{Id: s.node, UserAgentName: "envoy"}
+	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
+		return err
+	}
+	if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType}); err != nil {
+		return err
+	}
+	var rdsNames []string
+	var rdsVersion, rdsNonce string
+	for {
+		resp, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixNano()
+		t := slices.Index(loadTypes[:], resp.GetTypeUrl())
+		if t >= 0 {
+			s.mu.Lock()
+			s.history[t] = append(s.history[t], seen{resp.GetVersionInfo(), now})
+			s.count++
+			s.mu.Unlock()
+		}
+		ack := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(),
+			ResponseNonce: resp.GetNonce()}
+		if resp.GetTypeUrl() == resourcev3.RouteType {
+			ack.ResourceNames = rdsNames
+			rdsVersion, rdsNonce = resp.GetVersionInfo(), resp.GetNonce()
+		}
+		if err := st.Send(ack); err != nil {
+			return err
+		}
+		if resp.GetTypeUrl() != resourcev3.ListenerType {
+			continue
+		}
+		names, err := listenerRouteNames(resp)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(names, rdsNames) {
+			rdsNames = names
+			if err := st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.RouteType, ResourceNames: names,
+				VersionInfo: rdsVersion, ResponseNonce: rdsNonce}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// listenerRouteNames lists the RDS names the listeners' HTTP connection
+// managers use, as Envoy would subscribe to them.
+func listenerRouteNames(resp *discoveryv3.DiscoveryResponse) ([]string, error) {
+	var names []string
+	for _, a := range resp.GetResources() {
+		l := &listenerv3.Listener{}
+		if err := a.UnmarshalTo(l); err != nil {
+			return nil, err
+		}
+		for _, fc := range l.FilterChains {
+			for _, f := range fc.Filters {
+				if !f.GetTypedConfig().MessageIs(&hcmv3.HttpConnectionManager{}) {
+					continue
+				}
+				h := &hcmv3.HttpConnectionManager{}
+				if err := f.GetTypedConfig().UnmarshalTo(h); err != nil {
+					return nil, err
+				}
+				if n := h.GetRds().GetRouteConfigName(); n != "" && !slices.Contains(names, n) {
+					names = append(names, n)
+				}
+			}
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// TestXDSLoadClients is BenchmarkXDSADSLoad's client process; it does
+// nothing unless started by the benchmark.
+func TestXDSLoadClients(t *testing.T) {
+	addr := os.Getenv(loadChildEnv)
+	if addr == "" {
+		t.Skip("helper process of BenchmarkXDSADSLoad")
+	}
+	n, err := strconv.Atoi(os.Getenv("XDS_LOAD_STREAMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	streams := make([]*loadStream, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		// Envoy's HTTP/2 defaults for its xDS connection: 256 MiB stream
+		// and connection windows.
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)),
+			grpc.WithInitialWindowSize(256<<20), grpc.WithInitialConnWindowSize(256<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		streams[i] = &loadStream{node: fmt.Sprintf("node-%d", i)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := streams[i].run(ctx, conn); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(os.Stderr, "stream %d: %v\n", i, err)
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer cancel()
+	waitUntil := func(deadline time.Duration, done func() bool) bool {
+		end := time.Now().Add(deadline)
+		for time.Now().Before(end) {
+			if done() {
+				return true
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return done()
+	}
+	if !waitUntil(5*time.Minute, func() bool {
+		for _, s := range streams {
+			s.mu.Lock()
+			ok := len(s.history[0]) > 0 && len(s.history[1]) > 0 && len(s.history[2]) > 0
+			s.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatal("streams did not all get a first config")
+	}
+	fmt.Printf("READY %d\n", time.Since(start).Milliseconds())
+
+	want := make([][3]string, n)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		switch {
+		case len(f) == 5 && f[0] == "EXPECT":
+			i, _ := strconv.Atoi(f[1])
+			want[i] = [3]string{f[2], f[3], f[4]}
+		case len(f) == 2 && f[0] == "CHECK":
+			t0, _ := strconv.ParseInt(f[1], 10, 64)
+			lat := make([]float64, n)
+			notDone := 0
+			// doneAt is when stream i holds every changed type's new
+			// version (0: not yet).
+			doneAt := func(i int) int64 {
+				s := streams[i]
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				var last int64
+				for typ, v := range want[i] {
+					if v == "-" {
+						continue
+					}
+					at := int64(0)
+					for _, h := range s.history[typ] {
+						if h.at >= t0 && h.version == v {
+							at = h.at
+							break
+						}
+					}
+					if at == 0 {
+						return 0
+					}
+					last = max(last, at)
+				}
+				return max(last, t0)
+			}
+			waitUntil(60*time.Second, func() bool {
+				for i := range n {
+					if doneAt(i) == 0 {
+						return false
+					}
+				}
+				return true
+			})
+			responses := 0
+			for i := range n {
+				at := doneAt(i)
+				if at == 0 {
+					notDone++
+					continue
+				}
+				lat[i] = float64(at-t0) / float64(time.Millisecond)
+				streams[i].mu.Lock()
+				for typ := range 3 {
+					for _, h := range streams[i].history[typ] {
+						if h.at >= t0 {
+							responses++
+						}
+					}
+				}
+				streams[i].mu.Unlock()
+			}
+			slices.Sort(lat)
+			fmt.Printf("DONE %.0f %.0f %.0f %d %d\n", lat[n/2], lat[n*99/100], lat[n-1], notDone, responses)
+		case len(f) == 1 && f[0] == "EXIT":
+			return
+		}
+	}
+}
