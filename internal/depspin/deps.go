@@ -1,16 +1,18 @@
 package depspin
 
 import (
-	_ "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	_ "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	_ "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	_ "github.com/fsnotify/fsnotify"
 	_ "github.com/gaissmai/bart"
+	_ "github.com/google/go-cmp/cmp"
 	_ "github.com/miekg/dns"
+	_ "github.com/oklog/run"
+	_ "github.com/open-policy-agent/opa/v1/format"
 	_ "github.com/open-policy-agent/opa/v1/rego"
 	_ "github.com/open-policy-agent/opa/v1/tester"
-	_ "github.com/open-policy-agent/opa/v1/format"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	_ "github.com/spf13/cobra"
@@ -23,6 +25,4 @@ import (
 	_ "google.golang.org/grpc/xds"
 	_ "google.golang.org/protobuf/encoding/protojson"
 	_ "sigs.k8s.io/yaml"
-	_ "github.com/google/go-cmp/cmp"
-	_ "github.com/oklog/run"
 )
