@@ -143,7 +143,24 @@ func newSnapshot(class string, items [numTypes][]*prepared) *Snapshot {
 	return s
 }
 
-// Resources returns the snapshot's resources of one type URL, by name.
+// Names lists the snapshot's resource names of one type URL, sorted,
+// without decoding anything.
+func (s *Snapshot) Names(typeURL string) []string {
+	t := typeIndex(typeURL)
+	if t < 0 {
+		return nil
+	}
+	out := make([]string, 0, len(s.sets[t]))
+	for n := range s.sets[t] {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Resources returns the snapshot's resources of one type URL, by name,
+// decoding those kept only in wire form (sidecar snapshots): for debugging
+// and tests, not for hot paths.
 func (s *Snapshot) Resources(typeURL string) map[string]proto.Message {
 	t := typeIndex(typeURL)
 	if t < 0 {
