@@ -1,0 +1,632 @@
+package review
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy"
+	"github.com/egressguard/egressguard/policy/plan"
+)
+
+// Inputs are the workloads and requests a diff covers beyond the catalogs.
+type Inputs struct {
+	// Inventory contributes every workload and its default workload (nil:
+	// the default "staging" workload only).
+	Inventory *inventory.Snapshot
+	// Decisions are recorded requests (ReadDecisionFile).
+	Decisions []Recorded
+}
+
+// Outcome is one side of a decision.
+type Outcome struct {
+	Action    string `json:"action"`
+	Rule      string `json:"rule"`
+	Target    string `json:"target,omitempty"`
+	WouldDeny bool   `json:"would_deny,omitempty"`
+}
+
+func outcome(d plan.Decision) Outcome {
+	o := Outcome{Action: d.Action.String(), Rule: d.RuleID(), WouldDeny: d.WouldDeny}
+	if t := d.Target(); t != nil {
+		o.Target = policy.Target{Host: t.Host, Port: t.Port}.String()
+	}
+	return o
+}
+
+func (o Outcome) String() string {
+	s := o.Action
+	if o.Target != "" {
+		s += " -> " + o.Target
+	}
+	if o.WouldDeny {
+		s += " (report: would deny)"
+	}
+	return s + " [" + o.Rule + "]"
+}
+
+// DecisionChange is one destination whose decision differs for a set of
+// workload classes that share the same pair of plans.
+type DecisionChange struct {
+	Classes []string `json:"classes"`
+	// Destination is host, IP or "host (ip)", without the port.
+	Destination string `json:"destination"`
+	// Ports are the destination ports with this same change; 0 is a
+	// lookup or request whose port is unknown (DNS).
+	Ports []uint16 `json:"ports"`
+	// Source says where the destination came from: catalog, scenario or
+	// recorded.
+	Source string  `json:"source"`
+	Before Outcome `json:"before"`
+	After  Outcome `json:"after"`
+	// Widens is set when a guarded (non-production) class gains access:
+	// the enforced action was deny or redirect and becomes allow.
+	Widens bool `json:"widens,omitempty"`
+}
+
+// RuleChange is a rule added, removed or changed (by id) in the plans of
+// some classes.
+type RuleChange struct {
+	Kind    string     `json:"kind"` // added, removed, changed
+	ID      string     `json:"id"`
+	Fields  []string   `json:"fields,omitempty"`
+	Before  *plan.Rule `json:"before,omitempty"`
+	After   *plan.Rule `json:"after,omitempty"`
+	Classes []string   `json:"classes"`
+	// Widens is set when the head rule allows a production zone or CIDR
+	// for a guarded class.
+	Widens bool `json:"widens,omitempty"`
+}
+
+// Stats sizes a diff.
+type Stats struct {
+	Workloads        int `json:"workloads"`
+	Classes          int `json:"classes"`
+	PlanPairs        int `json:"plan_pairs"`
+	ChangedPlanPairs int `json:"changed_plan_pairs"`
+	Destinations     int `json:"destinations"`
+	Recorded         int `json:"recorded_requests"`
+	Compared         int `json:"decisions_compared"`
+}
+
+// Report is the result of Diff.
+type Report struct {
+	Base            string                    `json:"base"`
+	Head            string                    `json:"head"`
+	BaseVersion     string                    `json:"base_version"`
+	HeadVersion     string                    `json:"head_version"`
+	Stats           Stats                     `json:"stats"`
+	Decisions       []DecisionChange          `json:"decisions"`
+	Rules           []RuleChange              `json:"rules"`
+	ExpiredBase     []policy.ExpiredException `json:"expired_exceptions_base,omitempty"`
+	ExpiredHead     []policy.ExpiredException `json:"expired_exceptions_head,omitempty"`
+	Widens          bool                      `json:"widens"`
+	WideningReasons []string                  `json:"widening_reasons,omitempty"`
+}
+
+// Changed reports whether anything differs.
+func (r *Report) Changed() bool { return len(r.Decisions) > 0 || len(r.Rules) > 0 }
+
+// group is the set of workloads (and their classes) sharing one plan pair.
+type group struct {
+	before, after *plan.Plan
+	classes       map[string]struct{}
+	guarded       bool
+	extra         map[plan.Destination]string // recorded/scenario destinations of these workloads
+}
+
+// Diff compiles nothing itself: it compares base's and head's plans over
+// the workload classes and destinations described in the package
+// documentation. Plans are compared with plan.Decide only, once per distinct
+// pair of plan fingerprints.
+func Diff(base, head *Side, in Inputs) (*Report, error) {
+	rep := &Report{Base: base.Spec, Head: head.Spec,
+		BaseVersion: base.Engine.Version(), HeadVersion: head.Engine.Version(),
+		ExpiredBase: base.Engine.ExpiredExceptions(), ExpiredHead: head.Engine.ExpiredExceptions()}
+
+	inv := in.Inventory
+	if inv == nil {
+		inv = inventory.Empty(inventory.DefaultEnvironment)
+	}
+	bcat, hcat := base.Engine.Catalog(), head.Engine.Catalog()
+	guarded := func(env string) bool { return !isProduction(bcat, env) || !isProduction(hcat, env) }
+
+	// Workloads: one per environment, the default, exception selectors (all,
+	// expired included), inventory, scenarios, recorded requests.
+	type wl struct {
+		w     *inventory.Workload
+		dests []plan.Destination
+		src   string
+	}
+	wls := make(map[string]*wl)
+	add := func(w *inventory.Workload, d *plan.Destination, src string) {
+		k := workloadKey(w)
+		e, ok := wls[k]
+		if !ok {
+			e = &wl{w: w}
+			wls[k] = e
+		}
+		if d != nil {
+			e.dests = append(e.dests, *d)
+			e.src = src
+		}
+	}
+	for _, c := range []*policy.Catalog{bcat, hcat} {
+		for _, env := range environments(c) {
+			add(&inventory.Workload{Name: "", Environment: env}, nil, "")
+		}
+	}
+	add(inv.Default(), nil, "")
+	for _, side := range []*Side{base, head} {
+		raws, _ := rawCatalogs(side.Layout) // the engine already validated them
+		for _, c := range raws {
+			for _, x := range c.Exceptions {
+				env := x.Workload.Environment
+				if env == "" {
+					env = inv.DefaultEnvironment()
+				}
+				add(&inventory.Workload{Name: x.Workload.Name, Namespace: x.Workload.Namespace, Environment: env, Labels: x.Workload.Labels}, nil, "")
+			}
+		}
+	}
+	for _, w := range inv.Workloads() {
+		add(w, nil, "")
+	}
+	scenarioDests := make(map[plan.Destination]struct{})
+	for _, side := range []*Side{base, head} {
+		for _, sc := range side.Scenarios {
+			d, err := policy.ParseDestination(sc.Dest)
+			if err != nil {
+				continue // ParseScenarios already reported it
+			}
+			w := &inventory.Workload{Name: sc.Workload.Name, Namespace: sc.Workload.Namespace, Environment: sc.Workload.Environment, Labels: sc.Workload.Labels}
+			add(w, &d, "scenario")
+			scenarioDests[d] = struct{}{}
+		}
+	}
+	for i := range in.Decisions {
+		r := &in.Decisions[i]
+		w := &r.Workload
+		if w.Environment == "" { // an unknown source is the default workload
+			c := *w
+			c.Environment = inv.DefaultEnvironment()
+			w = &c
+		}
+		add(w, &r.Destination, "recorded")
+	}
+	rep.Stats.Workloads = len(wls)
+	rep.Stats.Recorded = len(in.Decisions)
+
+	// Plans, grouped by fingerprint pair.
+	groups := make(map[[2]string]*group)
+	classes := make(map[string]struct{})
+	keys := slices.Sorted(func(yield func(string) bool) {
+		for k := range wls {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	for _, k := range keys {
+		e := wls[k]
+		pb, err := base.Engine.PlanFor(e.w)
+		if err != nil {
+			return nil, fmt.Errorf("review: base plan for %s: %w", base.Engine.ClassKey(e.w), err)
+		}
+		ph, err := head.Engine.PlanFor(e.w)
+		if err != nil {
+			return nil, fmt.Errorf("review: head plan for %s: %w", head.Engine.ClassKey(e.w), err)
+		}
+		gk := [2]string{pb.Fingerprint(), ph.Fingerprint()}
+		g, ok := groups[gk]
+		if !ok {
+			g = &group{before: pb, after: ph, classes: map[string]struct{}{}}
+			groups[gk] = g
+		}
+		// The class as the policy that distinguishes more sees it (an
+		// exception removed in head also removes its class labels).
+		ck := head.Engine.ClassKey(e.w)
+		if bk := base.Engine.ClassKey(e.w); len(bk) > len(ck) {
+			ck = bk
+		}
+		g.classes[ck] = struct{}{}
+		classes[ck] = struct{}{}
+		g.guarded = g.guarded || guarded(e.w.Environment)
+		for _, d := range e.dests {
+			if g.extra == nil {
+				g.extra = make(map[plan.Destination]string)
+			}
+			if _, ok := g.extra[d]; !ok {
+				g.extra[d] = e.src
+			}
+		}
+	}
+	rep.Stats.Classes = len(classes)
+	rep.Stats.PlanPairs = len(groups)
+
+	// Destinations from every distinct plan's patterns.
+	pc := newProbeCollector()
+	seenPlan := make(map[string]bool)
+	for _, g := range groups {
+		for _, p := range []*plan.Plan{g.before, g.after} {
+			if !seenPlan[p.Fingerprint()] {
+				seenPlan[p.Fingerprint()] = true
+				pc.addPlan(p)
+			}
+		}
+	}
+	for _, c := range []*policy.Catalog{bcat, hcat} {
+		for _, z := range c.Zones {
+			pc.addHost(z, nil)
+		}
+		for _, z := range c.CIDRs {
+			pc.addCIDR(z, nil)
+		}
+	}
+	dests := pc.destinations()
+	rep.Stats.Destinations = len(dests)
+
+	prodHosts, prodNets := productionPatterns(bcat, hcat)
+
+	// Compare each changed plan pair (in parallel: plans are immutable).
+	changed := make([]*group, 0, len(groups))
+	for _, g := range groups {
+		if g.before.Fingerprint() != g.after.Fingerprint() {
+			changed = append(changed, g)
+		}
+	}
+	rep.Stats.ChangedPlanPairs = len(changed)
+	type result struct {
+		decisions []DecisionChange
+		rules     []RuleChange
+		compared  int
+	}
+	results := make([]result, len(changed))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range max(1, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for i := range next {
+				g := changed[i]
+				cls := slices.Sorted(mapKeys(g.classes))
+				res := &results[i]
+				type rowKey struct {
+					d             plan.Destination
+					src           string
+					before, after Outcome
+				}
+				rows := make(map[rowKey]int)
+				cmpOne := func(d plan.Destination, src string) {
+					res.compared++
+					b, a := g.before.Decide(d), g.after.Decide(d)
+					if sameDecision(b, a) {
+						return
+					}
+					if _, ok := scenarioDests[d]; ok && src == "catalog" {
+						src = "scenario"
+					}
+					port := d.Port
+					d.Port = 0
+					k := rowKey{d, src, outcome(b), outcome(a)}
+					if i, ok := rows[k]; ok {
+						res.decisions[i].Ports = append(res.decisions[i].Ports, port)
+						return
+					}
+					rows[k] = len(res.decisions)
+					res.decisions = append(res.decisions, DecisionChange{
+						Classes: cls, Destination: FormatDestination(d), Ports: []uint16{port}, Source: src,
+						Before: k.before, After: k.after,
+						Widens: g.guarded && b.Action != plan.ActionAllow && a.Action == plan.ActionAllow,
+					})
+				}
+				for _, d := range dests {
+					cmpOne(d, "catalog")
+				}
+				for d, src := range g.extra {
+					if !pc.has(d) {
+						cmpOne(d, src)
+					}
+				}
+				for i := range res.decisions {
+					slices.Sort(res.decisions[i].Ports)
+					res.decisions[i].Ports = slices.Compact(res.decisions[i].Ports)
+				}
+				res.rules = diffRules(g.before.Spec(), g.after.Spec(), cls, g.guarded, prodHosts, prodNets)
+			}
+		})
+	}
+	for i := range changed {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	ruleAgg := make(map[string]*RuleChange)
+	for _, r := range results {
+		rep.Stats.Compared += r.compared
+		rep.Decisions = append(rep.Decisions, r.decisions...)
+		for _, rc := range r.rules {
+			k := ruleChangeKey(rc)
+			if e, ok := ruleAgg[k]; ok {
+				e.Classes = append(e.Classes, rc.Classes...)
+				e.Widens = e.Widens || rc.Widens
+				continue
+			}
+			c := rc
+			ruleAgg[k] = &c
+		}
+	}
+	for _, rc := range ruleAgg {
+		slices.Sort(rc.Classes)
+		rc.Classes = slices.Compact(rc.Classes)
+		rep.Rules = append(rep.Rules, *rc)
+	}
+	slices.SortFunc(rep.Decisions, func(a, b DecisionChange) int {
+		return cmp.Or(-cmpBool(a.Widens, b.Widens), strings.Compare(a.Destination, b.Destination),
+			strings.Compare(strings.Join(a.Classes, ","), strings.Join(b.Classes, ",")))
+	})
+	slices.SortFunc(rep.Rules, func(a, b RuleChange) int {
+		return cmp.Or(-cmpBool(a.Widens, b.Widens), strings.Compare(a.ID, b.ID), strings.Compare(a.Kind, b.Kind),
+			strings.Compare(strings.Join(a.Classes, ","), strings.Join(b.Classes, ",")))
+	})
+	seenReason := make(map[string]bool)
+	addReason := func(s string) {
+		if !seenReason[s] {
+			seenReason[s] = true
+			rep.WideningReasons = append(rep.WideningReasons, s)
+		}
+	}
+	for _, d := range rep.Decisions {
+		if d.Widens {
+			rep.Widens = true
+			addReason(fmt.Sprintf("%s%s: %s becomes %s for %s", d.Destination, PortList(d.Ports), d.Before.Action, d.After.Action, summarizeClasses(d.Classes, 3)))
+		}
+	}
+	for _, r := range rep.Rules {
+		if r.Widens {
+			rep.Widens = true
+			addReason(fmt.Sprintf("rule %s (%s) allows production for %s", r.ID, r.Kind, summarizeClasses(r.Classes, 3)))
+		}
+	}
+	return rep, nil
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func summarizeClasses(cls []string, n int) string {
+	if len(cls) <= n {
+		return strings.Join(cls, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(cls[:n], ", "), len(cls)-n)
+}
+
+func sameDecision(a, b plan.Decision) bool {
+	if a.Action != b.Action || a.Matched != b.Matched || a.WouldDeny != b.WouldDeny || a.Rule.ID != b.Rule.ID {
+		return false
+	}
+	ta, tb := a.Target(), b.Target()
+	if (ta == nil) != (tb == nil) {
+		return false
+	}
+	return ta == nil || *ta == *tb
+}
+
+func isProduction(c *policy.Catalog, env string) bool {
+	envs := c.Environments
+	if envs == nil {
+		envs = policy.DefaultEnvironments()
+	}
+	return slices.Contains(envs.Production, env)
+}
+
+func environments(c *policy.Catalog) []string {
+	envs := c.Environments
+	if envs == nil {
+		envs = policy.DefaultEnvironments()
+	}
+	out := slices.Concat(envs.Production, envs.NonProduction, envs.Report)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// diffRules compares two plan specs rule by rule (by id).
+func diffRules(before, after plan.Spec, classes []string, guarded bool, prodHosts []string, prodNets []netip.Prefix) []RuleChange {
+	var out []RuleChange
+	if before.Default != after.Default || before.Mode != after.Mode {
+		b := plan.Rule{ID: plan.DefaultRuleID, Action: before.Default, Mode: before.Mode}
+		a := plan.Rule{ID: plan.DefaultRuleID, Action: after.Default, Mode: after.Mode}
+		out = append(out, RuleChange{Kind: "changed", ID: "(plan default/mode)", Fields: ruleFields(&b, &a), Before: &b, After: &a, Classes: classes,
+			Widens: guarded && before.Default != plan.ActionAllow && after.Default == plan.ActionAllow})
+	}
+	bi := make(map[string]*plan.Rule, len(before.Rules))
+	for i := range before.Rules {
+		if _, ok := bi[before.Rules[i].ID]; !ok {
+			bi[before.Rules[i].ID] = &before.Rules[i]
+		}
+	}
+	seen := make(map[string]bool, len(after.Rules))
+	for i := range after.Rules {
+		a := &after.Rules[i]
+		if seen[a.ID] {
+			continue
+		}
+		seen[a.ID] = true
+		b, ok := bi[a.ID]
+		switch {
+		case !ok:
+			ac := *a
+			out = append(out, RuleChange{Kind: "added", ID: a.ID, After: &ac, Classes: classes,
+				Widens: guarded && allowsProduction(a, after.Mode, prodHosts, prodNets)})
+		case !reflect.DeepEqual(*a, *b):
+			ac, bc := *a, *b
+			out = append(out, RuleChange{Kind: "changed", ID: a.ID, Fields: ruleFields(b, a), Before: &bc, After: &ac, Classes: classes,
+				Widens: guarded && allowsProduction(a, after.Mode, prodHosts, prodNets) &&
+					!(allowsProduction(b, before.Mode, prodHosts, prodNets) && coversSame(a, b))})
+		}
+	}
+	for i := range before.Rules {
+		b := &before.Rules[i]
+		if !seen[b.ID] {
+			seen[b.ID] = true
+			bc := *b
+			out = append(out, RuleChange{Kind: "removed", ID: b.ID, Before: &bc, Classes: classes})
+		}
+	}
+	return out
+}
+
+func coversSame(a, b *plan.Rule) bool {
+	return slices.Equal(a.Hosts, b.Hosts) && slices.Equal(a.CIDRs, b.CIDRs) && slices.Equal(a.Ports, b.Ports)
+}
+
+func ruleFields(b, a *plan.Rule) []string {
+	var f []string
+	if !slices.Equal(b.Hosts, a.Hosts) {
+		f = append(f, "hosts")
+	}
+	if !slices.Equal(b.CIDRs, a.CIDRs) {
+		f = append(f, "cidrs")
+	}
+	if !slices.Equal(b.Ports, a.Ports) {
+		f = append(f, "ports")
+	}
+	if b.Action != a.Action {
+		f = append(f, "action")
+	}
+	if !reflect.DeepEqual(b.Redirect, a.Redirect) {
+		f = append(f, "redirect")
+	}
+	if b.Reason != a.Reason {
+		f = append(f, "reason")
+	}
+	if b.Mode != a.Mode {
+		f = append(f, "mode")
+	}
+	if b.Category != a.Category {
+		f = append(f, "category")
+	}
+	return f
+}
+
+func ruleChangeKey(rc RuleChange) string {
+	return fmt.Sprintf("%s\x00%s\x00%v\x00%v", rc.Kind, rc.ID, ruleString(rc.Before), ruleString(rc.After))
+}
+
+func ruleString(r *plan.Rule) string {
+	if r == nil {
+		return ""
+	}
+	rd := ""
+	if r.Redirect != nil {
+		rd = fmt.Sprint(*r.Redirect)
+	}
+	return fmt.Sprintf("%v|%v|%v|%s|%s|%s|%s|%s", r.Hosts, r.CIDRs, r.Ports, r.Action, rd, r.Reason, r.Mode, r.Category)
+}
+
+// productionPatterns are the production zones and CIDRs of both catalogs.
+func productionPatterns(cats ...*policy.Catalog) ([]string, []netip.Prefix) {
+	var hosts []string
+	var nets []netip.Prefix
+	for _, c := range cats {
+		hosts = append(hosts, c.Zones...)
+		for _, s := range c.CIDRs {
+			if p, err := plan.ParsePrefix(s); err == nil {
+				nets = append(nets, p)
+			}
+		}
+	}
+	slices.Sort(hosts)
+	return slices.Compact(hosts), nets
+}
+
+// allowsProduction reports whether an enforced allow rule overlaps a
+// production zone or CIDR.
+func allowsProduction(r *plan.Rule, planMode plan.Mode, prodHosts []string, prodNets []netip.Prefix) bool {
+	if r.Action != plan.ActionAllow {
+		return false
+	}
+	return overlapsProduction(r, prodHosts, prodNets) != ""
+}
+
+// overlapsProduction returns the first production zone or CIDR the rule's
+// patterns overlap ("" when none).
+func overlapsProduction(r *plan.Rule, prodHosts []string, prodNets []netip.Prefix) string {
+	for _, h := range r.Hosts {
+		for _, z := range prodHosts {
+			if hostPatternsOverlap(h, z) {
+				return z
+			}
+		}
+	}
+	for _, c := range r.CIDRs {
+		p, err := plan.ParsePrefix(c)
+		if err != nil {
+			continue
+		}
+		for _, n := range prodNets {
+			if p.Overlaps(n) {
+				return n.String()
+			}
+		}
+	}
+	return ""
+}
+
+// hostPatternsOverlap reports whether some name matches both patterns
+// (exact names, "*.suffix" strict-subdomain wildcards, "*").
+func hostPatternsOverlap(a, b string) bool {
+	if a == b || a == "*" || b == "*" {
+		return true
+	}
+	aw, bw := strings.HasPrefix(a, "*."), strings.HasPrefix(b, "*.")
+	switch {
+	case !aw && !bw:
+		return false
+	case aw && !bw:
+		return strings.HasSuffix(b, a[1:])
+	case !aw && bw:
+		return strings.HasSuffix(a, b[1:])
+	}
+	// both wildcards: one suffix contains the other
+	return strings.HasSuffix(a[1:], b[1:]) || strings.HasSuffix(b[1:], a[1:])
+}
+
+// PortList renders ports as " [dns,25,443]" (0 is "dns": port unknown).
+func PortList(ports []uint16) string {
+	if len(ports) == 0 {
+		return ""
+	}
+	parts := make([]string, len(ports))
+	for i, p := range ports {
+		if p == 0 {
+			parts[i] = "dns"
+		} else {
+			parts[i] = fmt.Sprint(p)
+		}
+	}
+	return " [" + strings.Join(parts, ",") + "]"
+}

@@ -1,0 +1,141 @@
+package review
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy/plan"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// fixedNow is the clock of every fixture: checkout-stripe (2027-03-31) is
+// live, an exception that expires 2027-01-10 is over.
+var fixedNow = time.Date(2027, 1, 15, 12, 0, 0, 0, time.UTC)
+
+func loadSide(t *testing.T, dir string) *Side {
+	t.Helper()
+	s, err := Load(context.Background(), dir, LoadOptions{NoDefaultCatalog: true, Now: func() time.Time { return fixedNow }, Log: zaptest.NewLogger(t)})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+		return
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test ./policy/review -update to create it")
+	assert.Equal(t, string(want), string(got), "golden file %s (rerun with -update after checking the change)", path)
+}
+
+func TestDiffGolden(t *testing.T) {
+	inv, err := inventory.LoadFile("testdata/diff/inventory.yaml")
+	require.NoError(t, err)
+	recs, err := ReadDecisionFile("testdata/diff/decisions.jsonl")
+	require.NoError(t, err)
+	require.Len(t, recs, 3, "the duplicate record is read once")
+
+	tests := []struct {
+		name    string
+		widens  bool
+		changed bool
+		// want are substrings the text report must contain (beyond the golden
+		// file, so that a wrong -update is caught here).
+		want []string
+	}{
+		{"widened-exception", true, true, []string{
+			"files.stripe.com [dns,25,443,587]: deny [provider:stripe:files.stripe.com] -> allow [exception:checkout-stripe:files.stripe.com]",
+			"changed exception:checkout-stripe [hosts]"}},
+		{"removed-deny", true, true, []string{
+			"billing.example.com [dns,443]: deny [zone:billing.example.com] -> allow [default]",
+			"removed zone:billing.example.com"}},
+		{"new-sandbox", false, true, []string{
+			"api.acmepay.com [dns,25,443,587]: deny [provider:acmepay:api.acmepay.com] -> redirect -> api.sandbox.acmepay.com:443 [provider:acmepay:api.acmepay.com]"}},
+		{"expired-exception", false, true, []string{
+			"api.stripe.com [dns,25,587]: allow [exception:checkout-stripe] -> deny [provider:stripe:api.stripe.com]",
+			"head: exception checkout-stripe expired 2027-01-10"}},
+		{"unchanged", false, false, []string{"no changes"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join("testdata/diff", tc.name)
+			base, head := loadSide(t, filepath.Join(dir, "base")), loadSide(t, filepath.Join(dir, "head"))
+			rep, err := Diff(base, head, Inputs{Inventory: inv, Decisions: recs})
+			require.NoError(t, err)
+			assert.Equal(t, tc.widens, rep.Widens, "widens")
+			assert.Equal(t, tc.changed, rep.Changed(), "changed")
+			// Policy versions hash the embedded Rego too: keep goldens stable.
+			rep.BaseVersion, rep.HeadVersion = "base-version", "head-version"
+			var txt, md, js bytes.Buffer
+			require.NoError(t, rep.WriteText(&txt))
+			require.NoError(t, rep.WriteMarkdown(&md, MarkdownOptions{}))
+			require.NoError(t, rep.WriteJSON(&js))
+			for _, w := range tc.want {
+				assert.Contains(t, txt.String(), w)
+			}
+			golden(t, filepath.Join(dir, "report.txt"), txt.Bytes())
+			golden(t, filepath.Join(dir, "report.md"), md.Bytes())
+			golden(t, filepath.Join(dir, "report.json"), js.Bytes())
+		})
+	}
+}
+
+func TestHostPatternsOverlap(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"api.x.com", "api.x.com", true},
+		{"*.x.com", "api.x.com", true},
+		{"api.x.com", "*.x.com", true},
+		{"*.x.com", "x.com", false},
+		{"*.a.x.com", "*.x.com", true},
+		{"*", "db.prod", true},
+		{"api.y.com", "*.x.com", false},
+		{"evilx.com", "*.x.com", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.a+"~"+tc.b, func(t *testing.T) {
+			assert.Equal(t, tc.want, hostPatternsOverlap(tc.a, tc.b))
+		})
+	}
+}
+
+func TestReadDecisionsErrors(t *testing.T) {
+	_, err := ReadDecisions("log.jsonl", strings.NewReader("{\"input\":{\"workload\":{\"environment\":\"staging\"},\"destination\":{\"host\":\"a.com\"}}}\nnot json\n{\"input\":{\"workload\":{},\"destination\":{}}}\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "log.jsonl:2:")
+	assert.Contains(t, err.Error(), "log.jsonl:3: input.destination: neither host nor ip")
+}
+
+func TestProbes(t *testing.T) {
+	p, err := plan.Compile(plan.Spec{Rules: []plan.Rule{
+		{ID: "a", Hosts: []string{"*.x.com", "api.y.com"}, Action: plan.ActionDeny},
+		{ID: "b", CIDRs: []string{"10.0.0.0/8"}, Ports: []uint16{5432}, Action: plan.ActionDeny},
+	}})
+	require.NoError(t, err)
+	c := newProbeCollector()
+	c.addPlan(p)
+	got := map[string]bool{}
+	for _, d := range c.destinations() {
+		got[FormatDestination(d)] = true
+	}
+	for _, w := range []string{"egressguard-probe.x.com", "egressguard-probe.x.com:443", "egressguard-probe.x.com:5432", "api.y.com", "10.0.0.0", "10.0.0.1:5432"} {
+		assert.True(t, got[w], "probe %s missing from %v", w, got)
+	}
+}
