@@ -272,3 +272,17 @@ func untar(r io.Reader, dst string) error {
 		}
 	}
 }
+
+// FromEngine compiles a side from explicit engine options (the --catalog
+// and --policy flags) instead of a directory.
+func FromEngine(ctx context.Context, opts policy.Options, log *zap.Logger) (*Side, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	e, err := policy.NewEngine(ctx, opts, log.Named("policy"), prometheus.NewRegistry())
+	if err != nil {
+		return nil, err
+	}
+	l := Layout{CatalogFiles: opts.CatalogFiles, PolicyDir: opts.PolicyDir}
+	return &Side{Spec: "flags", Layout: l, Engine: e}, nil
+}
