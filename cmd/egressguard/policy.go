@@ -20,7 +20,7 @@ func newPolicyCmd(ro *rootOptions) *cobra.Command {
 		Use:   "policy",
 		Short: "Evaluate and test the policy offline",
 	}
-	cmd.AddCommand(newPolicyEvalCmd(ro), newPolicyTestCmd(ro))
+	cmd.AddCommand(append([]*cobra.Command{newPolicyEvalCmd(ro), newPolicyTestCmd(ro)}, newPolicyReviewCmds(ro)...)...)
 	return cmd
 }
 
