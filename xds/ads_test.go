@@ -330,12 +330,12 @@ func TestDeltaADS(t *testing.T) {
 
 	// Subscribe to one route configuration by name.
 	require.NoError(t, st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.RouteType,
-		ResourceNamesSubscribe: []string{"http|port=any"}}))
+		ResourceNamesSubscribe: []string{HTTPRouteConfigName}}))
 	resp, err = st.Recv()
 	require.NoError(t, err)
 	require.Equal(t, resourcev3.RouteType, resp.TypeUrl)
 	require.Len(t, resp.Resources, 1)
-	assert.Equal(t, "http|port=any", resp.Resources[0].Name)
+	assert.Equal(t, HTTPRouteConfigName, resp.Resources[0].Name)
 	routeV := resp.Resources[0].Version
 	require.NoError(t, st.Send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.RouteType, ResponseNonce: resp.Nonce}))
 

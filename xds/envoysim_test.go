@@ -176,8 +176,8 @@ func earlyHeaders(t *testing.T, h *hcmv3.HttpConnectionManager) map[string]strin
 	return out
 }
 
-// matchRoute picks the first route whose header matchers (exact string
-// matches only, as the translation writes them) all hold; every route
+// matchRoute picks the first route whose header matchers (exact and
+// prefix string matches, as the translation writes them) all hold; every route
 // matches any path ("/").
 func matchRoute(t *testing.T, vh *routev3.VirtualHost, headers map[string]string) *routev3.Route {
 	t.Helper()
@@ -186,9 +186,15 @@ func matchRoute(t *testing.T, vh *routev3.VirtualHost, headers map[string]string
 		ok := true
 		for _, hm := range rt.Match.Headers {
 			v, present := headers[hm.Name]
-			exact := hm.GetStringMatch().GetExact()
-			require.NotEmpty(t, exact, "only exact header matches are simulated")
-			ok = ok && present && v == exact
+			sm := hm.GetStringMatch()
+			switch {
+			case sm.GetExact() != "":
+				ok = ok && present && v == sm.GetExact()
+			case sm.GetPrefix() != "":
+				ok = ok && present && strings.HasPrefix(v, sm.GetPrefix())
+			default:
+				t.Fatalf("only exact and prefix header matches are simulated: %v", sm)
+			}
 		}
 		if ok {
 			return rt

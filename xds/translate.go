@@ -291,17 +291,21 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 		sni:      map[sniKey]map[verdictKind][]string{},
 	}
 	entries := p.Entries()
-	var chains []*listenerv3.FilterChain
-	for _, port := range portsOf(entries) {
+	ports := portsOf(entries)
+	tables := make(map[uint16]table, len(ports))
+	groups := make(map[uint16][]ipGroup, len(ports))
+	for _, port := range ports {
 		t, err := tableFor(entries, port)
 		if err != nil {
 			return nil, fmt.Errorf("xds: translate: %w", err)
 		}
-		hostVHosts := b.hostVirtualHosts(t)
-		groups := ipGroupsFor(p, t)
-		rc, cellRouted := b.routeConfig(port, t, groups, hostVHosts)
-		for _, g := range groups {
-			chains = append(chains, b.chainsFor(port, t, g, rc, cellRouted)...)
+		tables[port], groups[port] = t, ipGroupsFor(p, t)
+	}
+	rc, cellRouted := b.routeTable(ports, tables, groups)
+	var chains []*listenerv3.FilterChain
+	for _, port := range ports {
+		for _, g := range groups[port] {
+			chains = append(chains, b.chainsFor(port, tables[port], g, rc, cellRouted)...)
 		}
 	}
 	b.addCluster(&clusterv3.Cluster{
@@ -341,21 +345,12 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 }
 
 type sidecarBuilder struct {
-	p         *plan.Plan
-	s         NodeSettings
-	clusters  map[string]*clusterv3.Cluster
-	routes    map[string]*routev3.RouteConfiguration
-	routeKeys []routeKey // route configurations built so far, for sharing
-	vhc       *vhostCache
-	sni       map[sniKey]map[verdictKind][]string
-}
-
-// routeKey describes a route configuration's content for sharing it
-// between ports with the same host table.
-type routeKey struct {
-	name     string
-	catchAll string
-	hosts    []*routev3.VirtualHost
+	p        *plan.Plan
+	s        NodeSettings
+	clusters map[string]*clusterv3.Cluster
+	routes   map[string]*routev3.RouteConfiguration
+	vhc      *vhostCache
+	sni      map[sniKey]map[verdictKind][]string
 }
 
 // sniKey names one computation of sniNames: its result depends only on the
@@ -371,51 +366,6 @@ func (b *sidecarBuilder) addCluster(c *clusterv3.Cluster) string {
 		b.clusters[c.Name] = c
 	}
 	return c.Name
-}
-
-// vhostGroup is one virtual host: the patterns one verdict decides.
-type vhostGroup struct {
-	key     string
-	v       verdict
-	domains []string
-	vh      *routev3.VirtualHost
-}
-
-// hostVirtualHosts turns a host table into virtual hosts, one per deciding
-// rule. The "*" pattern is not included: the
-// catch-all is built per IP group.
-func (b *sidecarBuilder) hostVirtualHosts(t table) []*vhostGroup {
-	type groupKey struct {
-		rule *plan.Rule
-		kind verdictKind
-	}
-	groups := make(map[groupKey]*vhostGroup, len(t.hosts))
-	for _, pattern := range t.order {
-		r := t.hosts[pattern]
-		if pattern == "*" {
-			continue
-		}
-		v := verdictOf(b.p, r)
-		g, ok := groups[groupKey{r, v.kind}]
-		if !ok {
-			g = &vhostGroup{key: v.kind.String() + "|" + r.ID, v: v}
-			groups[groupKey{r, v.kind}] = g
-		}
-		g.domains = append(g.domains, pattern)
-	}
-	out := make([]*vhostGroup, 0, len(groups))
-	for _, g := range groups {
-		// g.domains is sorted: t.order is. Port tables (and the classes sharing a base layer) mostly agree:
-		// each distinct virtual host is built once.
-		if g.v.kind == vRedirect {
-			b.sandboxCluster(g.v.rule.Redirect)
-		}
-		g.vh = b.vhc.get(vhostKey{rule: g.v.rule, kind: g.v.kind, domains: strings.Join(g.domains, ",")},
-			func() *routev3.VirtualHost { return virtualHost(g.key, g.domains, g.v) }).vh
-		out = append(out, g)
-	}
-	slices.SortFunc(out, func(a, c *vhostGroup) int { return strings.Compare(a.key, c.key) })
-	return out
 }
 
 // virtualHost is a pure function of its arguments (it is shared across
@@ -606,20 +556,20 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, tlsFallback, false),
 		Metadata: chainMetadata(tlsFallback.kind, tlsFallback.rule.ID)})
 
-	// Plaintext HTTP: the port's shared route configuration; the chain tells
-	// its catch-all which cell the connection is in.
+	// Plaintext HTTP: the shared route configuration; the chain tells it
+	// which cell (destination port and IP group) the connection is in.
 	m = base()
 	m.TransportProtocol = "raw_buffer"
 	m.ApplicationProtocols = []string{"http/1.0", "http/1.1", "h2c"}
 	name = cell + "|http"
-	cellValue := ""
+	header := ""
 	if cellRouted {
-		cellValue = g.name
+		header = cellValue(port, g)
 	}
 	chains = append(chains, &listenerv3.FilterChain{
 		Name:             name,
 		FilterChainMatch: m,
-		Filters:          []*listenerv3.Filter{networkFilter("envoy.filters.network.http_connection_manager", b.hcm(name, rc, cellValue))},
+		Filters:          []*listenerv3.Filter{networkFilter("envoy.filters.network.http_connection_manager", b.hcm(name, rc, header))},
 	})
 
 	// Raw TCP (and IP literals): no host name, so the CIDR rule or default.
@@ -717,86 +667,6 @@ func portLabel(port uint16) string {
 		return "any"
 	}
 	return strconv.Itoa(int(port))
-}
-
-// CellHeader carries a plaintext HTTP connection's destination cell (the
-// CIDR rule its destination IP falls in, or "other") from the filter chain
-// to the shared route configuration. The chain's HTTP connection manager
-// sets it before routing (early header mutation, overwriting whatever the
-// client sent) and the route configuration removes it before forwarding.
-const CellHeader = "x-egressguard-cell"
-
-// noCellRuleID names the fail-closed route of a cell-routed catch-all: a
-// request that reaches it carries no known cell.
-const noCellRuleID = "egressguard.no-cell"
-
-// routeConfig builds (once per distinct content) the route configuration
-// of one destination port: the host table's virtual hosts, each built once
-// per translation, and a "*" catch-all that decides hosts no rule names.
-// Host rules beat CIDR rules, but Envoy picks the filter chain (and so the
-// destination-IP cell) before HTTP routing: the catch-all therefore routes
-// on CellHeader, one route per cell with that cell's CIDR rule (or the
-// default), then a fail-closed deny. When every cell's catch-all is the
-// same (no CIDR rules, or a "*" host rule), it is one route and no header
-// is involved. It returns the route configuration's name and whether it
-// routes on the cell header.
-func (b *sidecarBuilder) routeConfig(port uint16, t table, groups []ipGroup, hostVHosts []*vhostGroup) (string, bool) {
-	star, hasStar := t.hosts["*"]
-	catchAll := make([]verdict, len(groups))
-	same := true
-	for i, g := range groups {
-		catchAll[i] = g.fallback
-		if hasStar {
-			catchAll[i] = verdictOf(b.p, star)
-		}
-		same = same && catchAll[i] == catchAll[0]
-	}
-	// Identical virtual hosts are the same object (vhostCache), so equal
-	// host tables are equal pointer lists.
-	var catchKey strings.Builder
-	if same {
-		catchKey.WriteString("*=" + routeName(catchAll[0]))
-	} else {
-		for i, g := range groups {
-			catchKey.WriteString("*|" + g.name + "=" + routeName(catchAll[i]) + ";")
-		}
-	}
-	vhs := make([]*routev3.VirtualHost, 0, len(hostVHosts)+1)
-	for _, vg := range hostVHosts {
-		vhs = append(vhs, vg.vh)
-	}
-	for _, prev := range b.routeKeys {
-		if prev.catchAll == catchKey.String() && slices.Equal(prev.hosts, vhs) {
-			return prev.name, !same
-		}
-	}
-	name := "http|port=" + portLabel(port)
-	b.routeKeys = append(b.routeKeys, routeKey{name: name, catchAll: catchKey.String(), hosts: slices.Clone(vhs)})
-	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
-	if same {
-		b.registerClusters(catchAll[0])
-		vhs = append(vhs, virtualHost("catch-all", []string{"*"}, catchAll[0]))
-	} else {
-		routes := make([]*routev3.Route, 0, len(groups)+1)
-		for i, g := range groups {
-			b.registerClusters(catchAll[i])
-			r := httpRoute(catchAll[i])
-			r.Match.Headers = []*routev3.HeaderMatcher{{
-				Name: CellHeader,
-				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: g.name},
-				}},
-			}}
-			routes = append(routes, r)
-		}
-		routes = append(routes, httpRoute(verdict{kind: vDeny, rule: &plan.Rule{ID: noCellRuleID, Action: plan.ActionDeny,
-			Reason: "the request carries no destination cell (" + CellHeader + "); failing closed"}}))
-		vhs = append(vhs, &routev3.VirtualHost{Name: "catch-all", Domains: []string{"*"}, Routes: routes})
-		rc.RequestHeadersToRemove = []string{CellHeader}
-	}
-	rc.VirtualHosts = vhs
-	b.routes[name] = rc
-	return name, !same
 }
 
 // registerClusters adds the cluster a verdict's HTTP route names.

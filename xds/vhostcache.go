@@ -16,6 +16,7 @@ import (
 type vhostKey struct {
 	rule    *plan.Rule
 	kind    verdictKind
+	name    string
 	domains string // sorted, comma-joined
 }
 
