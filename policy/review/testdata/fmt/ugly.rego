@@ -1,0 +1,3 @@
+package egressguard
+
+allowed   if {   input.x == 1 }
