@@ -243,8 +243,8 @@ func TestSidecarMatchesDecide(t *testing.T) {
 		"db.prod.example.com", "billing.example.com", "example.com", "api.mailgun.net", "collector.analytics.example.com",
 		"API-M.PayPal.com.", "x.svc.cluster.local", "github.com", "api.github.com", "foo.staging.example.com", "10.20.1.1",
 		"corp.example.com", "a.corp.example.com", "team.corp.example.com", "x.team.corp.example.com", "a.b.team.corp.example.com",
-		"db.team.corp.example.com", "x.db.team.corp.example.com", "ro.db.team.corp.example.com", "a.ro.db.team.corp.example.com"}
-	ips := []string{"10.20.1.1", "10.20.5.9", "10.9.9.9", "192.0.2.1", "2001:db8:1::5", "2001:db8:2::5", "10.30.1.1", "10.30.9.9"}
+		"db.team.corp.example.com", "x.db.team.corp.example.com", "ro.db.team.corp.example.com", "a.ro.db.team.corp.example.com", "api.stripe.com", "x.api.stripe.com"}
+	ips := []string{"10.20.1.1", "10.20.5.9", "10.9.9.9", "192.0.2.1", "2001:db8:1::5", "2001:db8:2::5", "10.30.1.1", "10.30.9.9", "10.21.3.4", "10.22.0.1"}
 	ports := []uint16{80, 443, 25, 587, 8080}
 	cases, err := filepath.Glob("testdata/in/*.yaml")
 	require.NoError(t, err)

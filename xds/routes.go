@@ -49,7 +49,11 @@ type choice struct {
 // first and, where no host rule applies on a port, on the whole cell. The
 // "*" catch-all does the same for names no rule lists. A cell-routed
 // virtual host ends in a fail-closed deny.
-func (b *sidecarBuilder) routeTable(ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup) (string, bool) {
+//
+// It returns the route configuration (named name, not yet added to the
+// builder), whether it routes on CellHeader, and its number of host routes
+// (the size measure routeTables compares).
+func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup) (*routev3.RouteConfiguration, bool, int) {
 	// What a name no host rule lists gets, per port and cell.
 	catchAllOf := func(port uint16, g ipGroup) verdict {
 		if star, ok := tables[port].hosts["*"]; ok {
@@ -200,9 +204,11 @@ func (b *sidecarBuilder) routeTable(ports []uint16, tables map[uint16]table, gro
 	}
 	slices.SortFunc(vhosts, func(a, c named) int { return strings.Compare(a.name, c.name) })
 
-	rc := &routev3.RouteConfiguration{Name: HTTPRouteConfigName, ValidateClusters: wrapperspb.Bool(false)}
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
+	size := 0
 	for _, v := range vhosts {
 		rc.VirtualHosts = append(rc.VirtualHosts, v.vh)
+		size += len(v.vh.Routes)
 	}
 	if sameCatch {
 		b.registerClusters(*uniform)
@@ -219,8 +225,46 @@ func (b *sidecarBuilder) routeTable(ports []uint16, tables map[uint16]table, gro
 		cellRouted = true
 		rc.RequestHeadersToRemove = []string{CellHeader}
 	}
-	b.routes[rc.Name] = rc
-	return rc.Name, cellRouted
+	return rc, cellRouted, size
+}
+
+// routeTables adds the sidecar's HTTP route configurations to the builder
+// and returns, per destination port, the one its chains use and whether it
+// routes on CellHeader. One table for every port (routeTable) is usually
+// smallest; but where port-specific host rules would fall through to many
+// distinct CIDR cells on the other ports, one table per port is smaller,
+// and the smaller layout (counted in routes) is served.
+func (b *sidecarBuilder) routeTables(ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup) map[uint16]portRoutes {
+	out := make(map[uint16]portRoutes, len(ports))
+	merged, routed, size := b.routeTable(HTTPRouteConfigName, ports, tables, groups)
+	if len(ports) > 1 {
+		split := make(map[uint16]*routev3.RouteConfiguration, len(ports))
+		splitRouted := make(map[uint16]bool, len(ports))
+		total := 0
+		for _, port := range ports {
+			rc, r, n := b.routeTable(HTTPRouteConfigName+"|port="+portLabel(port), []uint16{port}, tables, groups)
+			split[port], splitRouted[port] = rc, r
+			total += n
+		}
+		if total < size {
+			for _, port := range ports {
+				b.routes[split[port].Name] = split[port]
+				out[port] = portRoutes{split[port].Name, splitRouted[port]}
+			}
+			return out
+		}
+	}
+	b.routes[merged.Name] = merged
+	for _, port := range ports {
+		out[port] = portRoutes{merged.Name, routed}
+	}
+	return out
+}
+
+// portRoutes is the route configuration of one destination port's chains.
+type portRoutes struct {
+	name       string
+	cellRouted bool
 }
 
 func hasPortRoutes(rc *routev3.RouteConfiguration) bool {

@@ -301,11 +301,11 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 		}
 		tables[port], groups[port] = t, ipGroupsFor(p, t)
 	}
-	rc, cellRouted := b.routeTable(ports, tables, groups)
+	rcs := b.routeTables(ports, tables, groups)
 	var chains []*listenerv3.FilterChain
 	for _, port := range ports {
 		for _, g := range groups[port] {
-			chains = append(chains, b.chainsFor(port, tables[port], g, rc, cellRouted)...)
+			chains = append(chains, b.chainsFor(port, tables[port], g, rcs[port].name, rcs[port].cellRouted)...)
 		}
 	}
 	b.addCluster(&clusterv3.Cluster{
