@@ -213,28 +213,57 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 			}
 		}
 	})
-	for _, k := range keys {
+	// PlanFor evaluates Rego once per class: spread the classes over the CPUs.
+	type planned struct {
+		pb, ph *plan.Plan
+		ck     string
+		err    error
+	}
+	plans := make([]planned, len(keys))
+	{
+		var wg sync.WaitGroup
+		next := make(chan int, len(keys))
+		for i := range keys {
+			next <- i
+		}
+		close(next)
+		for range max(1, runtime.GOMAXPROCS(0)) {
+			wg.Go(func() {
+				for i := range next {
+					w, pl := wls[keys[i]].w, &plans[i]
+					if pl.pb, pl.err = base.Engine.PlanFor(w); pl.err != nil {
+						pl.err = fmt.Errorf("review: base plan for %s: %w", base.Engine.ClassKey(w), pl.err)
+						continue
+					}
+					if pl.ph, pl.err = head.Engine.PlanFor(w); pl.err != nil {
+						pl.err = fmt.Errorf("review: head plan for %s: %w", head.Engine.ClassKey(w), pl.err)
+						continue
+					}
+					// The class as the policy that distinguishes more sees it (an
+					// exception removed in head also removes its class labels).
+					pl.ck = head.Engine.ClassKey(w)
+					if bk := base.Engine.ClassKey(w); len(bk) > len(pl.ck) {
+						pl.ck = bk
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i, k := range keys {
 		e := wls[k]
-		pb, err := base.Engine.PlanFor(e.w)
-		if err != nil {
-			return nil, fmt.Errorf("review: base plan for %s: %w", base.Engine.ClassKey(e.w), err)
+		pl := &plans[i]
+		if pl.err != nil {
+			return nil, pl.err
 		}
-		ph, err := head.Engine.PlanFor(e.w)
-		if err != nil {
-			return nil, fmt.Errorf("review: head plan for %s: %w", head.Engine.ClassKey(e.w), err)
-		}
+		pb, ph := pl.pb, pl.ph
 		gk := [2]string{pb.Fingerprint(), ph.Fingerprint()}
 		g, ok := groups[gk]
 		if !ok {
 			g = &group{before: pb, after: ph, classes: map[string]struct{}{}}
 			groups[gk] = g
 		}
-		// The class as the policy that distinguishes more sees it (an
-		// exception removed in head also removes its class labels).
-		ck := head.Engine.ClassKey(e.w)
-		if bk := base.Engine.ClassKey(e.w); len(bk) > len(ck) {
-			ck = bk
-		}
+		ck := pl.ck
 		g.classes[ck] = struct{}{}
 		classes[ck] = struct{}{}
 		g.guarded = g.guarded || guarded(e.w.Environment)

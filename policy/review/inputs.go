@@ -1,7 +1,7 @@
 package review
 
 import (
-	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +9,10 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy"
@@ -32,47 +34,75 @@ type recordInput struct {
 
 // ReadDecisions reads decision records (decisionlog.Record, one JSON object
 // per line; blank lines are skipped). Requests that occur more than once
-// are returned once. name is used in errors (file:line).
+// are returned once. name is used in errors (file:line). Lines are decoded
+// in parallel.
 func ReadDecisions(name string, r io.Reader) ([]Recorded, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	lines := bytes.Split(data, []byte{'\n'})
+	type slot struct {
+		in  decisionlog.Input
+		err error
+		ok  bool
+	}
+	slots := make([]slot, len(lines))
+	workers := max(1, runtime.GOMAXPROCS(0))
+	chunk := (len(lines) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*chunk, min(len(lines), (w+1)*chunk)
+		if lo >= hi {
+			break
+		}
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				b := bytes.TrimSpace(lines[i])
+				if len(b) == 0 {
+					continue
+				}
+				var rec recordInput
+				if err := json.Unmarshal(b, &rec); err != nil {
+					slots[i].err = fmt.Errorf("%s:%d: %w", name, i+1, err)
+					continue
+				}
+				if rec.Input.Destination.Host == "" && !rec.Input.Destination.IP.IsValid() {
+					slots[i].err = fmt.Errorf("%s:%d: input.destination: neither host nor ip", name, i+1)
+					continue
+				}
+				slots[i].in, slots[i].ok = rec.Input, true
+			}
+		})
+	}
+	wg.Wait()
 	seen := make(map[string]struct{})
 	var out []Recorded
 	var errs []error
-	line := 0
-	for sc.Scan() {
-		line++
-		b := sc.Bytes()
-		if len(strings.TrimSpace(string(b))) == 0 {
-			continue
-		}
-		var rec recordInput
-		if err := json.Unmarshal(b, &rec); err != nil {
-			errs = append(errs, fmt.Errorf("%s:%d: %w", name, line, err))
-			if len(errs) >= 10 {
-				errs = append(errs, fmt.Errorf("%s: too many errors", name))
-				break
+	for i := range slots {
+		sl := &slots[i]
+		if sl.err != nil {
+			if len(errs) == 10 {
+				errs = append(errs, fmt.Errorf("%s: more errors not shown", name))
+			}
+			if len(errs) < 10 {
+				errs = append(errs, sl.err)
 			}
 			continue
 		}
-		in := rec.Input
-		if in.Destination.Host == "" && !in.Destination.IP.IsValid() {
-			errs = append(errs, fmt.Errorf("%s:%d: input.destination: neither host nor ip", name, line))
+		if !sl.ok {
 			continue
 		}
+		in := sl.in
 		k := recordKey(in)
 		if _, ok := seen[k]; ok {
 			continue
 		}
 		seen[k] = struct{}{}
-		d := plan.Destination{Host: in.Destination.Host, Port: in.Destination.Port, IP: in.Destination.IP.Unmap(), Protocol: in.Destination.Protocol}
 		out = append(out, Recorded{
 			Workload:    inventory.Workload{Name: in.Workload.Name, Namespace: in.Workload.Namespace, Environment: in.Workload.Environment, Labels: in.Workload.Labels},
-			Destination: d,
+			Destination: plan.Destination{Host: in.Destination.Host, Port: in.Destination.Port, IP: in.Destination.IP.Unmap(), Protocol: in.Destination.Protocol},
 		})
-	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", name, err))
 	}
 	return out, errors.Join(errs...)
 }
