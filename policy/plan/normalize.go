@@ -47,6 +47,9 @@ func NormalizeHost(h string) (string, error) {
 }
 
 func canonicalName(name string) (string, error) {
+	if name == "" {
+		return "", errors.New("empty name")
+	}
 	ascii := true
 	for i := 0; i < len(name); i++ {
 		if name[i] >= 0x80 {
