@@ -68,6 +68,8 @@ type DecisionChange struct {
 	// Widens is set when a guarded (non-production) class gains access:
 	// the enforced action was deny or redirect and becomes allow.
 	Widens bool `json:"widens,omitempty"`
+
+	classKey string // Classes joined, for sorting
 }
 
 // RuleChange is a rule added, removed or changed (by id) in the plans of
@@ -82,6 +84,8 @@ type RuleChange struct {
 	// Widens is set when the head rule allows a production zone or CIDR
 	// for a guarded class.
 	Widens bool `json:"widens,omitempty"`
+
+	classKey string
 }
 
 // Stats sizes a diff.
@@ -324,6 +328,7 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 			for i := range next {
 				g := changed[i]
 				cls := slices.Sorted(mapKeys(g.classes))
+				clsKey := strings.Join(cls, ",")
 				res := &results[i]
 				type rowKey struct {
 					d             plan.Destination
@@ -349,7 +354,7 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 					}
 					rows[k] = len(res.decisions)
 					res.decisions = append(res.decisions, DecisionChange{
-						Classes: cls, Destination: FormatDestination(d), Ports: []uint16{port}, Source: src,
+						Classes: cls, classKey: clsKey, Destination: FormatDestination(d), Ports: []uint16{port}, Source: src,
 						Before: k.before, After: k.after,
 						Widens: g.guarded && b.Action != plan.ActionAllow && a.Action == plan.ActionAllow,
 					})
@@ -394,15 +399,16 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 	for _, rc := range ruleAgg {
 		slices.Sort(rc.Classes)
 		rc.Classes = slices.Compact(rc.Classes)
+		rc.classKey = strings.Join(rc.Classes, ",")
 		rep.Rules = append(rep.Rules, *rc)
 	}
 	slices.SortFunc(rep.Decisions, func(a, b DecisionChange) int {
 		return cmp.Or(-cmpBool(a.Widens, b.Widens), strings.Compare(a.Destination, b.Destination),
-			strings.Compare(strings.Join(a.Classes, ","), strings.Join(b.Classes, ",")))
+			strings.Compare(a.classKey, b.classKey), strings.Compare(a.Source, b.Source))
 	})
 	slices.SortFunc(rep.Rules, func(a, b RuleChange) int {
 		return cmp.Or(-cmpBool(a.Widens, b.Widens), strings.Compare(a.ID, b.ID), strings.Compare(a.Kind, b.Kind),
-			strings.Compare(strings.Join(a.Classes, ","), strings.Join(b.Classes, ",")))
+			strings.Compare(a.classKey, b.classKey))
 	})
 	seenReason := make(map[string]bool)
 	addReason := func(s string) {
@@ -510,7 +516,7 @@ func diffRules(before, after plan.Spec, classes []string, guarded bool, prodHost
 			ac := *a
 			out = append(out, RuleChange{Kind: "added", ID: a.ID, After: &ac, Classes: classes,
 				Widens: guarded && allowsProduction(a, after.Mode, prodHosts, prodNets)})
-		case !reflect.DeepEqual(*a, *b):
+		case !ruleEqual(a, b):
 			ac, bc := *a, *b
 			out = append(out, RuleChange{Kind: "changed", ID: a.ID, Fields: ruleFields(b, a), Before: &bc, After: &ac, Classes: classes,
 				Widens: guarded && allowsProduction(a, after.Mode, prodHosts, prodNets) &&
@@ -526,6 +532,17 @@ func diffRules(before, after plan.Spec, classes []string, guarded bool, prodHost
 		}
 	}
 	return out
+}
+
+func ruleEqual(a, b *plan.Rule) bool {
+	if a.ID != b.ID || a.Action != b.Action || a.Mode != b.Mode || a.Reason != b.Reason || a.Category != b.Category ||
+		!slices.Equal(a.Hosts, b.Hosts) || !slices.Equal(a.CIDRs, b.CIDRs) || !slices.Equal(a.Ports, b.Ports) {
+		return false
+	}
+	if (a.Redirect == nil) != (b.Redirect == nil) {
+		return false
+	}
+	return a.Redirect == nil || *a.Redirect == *b.Redirect
 }
 
 func coversSame(a, b *plan.Rule) bool {
