@@ -182,3 +182,41 @@ func BenchmarkDiffLarge(b *testing.B) {
 		head.Close()
 	}
 }
+
+// BenchmarkDecisionPeer is the per-decision cost diff pays (plan.Decide on
+// both plans) against the peer it avoids: asking the Rego reference
+// (data.egressguard.decision) per destination, on the same 2,000-zone
+// catalog. Run: go test ./policy/review -run '^$' -bench DecisionPeer
+func BenchmarkDecisionPeer(b *testing.B) {
+	dir := b.TempDir()
+	benchCatalog(b, dir, benchZones, benchExc, false)
+	s, err := Load(context.Background(), dir, LoadOptions{Now: func() time.Time { return time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC) }, Log: zap.NewNop()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := &inventory.Workload{Name: "w1", Namespace: "ns", Environment: "staging", Labels: map[string]string{"app": "app-1"}}
+	p, err := s.Engine.PlanFor(w)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc := newProbeCollector()
+	pc.addPlan(p)
+	dests := pc.destinations()
+	b.Run("plan.Decide", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			_ = p.Decide(dests[i%len(dests)])
+			i++
+		}
+	})
+	b.Run("rego.reference", func(b *testing.B) {
+		ctx := context.Background()
+		i := 0
+		for b.Loop() {
+			if _, err := s.Engine.ReferenceDecision(ctx, w, dests[i%len(dests)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
