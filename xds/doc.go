@@ -13,6 +13,36 @@
 //     api_listener, a route configuration, and EDS or LOGICAL_DNS clusters
 //     (TranslateProxyless), decided with plan.Decide for exactly that target.
 //
+// # Sidecar layout, and where it departs from plan.Decide
+//
+// Envoy picks a filter chain by destination port, then destination IP,
+// then SNI, then transport, and only then routes HTTP by Host; plan.Decide
+// lets host rules beat CIDR rules. The listener therefore has one "cell" of
+// chains per (destination port some rule names, or any other port) ×
+// (CIDR rule's prefixes, or every other address). To keep the config small
+// when a plan has thousands of host rules:
+//
+//   - Plaintext HTTP: the chains of every cell share one route
+//     configuration ("http"), or one per port ("http|port=443") when that
+//     is smaller (port-specific host rules over many distinct CIDR rules).
+//     What differs by cell (the CIDR rule or default that decides a name no
+//     host rule lists) is routed on CellHeader, which each chain's HTTP
+//     connection manager writes before routing (early header mutation,
+//     overwriting the client's) and the route configuration strips before
+//     forwarding; a cell-routed virtual host ends in a fail-closed deny.
+//     HTTP decisions, rule attribution included, equal plan.Decide's.
+//   - TLS: each cell lists the SNI names of the host table per verdict
+//     class; in a CIDR cell a name whose class equals the cell's no-SNI
+//     verdict is left out (same action) unless a listed wildcard of another
+//     class encloses it. Such a connection is logged under the CIDR rule
+//     rather than the host rule (the action is the same); outside CIDR
+//     cells every name is listed. TLS redirect is a deny (DESIGN.md).
+//   - The virtual host of a rule is built, validated (ValidateAll and every
+//     Any inside) and marshalled once per policy version and shared by
+//     every class whose plan has that rule (the shared base layer); route
+//     configurations are assembled from those bytes. Snapshots keep only
+//     the wire form; every node of a class shares its class's snapshot.
+//
 // # Import aliases
 //
 // Envoy API packages are always imported as <last meaningful path element>v3:
@@ -20,5 +50,6 @@
 // rbacv3 (config/rbac), netrbacv3 (network RBAC filter), httpfaultv3,
 // faultcommonv3, routerv3, tlsinspectorv3, httpinspectorv3, origdstv3,
 // tlsv3, fileaccesslogv3, accesslogv3, celfilterv3, discoveryv3,
-// bootstrapv3, matcherv3, typev3.
+// bootstrapv3, matcherv3, typev3, mutationrulesv3, earlyhmv3 (early header
+// mutation).
 package xds

@@ -65,8 +65,15 @@ func FuzzTranslate(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		var spec plan.Spec
-		if yaml.UnmarshalStrict(in, &spec) != nil || len(spec.Rules) > 16 {
+		if len(in) > 4096 || yaml.UnmarshalStrict(in, &spec) != nil || len(spec.Rules) > 16 {
 			return // bounded work per input
+		}
+		n := 0
+		for _, r := range spec.Rules {
+			n += len(r.Hosts) + len(r.CIDRs) + len(r.Ports)
+		}
+		if n > 64 {
+			return
 		}
 		p, err := plan.Compile(spec)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -55,6 +56,20 @@ func ParseTarget(target string) (plan.Destination, error) {
 	}
 	if h[0] == '*' {
 		return plan.Destination{}, fmt.Errorf("target %q: a wildcard is not a target", target)
+	}
+	// "10.20.0.1." is an IP literal too: it must meet the CIDR rules, not
+	// slip past them as a host name.
+	if ip, err := netip.ParseAddr(h); err == nil {
+		d.IP = ip.Unmap()
+		return d, nil
+	}
+	// A target names a DNS host: after normalisation (punycode) only
+	// letters, digits, '-', '_' and '.' remain. plan.NormalizeHost is more
+	// lenient (it accepts "[0", found by FuzzParseTarget).
+	if i := strings.IndexFunc(h, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}); i >= 0 {
+		return plan.Destination{}, fmt.Errorf("target %q: host %q: invalid character %q", target, h, h[i])
 	}
 	d.Host = h
 	return d, nil

@@ -3,6 +3,7 @@ package xds
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -291,6 +293,9 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 		sni:      map[sniKey]map[verdictKind][]string{},
 	}
 	entries := p.Entries()
+	if err := checkRuleIDs(entries); err != nil {
+		return nil, fmt.Errorf("xds: translate: %w", err)
+	}
 	ports := portsOf(entries)
 	tables := make(map[uint16]table, len(ports))
 	groups := make(map[uint16][]ipGroup, len(ports))
@@ -342,6 +347,23 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 	}
 	out.sort()
 	return out, nil
+}
+
+// checkRuleIDs refuses rule IDs that cannot travel in an HTTP header
+// (RuleHeader, CellHeader) or a log line: control characters.
+func checkRuleIDs(entries []plan.Entry) error {
+	var errs []error
+	seen := map[*plan.Rule]bool{}
+	for _, e := range entries {
+		if seen[e.Rule] {
+			continue
+		}
+		seen[e.Rule] = true
+		if i := strings.IndexFunc(e.Rule.ID, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }); i >= 0 {
+			errs = append(errs, fmt.Errorf("rule %q: id has a control or invalid character at byte %d", e.Rule.ID, i))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 type sidecarBuilder struct {
