@@ -22,6 +22,10 @@ type Inputs struct {
 	Inventory *inventory.Snapshot
 	// Decisions are recorded requests (ReadDecisionFile).
 	Decisions []Recorded
+
+	// fullCompare decides every destination with every plan pair (no
+	// shared-base shortcut): the reference the shortcut is tested against.
+	fullCompare bool
 }
 
 // Outcome is one side of a decision.
@@ -320,6 +324,19 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 		rules     []RuleChange
 		compared  int
 	}
+	// Catalog destinations are decided once per distinct pair of shared
+	// base layers (plus default and mode); a class then only re-decides the
+	// destinations its own overlay patterns (before or after) can match.
+	di := newDestIndex(dests)
+	var baseDiffs map[baseKey][]baseChange
+	var baseCompared int
+	if !in.fullCompare {
+		var err error
+		if baseDiffs, baseCompared, err = compareBases(changed, dests); err != nil {
+			return nil, err
+		}
+	}
+	rep.Stats.Compared += baseCompared
 	results := make([]result, len(changed))
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -336,12 +353,7 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 					before, after Outcome
 				}
 				rows := make(map[rowKey]int)
-				cmpOne := func(d plan.Destination, src string) {
-					res.compared++
-					b, a := g.before.Decide(d), g.after.Decide(d)
-					if sameDecision(b, a) {
-						return
-					}
+				record := func(d plan.Destination, src string, b, a plan.Decision) {
 					if _, ok := scenarioDests[d]; ok && src == "catalog" {
 						src = "scenario"
 					}
@@ -359,8 +371,29 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 						Widens: g.guarded && b.Action != plan.ActionAllow && a.Action == plan.ActionAllow,
 					})
 				}
-				for _, d := range dests {
-					cmpOne(d, "catalog")
+				cmpOne := func(d plan.Destination, src string) {
+					res.compared++
+					b, a := g.before.Decide(d), g.after.Decide(d)
+					if !sameDecision(b, a) {
+						record(d, src, b, a)
+					}
+				}
+				if bd, ok := baseDiffs[baseKeyOf(g)]; ok {
+					matched := di.overlayMatches(g.before, g.after)
+					for _, c := range bd {
+						if !matched[c.i] {
+							record(dests[c.i], "catalog", c.before, c.after)
+						}
+					}
+					for i, m := range matched {
+						if m {
+							cmpOne(dests[i], "catalog")
+						}
+					}
+				} else {
+					for _, d := range dests {
+						cmpOne(d, "catalog")
+					}
 				}
 				for d, src := range g.extra {
 					if !pc.has(d) {
@@ -404,7 +437,9 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 	}
 	slices.SortFunc(rep.Decisions, func(a, b DecisionChange) int {
 		return cmp.Or(-cmpBool(a.Widens, b.Widens), strings.Compare(a.Destination, b.Destination),
-			strings.Compare(a.classKey, b.classKey), strings.Compare(a.Source, b.Source))
+			strings.Compare(a.classKey, b.classKey), strings.Compare(a.Source, b.Source),
+			slices.Compare(a.Ports, b.Ports), strings.Compare(a.Before.String(), b.Before.String()),
+			strings.Compare(a.After.String(), b.After.String()))
 	})
 	slices.SortFunc(rep.Rules, func(a, b RuleChange) int {
 		return cmp.Or(-cmpBool(a.Widens, b.Widens), strings.Compare(a.ID, b.ID), strings.Compare(a.Kind, b.Kind),
@@ -675,4 +710,144 @@ func PortList(ports []uint16) string {
 		}
 	}
 	return " [" + strings.Join(parts, ",") + "]"
+}
+
+// baseKey identifies the base-only part of a plan pair.
+type baseKey struct {
+	before, after string // base layer fingerprints
+	bdef, adef    plan.Action
+	bmode, amode  plan.Mode
+}
+
+func baseKeyOf(g *group) baseKey {
+	return baseKey{g.before.Base().Fingerprint(), g.after.Base().Fingerprint(),
+		g.before.Default(), g.after.Default(), g.before.Mode(), g.after.Mode()}
+}
+
+type baseChange struct {
+	i             int
+	before, after plan.Decision
+}
+
+// compareBases decides every destination once per distinct base pair, with
+// plans made of the shared base layer alone. Groups whose plans have no
+// base layer are compared in full by the caller.
+func compareBases(groups []*group, dests []plan.Destination) (map[baseKey][]baseChange, int, error) {
+	type job struct {
+		key  baseKey
+		b, a *plan.Plan
+	}
+	var jobs []job
+	seen := map[baseKey]bool{}
+	for _, g := range groups {
+		if g.before.Base() == nil || g.after.Base() == nil {
+			continue
+		}
+		k := baseKeyOf(g)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		b, err := plan.New(g.before.Base(), nil, g.before.Default(), g.before.Mode())
+		if err != nil {
+			return nil, 0, fmt.Errorf("review: base plan: %w", err)
+		}
+		a, err := plan.New(g.after.Base(), nil, g.after.Default(), g.after.Mode())
+		if err != nil {
+			return nil, 0, fmt.Errorf("review: base plan: %w", err)
+		}
+		jobs = append(jobs, job{k, b, a})
+	}
+	out := make(map[baseKey][]baseChange, len(jobs))
+	workers := max(1, runtime.GOMAXPROCS(0))
+	compared := 0
+	for _, j := range jobs {
+		parts := make([][]baseChange, workers)
+		chunk := (len(dests) + workers - 1) / workers
+		var wg sync.WaitGroup
+		for w := range workers {
+			lo, hi := w*chunk, min(len(dests), (w+1)*chunk)
+			wg.Go(func() {
+				for i := lo; i < hi; i++ {
+					b, a := j.b.Decide(dests[i]), j.a.Decide(dests[i])
+					if !sameDecision(b, a) {
+						parts[w] = append(parts[w], baseChange{i, b, a})
+					}
+				}
+			})
+		}
+		wg.Wait()
+		compared += len(dests)
+		out[j.key] = slices.Concat(parts...)
+	}
+	return out, compared, nil
+}
+
+// destIndex finds the destinations a host pattern or CIDR can match.
+type destIndex struct {
+	n     int
+	exact map[string][]int // host -> destinations
+	under map[string][]int // "x.com" -> destinations strictly under it
+	hosts []int            // every destination with a host
+	ips   []int            // every destination with only an IP
+	dests []plan.Destination
+}
+
+func newDestIndex(dests []plan.Destination) *destIndex {
+	di := &destIndex{n: len(dests), exact: map[string][]int{}, under: map[string][]int{}, dests: dests}
+	for i, d := range dests {
+		if d.Host == "" {
+			di.ips = append(di.ips, i)
+			continue
+		}
+		di.hosts = append(di.hosts, i)
+		di.exact[d.Host] = append(di.exact[d.Host], i)
+		for h := d.Host; ; {
+			dot := strings.IndexByte(h, '.')
+			if dot < 0 {
+				break
+			}
+			h = h[dot+1:]
+			di.under[h] = append(di.under[h], i)
+		}
+	}
+	return di
+}
+
+// overlayMatches marks the destinations a pattern of either plan's overlay
+// (the rules after its shared base) can match, whatever the port.
+func (di *destIndex) overlayMatches(plans ...*plan.Plan) []bool {
+	m := make([]bool, di.n)
+	mark := func(is []int) {
+		for _, i := range is {
+			m[i] = true
+		}
+	}
+	for _, p := range plans {
+		rules := p.Spec().Rules[p.Base().Len():]
+		for _, r := range rules {
+			for _, h := range r.Hosts {
+				switch {
+				case h == "*":
+					mark(di.hosts)
+				case strings.HasPrefix(h, "*."):
+					mark(di.under[h[2:]])
+				default:
+					mark(di.exact[h])
+				}
+			}
+			for _, c := range r.CIDRs {
+				pf, err := plan.ParsePrefix(c)
+				if err != nil {
+					continue
+				}
+				for _, i := range di.ips {
+					if pf.Contains(di.dests[i].IP) {
+						m[i] = true
+					}
+				}
+			}
+		}
+	}
+	return m
 }

@@ -79,6 +79,10 @@ func TestDiffGolden(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tc.widens, rep.Widens, "widens")
 			assert.Equal(t, tc.changed, rep.Changed(), "changed")
+			full, err := Diff(base, head, Inputs{Inventory: inv, Decisions: recs, fullCompare: true})
+			require.NoError(t, err)
+			assert.Equal(t, full.Decisions, rep.Decisions, "the shared-base shortcut changes nothing")
+			assert.Equal(t, full.Rules, rep.Rules)
 			// Policy versions hash the embedded Rego too: keep goldens stable.
 			rep.BaseVersion, rep.HeadVersion = "base-version", "head-version"
 			var txt, md, js bytes.Buffer
