@@ -53,7 +53,10 @@ type choice struct {
 // It returns the route configuration (named name, not yet added to the
 // builder), whether it routes on CellHeader, and its number of host routes
 // (the size measure routeTables compares).
-func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup) (*routev3.RouteConfiguration, bool, int) {
+//
+// With sizeOnly it only counts: it returns a nil configuration and the
+// number of host routes it would have.
+func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup, sizeOnly bool) (*routev3.RouteConfiguration, bool, int) {
 	// What a name no host rule lists gets, per port and cell.
 	catchAllOf := func(port uint16, g ipGroup) verdict {
 		if star, ok := tables[port].hosts["*"]; ok {
@@ -109,7 +112,13 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 		domains []string
 	}
 	defaultPort := ports[len(ports)-1] // 0: every port no rule names
-	byKey := map[string]*vgroup{}
+	// Patterns group by what they answer on every port; diffs (rare) are
+	// keyed by their description, pointers included.
+	type groupKey struct {
+		base  choice
+		diffs string
+	}
+	byKey := map[groupKey]*vgroup{}
 	var order []*vgroup
 	var key strings.Builder
 	for _, pattern := range union {
@@ -123,18 +132,39 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 				diffs = append(diffs, portChoice{port, c})
 			}
 		}
-		key.Reset()
-		fmt.Fprintf(&key, "%p|%d|%t", base.v.rule, base.v.kind, base.catchAll)
-		for _, d := range diffs {
-			fmt.Fprintf(&key, ";%d=%p|%d|%t", d.port, d.c.v.rule, d.c.v.kind, d.c.catchAll)
+		k := groupKey{base: base}
+		if len(diffs) > 0 {
+			key.Reset()
+			for _, d := range diffs {
+				fmt.Fprintf(&key, ";%d=%p|%d|%t", d.port, d.c.v.rule, d.c.v.kind, d.c.catchAll)
+			}
+			k.diffs = key.String()
 		}
-		g, ok := byKey[key.String()]
+		g, ok := byKey[k]
 		if !ok {
 			g = &vgroup{base: base, diffs: diffs}
-			byKey[key.String()] = g
+			byKey[k] = g
 			order = append(order, g)
 		}
 		g.domains = append(g.domains, pattern)
+	}
+	if sizeOnly {
+		size := 0
+		for _, g := range order {
+			for _, d := range g.diffs {
+				if d.c.catchAll {
+					size += len(groups[d.port])
+				} else {
+					size++
+				}
+			}
+			if g.base.catchAll {
+				size += len(groups[defaultPort]) + 1
+			} else {
+				size++
+			}
+		}
+		return nil, cellRouted, size
 	}
 
 	// cellRoutes routes every cell of a port to its catch-all verdict.
@@ -236,24 +266,24 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 // and the smaller layout (counted in routes) is served.
 func (b *sidecarBuilder) routeTables(ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup) map[uint16]portRoutes {
 	out := make(map[uint16]portRoutes, len(ports))
-	merged, routed, size := b.routeTable(HTTPRouteConfigName, ports, tables, groups)
 	if len(ports) > 1 {
-		split := make(map[uint16]*routev3.RouteConfiguration, len(ports))
-		splitRouted := make(map[uint16]bool, len(ports))
+		// Count both layouts, build the smaller.
+		_, _, size := b.routeTable(HTTPRouteConfigName, ports, tables, groups, true)
 		total := 0
 		for _, port := range ports {
-			rc, r, n := b.routeTable(HTTPRouteConfigName+"|port="+portLabel(port), []uint16{port}, tables, groups)
-			split[port], splitRouted[port] = rc, r
+			_, _, n := b.routeTable("", []uint16{port}, tables, groups, true)
 			total += n
 		}
 		if total < size {
 			for _, port := range ports {
-				b.routes[split[port].Name] = split[port]
-				out[port] = portRoutes{split[port].Name, splitRouted[port]}
+				rc, routed, _ := b.routeTable(HTTPRouteConfigName+"|port="+portLabel(port), []uint16{port}, tables, groups, false)
+				b.routes[rc.Name] = rc
+				out[port] = portRoutes{rc.Name, routed}
 			}
 			return out
 		}
 	}
+	merged, routed, _ := b.routeTable(HTTPRouteConfigName, ports, tables, groups, false)
 	b.routes[merged.Name] = merged
 	for _, port := range ports {
 		out[port] = portRoutes{merged.Name, routed}
