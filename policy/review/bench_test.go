@@ -139,7 +139,13 @@ func BenchmarkDiffLarge(b *testing.B) {
 	}
 	now := func() time.Time { return time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC) }
 	ctx := context.Background()
-	b.ResetTimer()
+	b.Run("shared-base", func(b *testing.B) { benchDiffRun(b, ctx, dir, logPath, inv, now, false) })
+	b.Run("full-compare", func(b *testing.B) { benchDiffRun(b, ctx, dir, logPath, inv, now, true) })
+}
+
+// benchDiffRun times the command path; full disables the shared-base
+// shortcut (the peer: every plan pair decides every destination).
+func benchDiffRun(b *testing.B, ctx context.Context, dir, logPath string, inv *inventory.Snapshot, now func() time.Time, full bool) {
 	for b.Loop() {
 		t0 := time.Now()
 		o := LoadOptions{NoDefaultCatalog: false, Now: now, Log: zap.NewNop()}
@@ -157,7 +163,7 @@ func BenchmarkDiffLarge(b *testing.B) {
 			b.Fatal(err)
 		}
 		tRead := time.Since(t0) - tLoad
-		rep, err := Diff(base, head, Inputs{Inventory: inv, Decisions: recs})
+		rep, err := Diff(base, head, Inputs{Inventory: inv, Decisions: recs, fullCompare: full})
 		if err != nil {
 			b.Fatal(err)
 		}
