@@ -268,11 +268,12 @@ func portsOf(entries []plan.Entry) []uint16 {
 //   - TLS, one chain per verdict class over the SNI names of the host table
 //     (allow → original destination, report → original destination with
 //     would-deny stats, deny and redirect → network RBAC deny: TLS cannot be
-//     redirected without terminating it);
-//   - TLS without a listed SNI, plaintext HTTP (an HCM whose route
-//     configuration is the whole host table, with the CIDR rule or the plan
-//     default as the catch-all virtual host, so host rules still beat CIDR
-//     rules), and raw TCP (the CIDR rule or the plan default).
+//     redirected without terminating it); CIDR cells leave out names their
+//     no-SNI chain decides the same way (see chainsFor);
+//   - TLS without a listed SNI, plaintext HTTP (an HCM on the shared route
+//     table, told its cell through CellHeader so host rules still beat CIDR
+//     rules, see routeTable), and raw TCP (the CIDR rule or the plan
+//     default).
 func TranslateSidecar(p *plan.Plan, s NodeSettings) (*Resources, error) {
 	return translateSidecar(p, s, newVHostCache(false))
 }
