@@ -22,11 +22,12 @@ type Catalog struct {
 	// CIDRs are production networks.
 	CIDRs []string `yaml:"cidrs,omitempty" json:"cidrs,omitempty"`
 	// MailSink receives non-production mail for sink endpoints.
-	MailSink     *Target       `yaml:"mail_sink,omitempty" json:"mail_sink,omitempty"`
-	Providers    []Provider    `yaml:"providers,omitempty" json:"providers,omitempty"`
-	Cloud        *Cloud        `yaml:"cloud,omitempty" json:"cloud,omitempty"`
-	Fingerprints []Fingerprint `yaml:"fingerprints,omitempty" json:"fingerprints,omitempty"`
-	Exceptions   []Exception   `yaml:"exceptions,omitempty" json:"exceptions,omitempty"`
+	MailSink     *Target        `yaml:"mail_sink,omitempty" json:"mail_sink,omitempty"`
+	Providers    []Provider     `yaml:"providers,omitempty" json:"providers,omitempty"`
+	Cloud        *Cloud         `yaml:"cloud,omitempty" json:"cloud,omitempty"`
+	JWT          *JWTIdentities `yaml:"jwt,omitempty" json:"jwt,omitempty"`
+	Fingerprints []Fingerprint  `yaml:"fingerprints,omitempty" json:"fingerprints,omitempty"`
+	Exceptions   []Exception    `yaml:"exceptions,omitempty" json:"exceptions,omitempty"`
 }
 
 // Environments classifies workload environments. An environment in neither
@@ -70,6 +71,9 @@ type Provider struct {
 	// from the merged catalog. It is still validated.
 	Disabled  bool       `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 	Endpoints []Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
+	// Accounts are the provider's production account identifiers (Twilio
+	// account SIDs, ...): secrets-scan flags credentials that name them.
+	Accounts []string `yaml:"accounts,omitempty" json:"accounts,omitempty"`
 }
 
 // Endpoint is one live host pattern of a provider (or, with no Live host, a
@@ -84,6 +88,14 @@ type Endpoint struct {
 }
 
 // Cloud lists production cloud accounts (used by the secrets scanner).
+// JWTIdentities are the production token issuers and audiences: a JWT in
+// staging configuration whose iss or aud is one of them is a production
+// credential (secrets-scan).
+type JWTIdentities struct {
+	Issuers   []string `yaml:"issuers,omitempty" json:"issuers,omitempty"`
+	Audiences []string `yaml:"audiences,omitempty" json:"audiences,omitempty"`
+}
+
 type Cloud struct {
 	AWSAccounts        []string `yaml:"aws_accounts,omitempty" json:"aws_accounts,omitempty"`
 	GCPProjects        []string `yaml:"gcp_projects,omitempty" json:"gcp_projects,omitempty"`

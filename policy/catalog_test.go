@@ -206,3 +206,18 @@ func TestDisableDefaultProviderByName(t *testing.T) {
 	}
 	assert.NotEmpty(t, c.Providers)
 }
+
+func TestCatalogIdentitiesMerge(t *testing.T) {
+	a := CatalogFile{Name: "a.yaml", Data: []byte("jwt:\n  issuers: [https://auth.prod.example.com]\nproviders:\n  - name: twilio\n    accounts: [AC0123]\n    endpoints:\n      - live: api.twilio.com\n")}
+	b := CatalogFile{Name: "b.yaml", Data: []byte("jwt:\n  issuers: [https://auth.prod.example.com, https://login.prod.example.com]\n  audiences: [prod-api]\n")}
+	c, _, err := BuildCatalog([]CatalogFile{a, b}, time.Now())
+	require.NoError(t, err)
+	require.NotNil(t, c.JWT)
+	assert.Equal(t, []string{"https://auth.prod.example.com", "https://login.prod.example.com"}, c.JWT.Issuers)
+	assert.Equal(t, []string{"prod-api"}, c.JWT.Audiences)
+	require.Len(t, c.Providers, 1)
+	assert.Equal(t, []string{"AC0123"}, c.Providers[0].Accounts)
+
+	_, err = ParseCatalog("c.yaml", []byte("jwt:\n  issuer: x\n"))
+	require.ErrorContains(t, err, "c.yaml:2")
+}

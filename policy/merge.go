@@ -52,7 +52,7 @@ func LoadCatalogFiles(paths ...string) ([]CatalogFile, error) {
 // Merge rules, in file order (the embedded default first, then operator
 // files): a provider with the name of an earlier one replaces it in place
 // (later files win) and `disabled: true` removes it; zones, cidrs, cloud
-// accounts, fingerprints and exceptions append; environments and mail_sink
+// accounts, JWT identities, fingerprints and exceptions append; environments and mail_sink
 // replace when set. Exception IDs must be unique across files.
 func BuildCatalog(files []CatalogFile, now time.Time) (*Catalog, []ExpiredException, error) {
 	var errs []error
@@ -97,6 +97,13 @@ func BuildCatalog(files []CatalogFile, now time.Time) (*Catalog, []ExpiredExcept
 			m.Cloud.AWSAccounts = append(m.Cloud.AWSAccounts, c.Cloud.AWSAccounts...)
 			m.Cloud.GCPProjects = append(m.Cloud.GCPProjects, c.Cloud.GCPProjects...)
 			m.Cloud.AzureSubscriptions = append(m.Cloud.AzureSubscriptions, c.Cloud.AzureSubscriptions...)
+		}
+		if c.JWT != nil {
+			if m.JWT == nil {
+				m.JWT = &JWTIdentities{}
+			}
+			m.JWT.Issuers = appendUnique(m.JWT.Issuers, c.JWT.Issuers...)
+			m.JWT.Audiences = appendUnique(m.JWT.Audiences, c.JWT.Audiences...)
 		}
 		m.Fingerprints = append(m.Fingerprints, c.Fingerprints...)
 		for _, x := range c.Exceptions {

@@ -187,14 +187,6 @@ func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string
 
 // productionFromCatalog is the adapter from the policy catalog to what the
 // scanner needs; secretscan does not import policy.
-//
-// TODO(catalog): the catalog does not yet carry JWT issuers/audiences nor
-// provider account ids (Twilio account SIDs, ...). When policy adds them
-// (proposed: Catalog.JWT{Issuers, Audiences} `yaml:"jwt"` and
-// Provider.Accounts []string `yaml:"accounts"`), map them here:
-//
-//	if c.JWT != nil { p.JWTIssuers, p.JWTAudiences = c.JWT.Issuers, c.JWT.Audiences }
-//	for _, pr := range c.Providers { p.AccountIDs[pr.Name] = append(p.AccountIDs[pr.Name], pr.Accounts...) }
 func productionFromCatalog(c *policy.Catalog) (secretscan.Production, error) {
 	var p secretscan.Production
 	if c == nil {
@@ -202,10 +194,16 @@ func productionFromCatalog(c *policy.Catalog) (secretscan.Production, error) {
 	}
 	p.Zones = append(p.Zones, c.Zones...)
 	p.CIDRs = append(p.CIDRs, c.CIDRs...)
+	if c.JWT != nil {
+		p.JWTIssuers, p.JWTAudiences = c.JWT.Issuers, c.JWT.Audiences
+	}
 	p.AccountIDs = map[string][]string{}
 	for _, pr := range c.Providers {
 		if pr.Disabled {
 			continue
+		}
+		if len(pr.Accounts) > 0 {
+			p.AccountIDs[pr.Name] = append(p.AccountIDs[pr.Name], pr.Accounts...)
 		}
 		for _, e := range pr.Endpoints {
 			if e.Live == "" && e.Sandbox == nil {

@@ -101,7 +101,9 @@ func TestProductionFromCatalog(t *testing.T) {
 			{Name: "paypal", Endpoints: []policy.Endpoint{{Live: "api-m.paypal.com", Sandbox: &policy.Target{Host: "api-m.sandbox.paypal.com", Port: 443}}, {Live: "*.paypal.com"}}},
 			{Name: "gone", Disabled: true, Endpoints: []policy.Endpoint{{Live: "api.gone.com"}}},
 			{Name: "smtp", Endpoints: []policy.Endpoint{{Ports: []uint16{25}, Sink: true}}},
+			{Name: "twilio", Accounts: []string{"AC" + strings.Repeat("0a", 16)}, Endpoints: []policy.Endpoint{{Live: "api.twilio.com"}}},
 		},
+		JWT:          &policy.JWTIdentities{Issuers: []string{"https://auth.prod.example.com"}, Audiences: []string{"prod-api"}},
 		Cloud:        &policy.Cloud{AWSAccounts: []string{"123456789012"}, GCPProjects: []string{"acme-prod"}},
 		Fingerprints: []policy.Fingerprint{{Algorithm: "sha256", Salt: "c2FsdHNhbHRzYWx0c2FsdA==", Values: []string{strings.Repeat("ab", 32)}, Source: "v"}},
 	}
@@ -110,7 +112,11 @@ func TestProductionFromCatalog(t *testing.T) {
 	assert.Equal(t, []secretscan.ProviderEndpoint{
 		{Provider: "paypal", Live: "api-m.paypal.com", Sandbox: "api-m.sandbox.paypal.com"},
 		{Provider: "paypal", Live: "*.paypal.com"},
+		{Provider: "twilio", Live: "api.twilio.com"},
 	}, p.Providers)
+	assert.Equal(t, []string{"https://auth.prod.example.com"}, p.JWTIssuers)
+	assert.Equal(t, []string{"prod-api"}, p.JWTAudiences)
+	assert.Equal(t, map[string][]string{"twilio": {"AC" + strings.Repeat("0a", 16)}}, p.AccountIDs)
 	assert.Equal(t, []string{"123456789012"}, p.AWSAccounts)
 	assert.Equal(t, []string{"acme-prod"}, p.GCPProjects)
 	require.Len(t, p.Fingerprints, 1)
