@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,4 +143,40 @@ func TestProbes(t *testing.T) {
 	for _, w := range []string{"egressguard-probe.x.com", "egressguard-probe.x.com:443", "egressguard-probe.x.com:5432", "api.y.com", "10.0.0.0", "10.0.0.1:5432"} {
 		assert.True(t, got[w], "probe %s missing from %v", w, got)
 	}
+}
+
+func TestDiffRulesWidening(t *testing.T) {
+	prodHosts := []string{"*.prod.example.com"}
+	prodNets := []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16")}
+	deny := plan.Rule{ID: "zone:*.prod.example.com", Hosts: []string{"*.prod.example.com"}, Action: plan.ActionDeny, Reason: "r"}
+	before := plan.Spec{Rules: []plan.Rule{deny}}
+	tests := []struct {
+		name   string
+		add    plan.Rule
+		guard  bool
+		widens bool
+	}{
+		{"allow of a host in a production zone", plan.Rule{ID: "exception:x", Hosts: []string{"db.prod.example.com"}, Action: plan.ActionAllow}, true, true},
+		{"allow of an overlapping CIDR", plan.Rule{ID: "exception:y", CIDRs: []string{"10.0.0.0/8"}, Action: plan.ActionAllow}, true, true},
+		{"allow elsewhere", plan.Rule{ID: "exception:z", Hosts: []string{"api.example.org"}, Action: plan.ActionAllow}, true, false},
+		{"production class", plan.Rule{ID: "exception:x", Hosts: []string{"db.prod.example.com"}, Action: plan.ActionAllow}, false, false},
+		{"deny", plan.Rule{ID: "zone:db.prod.example.com", Hosts: []string{"db.prod.example.com"}, Action: plan.ActionDeny}, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			after := plan.Spec{Rules: []plan.Rule{deny, tc.add}}
+			rcs := diffRules(before, after, []string{"c"}, tc.guard, prodHosts, prodNets)
+			require.Len(t, rcs, 1)
+			assert.Equal(t, "added", rcs[0].Kind)
+			assert.Equal(t, tc.widens, rcs[0].Widens)
+		})
+	}
+	// An unchanged production allow that only changes its reason does not widen again.
+	allow := plan.Rule{ID: "exception:x", Hosts: []string{"db.prod.example.com"}, Action: plan.ActionAllow, Reason: "old"}
+	allow2 := allow
+	allow2.Reason = "new"
+	rcs := diffRules(plan.Spec{Rules: []plan.Rule{allow}}, plan.Spec{Rules: []plan.Rule{allow2}}, []string{"c"}, true, prodHosts, prodNets)
+	require.Len(t, rcs, 1)
+	assert.Equal(t, []string{"reason"}, rcs[0].Fields)
+	assert.False(t, rcs[0].Widens)
 }
