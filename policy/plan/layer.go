@@ -217,11 +217,13 @@ func normalizeRule(in *Rule) (Rule, error) {
 		errs = append(errs, errors.New("redirect.host: a redirect rule needs a target host"))
 	case r.Action == ActionRedirect:
 		t := *r.Redirect
-		h, err := NormalizeHost(t.Host)
-		if err != nil || strings.HasPrefix(h, "*") {
-			errs = append(errs, fmt.Errorf("redirect.host: %q is not a host name", t.Host))
+		if a, err := netip.ParseAddr(t.Host); err == nil {
+			t.Host = a.Unmap().String() // a sandbox may be addressed by IP
+		} else if h, err := NormalizeHost(t.Host); err != nil || strings.HasPrefix(h, "*") {
+			errs = append(errs, fmt.Errorf("redirect.host: %q is neither a host name nor an IP address", t.Host))
+		} else {
+			t.Host = h
 		}
-		t.Host = h
 		r.Redirect = &t
 	case r.Redirect != nil:
 		errs = append(errs, fmt.Errorf("redirect: set on a rule whose action is %s", r.Action))

@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"golang.org/x/net/idna"
@@ -72,9 +73,13 @@ func canonicalName(name string) (string, error) {
 		return "", errors.New("empty label")
 	}
 	for i := 0; i < len(name); i++ {
-		if c := name[i]; c <= ' ' || c == 0x7f || c == '/' || c == '@' || c == ':' {
-			return "", fmt.Errorf("invalid character %q", c)
+		c := name[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return "", fmt.Errorf("invalid character %q (host names are letters, digits, '-', '_' and '.')", c)
 		}
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return "", errors.New("an IP address is not a host name (use a CIDR rule)")
 	}
 	return name, nil
 }

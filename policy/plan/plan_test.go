@@ -211,7 +211,7 @@ func TestNormalizeHost(t *testing.T) {
 		require.NoError(t, err, in)
 		assert.Equal(t, want, got, in)
 	}
-	for _, bad := range []string{"", ".", "0..", "*..", "a..b", "a.*.b", "*x.com", "a b.com", "host:443"} {
+	for _, bad := range []string{"", ".", "0..", "*..", "a..b", "a.*.b", "*x.com", "a b.com", "host:443", "[0", "10.20.0.1.", "a/b"} {
 		_, err := NormalizeHost(bad)
 		assert.Error(t, err, bad)
 	}
