@@ -98,7 +98,7 @@ func BenchmarkServeDNSCacheHit(b *testing.B) {
 				h.s.ServeDNS(w, req)
 			}
 			b.StopTimer()
-			require.Equal(b, misses, value(h.s.metrics.CacheMisses), "every iteration was a hit")
+			require.InDelta(b, misses, value(h.s.metrics.CacheMisses), 0, "every iteration was a hit")
 		})
 	}
 }

@@ -1,6 +1,7 @@
 package dnsguard
 
 import (
+	"errors"
 	"time"
 
 	"github.com/miekg/dns"
@@ -162,7 +163,8 @@ func (m *Metrics) observeUpstream(name string, err error, d time.Duration) {
 	result := "ok"
 	if err != nil {
 		result = failNetwork.String()
-		if ue, ok := err.(*upstreamError); ok {
+		var ue *upstreamError
+		if errors.As(err, &ue) {
 			result = ue.kind.String()
 		}
 		m.upstreamErrors.WithLabelValues(name, result).Inc()

@@ -80,7 +80,7 @@ func (u *upstream) putConn(c *net.UDPConn) {
 	select {
 	case u.idle <- c:
 	default:
-		c.Close()
+		_ = c.Close()
 	}
 }
 
@@ -88,7 +88,7 @@ func (u *upstream) closeIdle() {
 	for {
 		select {
 		case c := <-u.idle:
-			c.Close()
+			_ = c.Close()
 		default:
 			return
 		}
@@ -230,11 +230,11 @@ func (f *forwarder) exchangeUDP(u *upstream, q *dns.Msg, packed []byte, deadline
 		return nil, classify(u, err)
 	}
 	if err := c.SetDeadline(deadline); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, classify(u, err)
 	}
 	if _, err := c.Write(packed); err != nil {
-		c.Close()
+		_ = c.Close()
 		return nil, classify(u, err)
 	}
 	bp := f.bufs.Get().(*[]byte)
@@ -244,7 +244,7 @@ func (f *forwarder) exchangeUDP(u *upstream, q *dns.Msg, packed []byte, deadline
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
-			c.Close()
+			_ = c.Close()
 			ue := classify(u, err)
 			if junk != nil && ue.kind == failTimeout {
 				ue = &upstreamError{upstream: u.name, kind: failNetwork, err: junk}

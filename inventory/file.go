@@ -131,7 +131,7 @@ func parse(name string, data []byte) (*Snapshot, error) {
 		for j, ip := range fw.IPs {
 			p, err := parsePrefix(ip.Value)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s:%d: %s: %w: %v", name, ip.Line, indexLocator(i, "ips", j), ErrBadIP, err))
+				errs = append(errs, fmt.Errorf("%s:%d: %s: %w: %w", name, ip.Line, indexLocator(i, "ips", j), ErrBadIP, err))
 				continue
 			}
 			w.IPs = append(w.IPs, p)

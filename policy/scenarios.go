@@ -101,7 +101,7 @@ func ParseDestination(s string) (plan.Destination, error) {
 		}
 		host, d.Port = h, uint16(n)
 	} else if strings.Contains(s, ":") && !strings.Contains(s, "::") && strings.Count(s, ":") == 1 {
-		return d, fmt.Errorf("bad destination %q: %v", s, err)
+		return d, fmt.Errorf("bad destination %q: %w", s, err)
 	}
 	if a, err := netip.ParseAddr(host); err == nil {
 		d.IP = a.Unmap()
@@ -112,7 +112,7 @@ func ParseDestination(s string) (plan.Destination, error) {
 	}
 	n, err := normalizeName(host)
 	if err != nil {
-		return d, fmt.Errorf("bad destination %q: %v", s, err)
+		return d, fmt.Errorf("bad destination %q: %w", s, err)
 	}
 	d.Host = n
 	return d, nil

@@ -56,7 +56,7 @@ func normalizeName(s string) (string, error) {
 	}
 	n, err := plan.NormalizeHost(s)
 	if err != nil {
-		return "", fmt.Errorf("bad name %q: %v", s, err)
+		return "", fmt.Errorf("bad name %q: %w", s, err)
 	}
 	if strings.Contains(n, "*") {
 		return "", fmt.Errorf("bad name %q: wildcards are not allowed here", s)
@@ -96,7 +96,7 @@ func normalizeCIDR(s string) (string, error) {
 		if a, aerr := netip.ParseAddr(s); aerr == nil {
 			return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()).String(), nil
 		}
-		return "", fmt.Errorf("bad CIDR %q: %v", s, err)
+		return "", fmt.Errorf("bad CIDR %q: %w", s, err)
 	}
 	if p.Addr().Is4In6() {
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)

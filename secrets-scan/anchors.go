@@ -66,20 +66,6 @@ func newAnchors(pats []string) *anchors {
 	return a
 }
 
-// scan calls hit for every pattern occurrence, with the index just past it.
-func (a *anchors) scan(b []byte, hit func(id, end int)) {
-	s := int32(0)
-	d := a.delta
-	for i, c := range b {
-		s = d[int(s)<<8|int(c)]
-		if a.hasO[s] {
-			for _, id := range a.out[s] {
-				hit(id, i+1)
-			}
-		}
-	}
-}
-
 // mask returns the set of pattern ids (up to 64) occurring in b.
 func (a *anchors) mask(b []byte) uint64 {
 	var m uint64

@@ -2,7 +2,6 @@ package secretscan
 
 import (
 	"encoding/base64"
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -71,7 +70,7 @@ func TestDecoders(t *testing.T) {
 					got[i].col = 0
 				}
 			}
-			assert.Equal(t, tc.want, got, fmt.Sprintf("%+v", fs))
+			assert.Equal(t, tc.want, got, "%+v", fs)
 		})
 	}
 }

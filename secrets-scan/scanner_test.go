@@ -3,7 +3,6 @@ package secretscan
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -138,19 +137,17 @@ func TestIgnoreFilesAllowAndStdin(t *testing.T) {
 	// A missing path is an error (exit 2), not a notice.
 	_, err = s.ScanPaths(context.Background(), []string{filepath.Join(dir, "nope")}, nil)
 	require.Error(t, err)
-	assert.True(t, errors.Is(err, fs.ErrNotExist))
+	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
 
 // TestNeverTheValue: no report format contains a secret value.
 func TestNeverTheValue(t *testing.T) {
 	d := newExampleDetector(t)
-	var all []string
 	res := &Result{}
 	for _, r := range d.Rules() {
 		for _, ex := range r.TruePositives {
 			fs, _ := d.Scan(ex.Path, []byte(ex.Content))
 			res.Findings = append(res.Findings, fs...)
-			all = append(all, ex.Content)
 		}
 	}
 	require.NotEmpty(t, res.Findings)

@@ -53,7 +53,6 @@ func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger) 
 		// buffer goes back to a shared pool after each flush.
 		grpc.ReadBufferSize(4 << 10),
 		grpc.WriteBufferSize(64 << 10),
-		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
@@ -124,7 +123,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	case <-time.After(5 * time.Second):
 		s.grpc.Stop()
 	}
-	<-errc
+	<-errc //nolint:errcheck // Serve's error after Stop is expected
 	return nil
 }
 

@@ -160,7 +160,6 @@ func runDiff(cmd *cobra.Command, ro *rootOptions, o *diffOptions) error {
 }
 
 type lintOptions struct {
-	dir    string
 	output string
 	now    string
 }
