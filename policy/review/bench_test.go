@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/zap"
 
 	"github.com/egressguard/egressguard/inventory"
@@ -265,7 +266,22 @@ func TestDiffShortcutMatchesFull(t *testing.T) {
 	if len(full.Decisions) == 0 || !full.Widens {
 		t.Fatalf("fixture should change and widen: %+v", full.Stats)
 	}
+	// A row's classes are those it was sorted and folded by (they were once
+	// rewritten afterwards through a shared backing array).
+	for _, rep := range []*Report{fast, full} {
+		for _, r := range rep.Decisions {
+			if got := strings.Join(r.Classes, ","); got != r.classKey {
+				t.Fatalf("%s: classes %s were changed after the row was keyed as %s", r.Destination, got, r.classKey)
+			}
+		}
+	}
 	if !reflect.DeepEqual(fast.Decisions, full.Decisions) {
+		for i := range fast.Decisions {
+			if !reflect.DeepEqual(fast.Decisions[i], full.Decisions[i]) {
+				t.Logf("first difference at %d: %s", i, cmp.Diff(fast.Decisions[i], full.Decisions[i], cmp.AllowUnexported(DecisionChange{})))
+				break
+			}
+		}
 		t.Fatalf("shortcut differs: %d vs %d decision changes", len(fast.Decisions), len(full.Decisions))
 	}
 	if fast.Stats.Compared >= full.Stats.Compared {

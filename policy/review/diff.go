@@ -344,7 +344,9 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 		wg.Go(func() {
 			for i := range next {
 				g := changed[i]
-				cls := slices.Sorted(mapKeys(g.classes))
+				// cls is shared by every row and rule change of this group:
+				// clip it so an append elsewhere can never write into it.
+				cls := slices.Clip(slices.Sorted(mapKeys(g.classes)))
 				clsKey := strings.Join(cls, ",")
 				res := &results[i]
 				type rowKey struct {
@@ -414,27 +416,13 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 	close(next)
 	wg.Wait()
 
-	ruleAgg := make(map[string]*RuleChange)
-	for _, r := range results {
+	rules := make([][]RuleChange, len(results))
+	for i, r := range results {
 		rep.Stats.Compared += r.compared
 		rep.Decisions = append(rep.Decisions, r.decisions...)
-		for _, rc := range r.rules {
-			k := ruleChangeKey(rc)
-			if e, ok := ruleAgg[k]; ok {
-				e.Classes = append(e.Classes, rc.Classes...)
-				e.Widens = e.Widens || rc.Widens
-				continue
-			}
-			c := rc
-			ruleAgg[k] = &c
-		}
+		rules[i] = r.rules
 	}
-	for _, rc := range ruleAgg {
-		slices.Sort(rc.Classes)
-		rc.Classes = slices.Compact(rc.Classes)
-		rc.classKey = strings.Join(rc.Classes, ",")
-		rep.Rules = append(rep.Rules, *rc)
-	}
+	rep.Rules = mergeRuleChanges(rules)
 	slices.SortFunc(rep.Decisions, func(a, b DecisionChange) int {
 		return cmp.Or(-cmpBool(a.Widens, b.Widens), strings.Compare(a.Destination, b.Destination),
 			strings.Compare(a.classKey, b.classKey), strings.Compare(a.Source, b.Source),
@@ -443,7 +431,7 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 	})
 	slices.SortFunc(rep.Rules, func(a, b RuleChange) int {
 		return cmp.Or(-cmpBool(a.Widens, b.Widens), strings.Compare(a.ID, b.ID), strings.Compare(a.Kind, b.Kind),
-			strings.Compare(a.classKey, b.classKey))
+			strings.Compare(a.classKey, b.classKey), strings.Compare(ruleChangeKey(a), ruleChangeKey(b)))
 	})
 	seenReason := make(map[string]bool)
 	addReason := func(s string) {
@@ -465,6 +453,41 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// mergeRuleChanges folds the same rule change made in several plan pairs
+// into one entry whose classes are the sorted union. The inputs' Classes
+// slices are shared with the decision rows of their group (same backing
+// array), so the union is built in a fresh slice: appending to, sorting or
+// compacting an input's Classes in place would silently rewrite the classes
+// of those rows after they were keyed and make the report depend on the
+// (map-ordered) order of the groups.
+func mergeRuleChanges(perGroup [][]RuleChange) []RuleChange {
+	agg := make(map[string]*RuleChange)
+	var order []string
+	for _, rcs := range perGroup {
+		for _, rc := range rcs {
+			k := ruleChangeKey(rc)
+			if e, ok := agg[k]; ok {
+				e.Classes = append(e.Classes, rc.Classes...)
+				e.Widens = e.Widens || rc.Widens
+				continue
+			}
+			c := rc
+			c.Classes = slices.Clone(rc.Classes)
+			agg[k] = &c
+			order = append(order, k)
+		}
+	}
+	var out []RuleChange // nil when nothing changed: the report's "rules": null
+	for _, k := range order {
+		rc := agg[k]
+		slices.Sort(rc.Classes)
+		rc.Classes = slices.Clip(slices.Compact(rc.Classes))
+		rc.classKey = strings.Join(rc.Classes, ",")
+		out = append(out, *rc)
+	}
+	return out
 }
 
 func cmpBool(a, b bool) int {

@@ -180,3 +180,43 @@ func TestDiffRulesWidening(t *testing.T) {
 	assert.Equal(t, []string{"reason"}, rcs[0].Fields)
 	assert.False(t, rcs[0].Widens)
 }
+
+// TestMergeRuleChangesKeepsInputs is the regression test for a report that
+// depended on map order: a group's class list is shared by its decision
+// rows and rule changes, and merging the same rule change from several
+// groups used to append to, sort and compact the first group's list in
+// place, rewriting the classes of that group's decision rows.
+func TestMergeRuleChangesKeepsInputs(t *testing.T) {
+	rule := &plan.Rule{ID: "exc0", Hosts: []string{"*.z0.prod.example.com"}, Action: plan.ActionAllow}
+	// Spare capacity, as slices.Sorted leaves it: an in-place append
+	// would write into the backing array the decision rows share.
+	groupA := append(make([]string, 0, 8), "staging{}", "staging{x}")
+	groupB := append(make([]string, 0, 8), "qa{}", "staging{x}")
+	rowA := DecisionChange{Classes: groupA, classKey: strings.Join(groupA, ",")}
+	rowB := DecisionChange{Classes: groupB, classKey: strings.Join(groupB, ",")}
+
+	tests := []struct {
+		name  string
+		order [][]RuleChange
+	}{
+		{"a first", [][]RuleChange{{{Kind: "added", ID: "exc0", After: rule, Classes: groupA}}, {{Kind: "added", ID: "exc0", After: rule, Classes: groupB, Widens: true}}}},
+		{"b first", [][]RuleChange{{{Kind: "added", ID: "exc0", After: rule, Classes: groupB, Widens: true}}, {{Kind: "added", ID: "exc0", After: rule, Classes: groupA}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := mergeRuleChanges(tt.order)
+			require.Len(t, got, 1)
+			assert.Equal(t, []string{"qa{}", "staging{x}", "staging{}"}, got[0].Classes)
+			assert.Equal(t, "qa{},staging{x},staging{}", got[0].classKey)
+			assert.True(t, got[0].Widens)
+			for _, r := range []DecisionChange{rowA, rowB} {
+				assert.Equal(t, r.classKey, strings.Join(r.Classes, ","), "a decision row's classes were rewritten")
+			}
+			assert.Equal(t, []string{"staging{}", "staging{x}"}, groupA)
+			assert.Equal(t, []string{"qa{}", "staging{x}"}, groupB)
+			// Appending to the result must not reach a group's list either.
+			_ = append(got[0].Classes, "zz")
+			assert.Equal(t, []string{"staging{}", "staging{x}"}, rowA.Classes)
+		})
+	}
+}
