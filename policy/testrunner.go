@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/cover"
 	"github.com/open-policy-agent/opa/v1/tester"
 
 	"github.com/egressguard/egressguard/policy/plan"
@@ -26,6 +30,11 @@ type TestOptions struct {
 	NoDefaults bool
 	// RegoFilter is a regular expression selecting Rego tests by name.
 	RegoFilter string
+	// Coverage runs the Rego unit tests with OPA's coverage tracer and
+	// fills TestReport.Coverage: which lines of the policy modules (the
+	// embedded default policy and PolicyDir's *.rego, not the tests) the
+	// tests evaluated.
+	Coverage bool
 }
 
 // RegoTestResult is one Rego unit test.
@@ -56,6 +65,8 @@ type TestReport struct {
 	Version   string           `json:"policy_version"`
 	Rego      []RegoTestResult `json:"rego"`
 	Scenarios []ScenarioResult `json:"scenarios"`
+	// Coverage is set when TestOptions.Coverage was.
+	Coverage *CoverageReport `json:"coverage,omitempty"`
 }
 
 // Failed counts failing tests and scenarios.
@@ -140,11 +151,22 @@ func RunTestsWith(ctx context.Context, e *Engine, opts TestOptions) (*TestReport
 	scenarioFiles = append(scenarioFiles, sc...)
 
 	if len(tests) > 0 {
-		res, err := runRegoTests(ctx, s, tests, opts.RegoFilter)
+		var cov *cover.Cover
+		if opts.Coverage {
+			cov = cover.New()
+		}
+		res, err := runRegoTests(ctx, s, tests, opts.RegoFilter, cov)
 		if err != nil {
 			return nil, err
 		}
 		rep.Rego = res
+		if cov != nil {
+			rep.Coverage = newCoverageReport(s.modules, cov)
+		}
+	}
+	if opts.Coverage && rep.Coverage == nil {
+		// No Rego tests ran: nothing of the policy is covered.
+		rep.Coverage = newCoverageReport(s.modules, cover.New())
 	}
 	var errs []error
 	for _, f := range scenarioFiles {
@@ -208,7 +230,7 @@ func collectTestFiles(paths []string) (tests []regoFile, scenarios []CatalogFile
 	return tests, scenarios, errors.Join(errs...)
 }
 
-func runRegoTests(ctx context.Context, s *state, tests []regoFile, filter string) ([]RegoTestResult, error) {
+func runRegoTests(ctx context.Context, s *state, tests []regoFile, filter string, cov *cover.Cover) ([]RegoTestResult, error) {
 	testMods, err := parseRego(tests)
 	if err != nil {
 		return nil, err
@@ -228,6 +250,12 @@ func runRegoTests(ctx context.Context, s *state, tests []regoFile, filter string
 		RaiseBuiltinErrors(true)
 	if filter != "" {
 		r = r.Filter(filter)
+	}
+	if cov != nil {
+		// Only the baseline pass: the supplementary passes (rule indexing
+		// and early exit disabled, which only annotate why a range was
+		// missed) would run every test twice more.
+		r = r.SetCoverageQueryTracer(cov).SetCoverageRuns(nil)
 	}
 	ch, err := r.RunTests(ctx, nil)
 	if err != nil {
@@ -312,4 +340,134 @@ func agrees(d plan.Decision, ref RegoDecision) bool {
 		return false
 	}
 	return t == nil || *t == *ref.Redirect
+}
+
+// CoverageReport is OPA's Rego coverage of the policy modules (the embedded
+// default policy and PolicyDir's *.rego; test modules are not counted),
+// sorted by file. Percentages are rounded to two decimals.
+type CoverageReport struct {
+	Files           []FileCoverage `json:"files"`
+	CoveredLines    int            `json:"covered_lines"`
+	NotCoveredLines int            `json:"not_covered_lines"`
+	Coverage        float64        `json:"coverage"`
+}
+
+// FileCoverage is the coverage of one Rego module.
+type FileCoverage struct {
+	File            string      `json:"file"`
+	CoveredLines    int         `json:"covered_lines"`
+	NotCoveredLines int         `json:"not_covered_lines"`
+	Coverage        float64     `json:"coverage"`
+	NotCovered      []LineRange `json:"not_covered,omitempty"`
+}
+
+// LineRange is an inclusive range of lines.
+type LineRange struct {
+	Start int `json:"start"`
+	End   int `json:"end"`
+}
+
+func (r LineRange) String() string {
+	if r.Start == r.End {
+		return strconv.Itoa(r.Start)
+	}
+	return fmt.Sprintf("%d-%d", r.Start, r.End)
+}
+
+// newCoverageReport converts OPA's report on the policy modules. OPA's
+// report also lists every file the tracer saw (the test modules): those
+// are dropped and the totals recomputed.
+func newCoverageReport(modules map[string]*ast.Module, cov *cover.Cover) *CoverageReport {
+	r := cov.Report(modules)
+	out := &CoverageReport{Files: []FileCoverage{}}
+	for name, fr := range r.Files {
+		if _, ok := modules[name]; !ok {
+			continue
+		}
+		fc := FileCoverage{File: name, CoveredLines: fr.CoveredLines, NotCoveredLines: fr.NotCoveredLines}
+		if total := fc.CoveredLines + fc.NotCoveredLines; total > 0 {
+			fc.Coverage = round2(100 * float64(fc.CoveredLines) / float64(total))
+		}
+		for _, rng := range fr.NotCovered {
+			lr := LineRange{Start: rng.Start.Row, End: rng.End.Row}
+			if n := len(fc.NotCovered); n > 0 && fc.NotCovered[n-1].End+1 >= lr.Start {
+				fc.NotCovered[n-1].End = max(fc.NotCovered[n-1].End, lr.End)
+				continue
+			}
+			fc.NotCovered = append(fc.NotCovered, lr)
+		}
+		out.Files = append(out.Files, fc)
+		out.CoveredLines += fc.CoveredLines
+		out.NotCoveredLines += fc.NotCoveredLines
+	}
+	sort.Slice(out.Files, func(i, j int) bool { return out.Files[i].File < out.Files[j].File })
+	if total := out.CoveredLines + out.NotCoveredLines; total > 0 {
+		out.Coverage = round2(100 * float64(out.CoveredLines) / float64(total))
+	}
+	return out
+}
+
+func round2(f float64) float64 { return math.Round(f*100) / 100 }
+
+// WriteText prints one line per file (percentage, covered/total lines and
+// the line ranges no test evaluated) and a total line.
+func (c *CoverageReport) WriteText(w io.Writer) error {
+	var b strings.Builder
+	for _, f := range c.Files {
+		fmt.Fprintf(&b, "coverage %6.2f%%  %s (%d/%d lines)", f.Coverage, f.File, f.CoveredLines, f.CoveredLines+f.NotCoveredLines)
+		if len(f.NotCovered) > 0 {
+			rs := make([]string, len(f.NotCovered))
+			for i, r := range f.NotCovered {
+				rs[i] = r.String()
+			}
+			fmt.Fprintf(&b, " not covered: %s", strings.Join(rs, ","))
+		}
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "coverage %6.2f%%  total (%d/%d lines)\n", c.Coverage, c.CoveredLines, c.CoveredLines+c.NotCoveredLines)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// CheckThreshold returns an error naming the threshold and the actual
+// figure when total coverage (rounded to two decimals, as printed) is below
+// threshold (a percentage).
+func (c *CoverageReport) CheckThreshold(threshold float64) error {
+	if c.Coverage < threshold {
+		return fmt.Errorf("policy test: Rego coverage %.2f%% is below the threshold %s%%", c.Coverage, strconv.FormatFloat(threshold, 'f', -1, 64))
+	}
+	return nil
+}
+
+// CoverageThresholdFile is the file in a policy directory that sets the
+// repository's minimum Rego coverage: a single number, a percentage.
+const CoverageThresholdFile = ".egressguard-coverage"
+
+// ReadCoverageThreshold reads dir/.egressguard-coverage. ok is false when
+// the file does not exist; anything but a single number in [0, 100] is an
+// error naming the file.
+func ReadCoverageThreshold(dir string) (threshold float64, ok bool, err error) {
+	p := filepath.Join(dir, CoverageThresholdFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("policy test: %w", err)
+	}
+	f, err := ParseCoverageThreshold(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, false, fmt.Errorf("policy test: %s: %w", p, err)
+	}
+	return f, true, nil
+}
+
+// ParseCoverageThreshold parses a coverage percentage (a number in [0, 100],
+// an optional trailing "%" allowed).
+func ParseCoverageThreshold(s string) (float64, error) {
+	f, err := strconv.ParseFloat(strings.TrimSuffix(s, "%"), 64)
+	if err != nil || math.IsNaN(f) || f < 0 || f > 100 {
+		return 0, fmt.Errorf("coverage threshold %q: want a single number between 0 and 100", s)
+	}
+	return f, nil
 }

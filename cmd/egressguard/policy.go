@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -205,8 +206,10 @@ func parseWorkload(s string, inv *inventory.Snapshot) (*inventory.Workload, erro
 }
 
 type testOptions struct {
-	output  string
-	verbose bool
+	output    string
+	verbose   bool
+	coverage  bool
+	threshold string
 }
 
 func newPolicyTestCmd(ro *rootOptions) *cobra.Command {
@@ -219,14 +222,25 @@ policy and of the given directories, and every scenario file (*.yaml with a
 top-level "scenarios" list) given, plus the scenarios shipped for the embedded
 default catalog. Each scenario is decided by the compiled plan of its workload's
 class, exactly as the enforcers decide. A failure names the scenario; the exit
-code is non-zero when anything fails.`,
+code is non-zero when anything fails.
+
+--coverage also reports OPA's Rego coverage of the policy modules (the embedded
+default policy and the --policy DIR modules; tests are not counted): per file,
+the percentage and the lines no test evaluated, and the total. The command
+fails (exit 1) when the total is below the threshold: --threshold N, or else
+the single number in DIR/.egressguard-coverage of the --policy DIR, or else 0.
+--threshold implies --coverage.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
+			threshold, err := o.coverageThreshold(cmd, ro)
+			if err != nil {
+				return err
+			}
 			eng, err := ro.newEngine(ctx, prometheus.NewRegistry())
 			if err != nil {
 				return err
 			}
-			rep, err := policy.RunTests(ctx, eng, args...)
+			rep, err := policy.RunTestsWith(ctx, eng, policy.TestOptions{Paths: args, Coverage: o.coverage})
 			if err != nil {
 				return err
 			}
@@ -237,16 +251,54 @@ code is non-zero when anything fails.`,
 				if err := enc.Encode(rep); err != nil {
 					return err
 				}
-			} else if err := rep.WriteText(out, o.verbose); err != nil {
-				return err
+			} else {
+				if err := rep.WriteText(out, o.verbose); err != nil {
+					return err
+				}
+				if rep.Coverage != nil {
+					if err := rep.Coverage.WriteText(out); err != nil {
+						return err
+					}
+				}
 			}
+			var errs []error
 			if n := rep.Failed(); n > 0 {
-				return &exitError{code: 1, err: fmt.Errorf("%d policy test(s) failed", n)}
+				errs = append(errs, fmt.Errorf("%d policy test(s) failed", n))
+			}
+			if rep.Coverage != nil {
+				errs = append(errs, rep.Coverage.CheckThreshold(threshold))
+			}
+			if err := errors.Join(errs...); err != nil {
+				return &exitError{code: 1, err: err}
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().BoolVarP(&o.verbose, "verbose", "v", false, "list passing tests too")
+	cmd.Flags().BoolVar(&o.coverage, "coverage", false, "report Rego coverage of the policy modules (OPA's) and enforce the threshold")
+	cmd.Flags().StringVar(&o.threshold, "threshold", "", "minimum total coverage `PERCENT` (0-100; default: the --policy DIR's "+policy.CoverageThresholdFile+" file, else 0); implies --coverage")
 	return cmd
+}
+
+// coverageThreshold resolves the coverage threshold: --threshold, else the
+// policy dir's .egressguard-coverage, else 0. A set --threshold turns
+// coverage on.
+func (o *testOptions) coverageThreshold(cmd *cobra.Command, ro *rootOptions) (float64, error) {
+	if o.output != "text" && o.output != "json" {
+		return 0, fmt.Errorf("--output: want text or json, not %q", o.output)
+	}
+	if cmd.Flags().Changed("threshold") {
+		o.coverage = true
+		f, err := policy.ParseCoverageThreshold(o.threshold)
+		if err != nil {
+			return 0, fmt.Errorf("--threshold: %w", err)
+		}
+		return f, nil
+	}
+	if !o.coverage || ro.PolicyDir == "" {
+		return 0, nil
+	}
+	f, _, err := policy.ReadCoverageThreshold(ro.PolicyDir)
+	return f, err
 }
