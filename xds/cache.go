@@ -10,11 +10,13 @@ import (
 	"sync"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"go.uber.org/zap"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -305,30 +307,24 @@ func (c *snapCache) status(id string) (NodeStatus, bool) {
 
 // CreateWatch implements cache.ConfigWatcher for state of the world.
 func (c *snapCache) CreateWatch(req *cachev3.Request, sub cachev3.Subscription, ch chan cachev3.Response) (func(), error) {
-	id := req.GetNode().GetId()
-	if id == "" {
-		return nil, errors.New("xds: request without node id")
-	}
-	typ := typeIndex(req.GetTypeUrl())
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.node(id)
-	if typ < 0 {
-		c.noteUnknown(id, n, req.GetTypeUrl())
-		return func() {}, nil
-	}
-	if req.GetErrorDetail() != nil {
-		c.noteNACK(id, n, typ, sub.ReturnedResources(), req.GetErrorDetail().GetMessage())
-	}
-	w := &cacheWatch{typ: typ, sotw: req, sub: sub, ch: ch}
-	if c.tryRespond(id, n, w) {
-		return func() {}, nil
-	}
-	return c.addWatch(id, n, w), nil
+	return c.createWatch(req, sub, &cacheWatch{sotw: req, sub: sub, ch: ch})
 }
 
 // CreateDeltaWatch implements cache.ConfigWatcher for incremental xDS.
 func (c *snapCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subscription, ch chan cachev3.DeltaResponse) (func(), error) {
+	return c.createWatch(req, sub, &cacheWatch{delta: req, sub: sub, dch: ch})
+}
+
+// watchRequest is what state-of-the-world and delta requests have in common.
+type watchRequest interface {
+	GetNode() *corev3.Node
+	GetTypeUrl() string
+	GetErrorDetail() *rpcstatus.Status
+}
+
+// createWatch records a NACK carried by req, then answers w at once when the
+// node's snapshot has something the stream has not been sent, or parks it.
+func (c *snapCache) createWatch(req watchRequest, sub cachev3.Subscription, w *cacheWatch) (func(), error) {
 	id := req.GetNode().GetId()
 	if id == "" {
 		return nil, errors.New("xds: request without node id")
@@ -344,7 +340,7 @@ func (c *snapCache) CreateDeltaWatch(req *cachev3.DeltaRequest, sub cachev3.Subs
 	if req.GetErrorDetail() != nil {
 		c.noteNACK(id, n, typ, sub.ReturnedResources(), req.GetErrorDetail().GetMessage())
 	}
-	w := &cacheWatch{typ: typ, delta: req, sub: sub, dch: ch}
+	w.typ = typ
 	if c.tryRespond(id, n, w) {
 		return func() {}, nil
 	}

@@ -58,17 +58,9 @@ func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
 		return fmt.Errorf("--output: want text or json, not %q", o.output)
 	}
 	ctx := cmd.Context()
-	inv, err := ro.loadInventory(ro.InventoryFile)
+	w, dest, err := ro.parseQuery(o.workload, o.dest)
 	if err != nil {
 		return err
-	}
-	w, err := parseWorkload(o.workload, inv)
-	if err != nil {
-		return fmt.Errorf("--workload: %w", err)
-	}
-	dest, err := policy.ParseDestination(o.dest)
-	if err != nil {
-		return fmt.Errorf("--dest: %w", err)
 	}
 	eng, err := ro.newEngine(ctx, prometheus.NewRegistry())
 	if err != nil {
@@ -166,6 +158,23 @@ func describeWorkload(w *inventory.Workload) string {
 		s += " [" + strings.Join(keys, ",") + "]"
 	}
 	return s
+}
+
+// parseQuery reads the --workload and --dest flags of eval and explain.
+func (o *rootOptions) parseQuery(workload, dest string) (*inventory.Workload, plan.Destination, error) {
+	inv, err := o.loadInventory(o.InventoryFile)
+	if err != nil {
+		return nil, plan.Destination{}, err
+	}
+	w, err := parseWorkload(workload, inv)
+	if err != nil {
+		return nil, plan.Destination{}, fmt.Errorf("--workload: %w", err)
+	}
+	d, err := policy.ParseDestination(dest)
+	if err != nil {
+		return nil, plan.Destination{}, fmt.Errorf("--dest: %w", err)
+	}
+	return w, d, nil
 }
 
 // parseWorkload reads "env=staging,app=checkout" or the name of a workload

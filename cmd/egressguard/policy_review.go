@@ -286,17 +286,9 @@ func newPolicyExplainCmd(ro *rootOptions) *cobra.Command {
 		Short: "Explain a decision: the rule that matched, why the others did not, the catalog entry",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := ro.loadInventory(ro.InventoryFile)
+			w, dest, err := ro.parseQuery(o.workload, o.dest)
 			if err != nil {
 				return err
-			}
-			w, err := parseWorkload(o.workload, inv)
-			if err != nil {
-				return fmt.Errorf("--workload: %w", err)
-			}
-			dest, err := policy.ParseDestination(o.dest)
-			if err != nil {
-				return fmt.Errorf("--dest: %w", err)
 			}
 			side, err := review.FromEngine(cmd.Context(), ro.policyOptions(), ro.Logger())
 			if err != nil {
