@@ -224,6 +224,13 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 	}()
 	var addrs listeners
 	var group run.Group
+	// undo releases what was bound when a later bind fails.
+	var undo []func()
+	defer func() {
+		for _, f := range undo {
+			f()
+		}
+	}()
 
 	// Bind everything first: a port in use fails the start, fail closed.
 	if g.dns != nil {
@@ -231,19 +238,22 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 			return fmt.Errorf("dns: %w", err)
 		}
 		addrs.DNS, _ = g.dns.Addr()
-		group.Add(func() error { <-ctx.Done(); return nil }, func(error) {
+		stopDNS := func() {
 			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 			defer cancel()
 			if err := g.dns.Shutdown(sctx); err != nil {
 				log.Warn("dns shutdown", zap.Error(err))
 			}
-		})
+		}
+		undo = append(undo, stopDNS)
+		group.Add(func() error { <-ctx.Done(); return nil }, func(error) { stopDNS() })
 	}
 	if g.xdsSrv != nil {
 		lis, err := net.Listen("tcp", cfg.XDS.Listen)
 		if err != nil {
 			return fmt.Errorf("xds: listen %s: %w", cfg.XDS.Listen, err)
 		}
+		undo = append(undo, func() { _ = lis.Close() })
 		addrs.XDS = lis.Addr()
 		xctx, cancel := context.WithCancel(ctx)
 		group.Add(func() error { return g.xdsSrv.Serve(xctx, lis) }, func(error) { cancel() })
@@ -253,6 +263,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 		if err != nil {
 			return fmt.Errorf("admin: listen %s: %w", cfg.Admin.Listen, err)
 		}
+		undo = append(undo, func() { _ = lis.Close() })
 		addrs.Admin = lis.Addr()
 		srv := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		group.Add(func() error {
@@ -275,6 +286,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 	// Stop everything when ctx ends, even if no component watches it.
 	group.Add(func() error { <-ctx.Done(); return nil }, func(error) {})
 
+	undo = nil // bound: from here on the group owns every listener
 	g.ready.Store(true)
 	log.Info("egressguard serving",
 		zap.String("version", version),
