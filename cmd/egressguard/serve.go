@@ -55,6 +55,9 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 			if err != nil {
 				return err
 			}
+			if err := cfg.validate(); err != nil {
+				return err
+			}
 			return serve(cmd.Context(), ro.Logger(), cfg, nil)
 		},
 	}
@@ -68,7 +71,8 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 	return cmd
 }
 
-// resolve merges defaults, the config file and the flags that were set.
+// resolve merges defaults, the config file and the flags that were set;
+// the caller validates the result.
 func (o *serveFlags) resolve(cmd *cobra.Command, ro *rootOptions) (serveConfig, error) {
 	cfg, err := loadServeConfig(o.config)
 	if err != nil {
@@ -103,7 +107,7 @@ func (o *serveFlags) resolve(cmd *cobra.Command, ro *rootOptions) (serveConfig, 
 	if f.Changed("decisions-file") {
 		cfg.Decisions.File = o.decisions
 	}
-	return cfg, cfg.validate()
+	return cfg, nil
 }
 
 // guard is a running egressguard: every component built, nothing bound yet.

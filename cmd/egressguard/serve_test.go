@@ -219,6 +219,13 @@ func TestValidateCLI(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), cat+":3")
 
+	// A bad section and a bad catalog are both reported.
+	require.NoError(t, os.WriteFile(cfgFile, []byte("policy:\n  catalogs: ["+cat+"]\ndns:\n  listen: 127.0.0.1:0\n  upstreams: [not-an-address]\n"), 0o600))
+	_, err = runCLI(t, "validate", "--config", cfgFile)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), cat+":3")
+	assert.Contains(t, err.Error(), "not-an-address")
+
 	require.NoError(t, os.WriteFile(cfgFile, []byte("dns:\n  listen: 127.0.0.1:0\n  upstreams: [127.0.0.1:53]\n  bogus: 1\n"), 0o600))
 	_, err = runCLI(t, "validate", "--config", cfgFile)
 	require.Error(t, err)

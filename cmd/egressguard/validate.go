@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -20,8 +21,15 @@ binding any socket, and reports all problems at once. Exit code 1 on error.`,
 			if err != nil {
 				return err
 			}
-			g, err := build(cmd.Context(), ro.Logger(), cfg)
-			if err != nil {
+			// Report every problem at once: a bad section does not hide a
+			// bad catalog. Enforcers are only built from valid sections.
+			cfgErr := cfg.validate()
+			buildCfg := cfg
+			if cfgErr != nil {
+				buildCfg.DNS.Listen, buildCfg.XDS.Listen = "", ""
+			}
+			g, err := build(cmd.Context(), ro.Logger(), buildCfg)
+			if err := errors.Join(cfgErr, err); err != nil {
 				return err
 			}
 			for _, c := range g.closers {
