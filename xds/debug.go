@@ -109,3 +109,22 @@ func (e *Enforcer) nodeDebug(id string) (map[string]any, bool) {
 	}
 	return out, true
 }
+
+// NodeView is one connected node as the admin page shows it: its identity
+// and plan, and its protocol state (config version served, NACKs).
+type NodeView struct {
+	nodeSummary
+	Protocol NodeStatus `json:"protocol"`
+}
+
+// Nodes lists the connected nodes, sorted by ID: what DebugHandler lists,
+// with each node's protocol state.
+func (e *Enforcer) Nodes() []NodeView {
+	sums := e.nodeSummaries()
+	out := make([]NodeView, 0, len(sums))
+	for _, s := range sums {
+		st, _ := e.cache.status(s.ID)
+		out = append(out, NodeView{nodeSummary: s, Protocol: st})
+	}
+	return out
+}

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/egressguard/egressguard/dnsguard"
+	"github.com/egressguard/egressguard/internal/admin"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/decisionlog"
@@ -119,6 +120,7 @@ type guard struct {
 	invs    *inventory.Store
 	invw    *inventory.Watcher
 	ring    *decisionlog.Ring
+	rec     *admin.Recorder
 	sink    decisionlog.Sink
 	closers []io.Closer
 	dns     *dnsguard.Server
@@ -158,7 +160,8 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 
 	dm := decisionlog.NewMetrics(g.reg)
 	g.ring = decisionlog.NewRing(max(cfg.Decisions.Recent, 1))
-	sinks := []decisionlog.Sink{g.ring}
+	g.rec = admin.NewRecorder(0, 0, nil)
+	sinks := []decisionlog.Sink{g.ring, g.rec}
 	switch cfg.Decisions.File {
 	case "":
 	case "-":

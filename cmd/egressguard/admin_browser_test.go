@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/miekg/dns"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+)
+
+// browserWait bounds every step of the browser test.
+const browserWait = 30 * time.Second
+
+// findChromium returns Debian's chromium, or skips the test naming what is
+// missing (`make test` installs it first where it can: `make test-deps`).
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("admin page browser test skipped: chromium not found (/usr/bin/chromium or chromium on PATH); " +
+		"install it with `make test-deps` (apt-get install chromium, as root)")
+	return ""
+}
+
+// TestAdminPageInBrowser runs the real guard, opens its admin page in
+// headless chromium, makes a DNS query that is denied, waits for it to
+// appear on the page and uses the search box.
+func TestAdminPageInBrowser(t *testing.T) {
+	chromium := findChromium(t)
+	cfg := testServeConfig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	bound := make(chan listeners, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(browserWait):
+			t.Error("serve did not stop")
+		}
+	})
+	var addrs listeners
+	select {
+	case addrs = <-bound:
+	case err := <-done:
+		t.Fatalf("serve stopped early: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not bind within 60s")
+	}
+	page := "http://" + addrs.Admin.String() + "/"
+
+	actx, acancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 1000),
+	)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer bcancel()
+	// The first Do starts the browser and binds its life to bctx, so it
+	// must not carry a timeout: bound it from outside instead.
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(bctx) }()
+	select {
+	case err := <-started:
+		require.NoError(t, err, "start chromium (%s)", chromium)
+	case <-time.After(browserWait):
+		bcancel()
+		acancel()
+		t.Fatalf("chromium (%s) did not start within %s", chromium, browserWait)
+	}
+	// step runs browser actions within browserWait.
+	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(bctx, browserWait)
+		defer scancel()
+		require.NoError(t, chromedp.Do(sctx, actions...), what)
+	}
+	// text reads an element's text within browserWait.
+	text := func(sel string) string {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(bctx, browserWait)
+		defer scancel()
+		s, err := chromedp.Run(sctx, chromedp.Text(sel))
+		require.NoError(t, err, "read %s", sel)
+		return s
+	}
+	step("load the admin page",
+		chromedp.Navigate(page),
+		chromedp.WaitVisible(chromedp.CSS(`#live.ok`)),
+		chromedp.WaitVisible(`//section[.//h2[text()="Policy"]]//dd[contains(@class,"mono")]`),
+	)
+
+	c := &dns.Client{Timeout: 5 * time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion("api.stripe.com.", dns.TypeA)
+	r, _, err := c.Exchange(m, addrs.DNS.String())
+	require.NoError(t, err)
+	require.Equal(t, dns.RcodeNameError, r.Rcode, "api.stripe.com is denied in staging")
+
+	const stripeRow = `//div[@id="attempts"]//tr[td[contains(., "api.stripe.com")]]`
+	step("the denied query appears on the page", chromedp.WaitVisible(stripeRow))
+	row := text(stripeRow)
+	assert.Contains(t, row, "deny")
+	assert.Contains(t, row, "provider:stripe:api.stripe.com")
+	step("the counts chart it",
+		chromedp.WaitVisible(`//div[@id="by-rule"]//tr[td[contains(., "provider:stripe:api.stripe.com")]]//*[local-name()="svg"]`),
+	)
+
+	step("search api-m.paypal.com:443",
+		chromedp.SetValue(chromedp.CSS(`#workload`), "env=staging,app=checkout"),
+		chromedp.SetValue(chromedp.CSS(`#dest`), "api-m.paypal.com:443"),
+		chromedp.Click(chromedp.CSS(`#decide-btn`)),
+		chromedp.WaitVisible(chromedp.CSS(`#verdict`)),
+	)
+	verdict := text(`#verdict`)
+	assert.Contains(t, verdict, "redirect")
+	assert.Contains(t, verdict, "api-m.paypal.com:443")
+
+	sctx, scancel := context.WithTimeout(bctx, browserWait)
+	defer scancel()
+	shot, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err, "screenshot")
+	path := filepath.Join(t.TempDir(), "admin.png")
+	if p := os.Getenv("EGRESSGUARD_ADMIN_SCREENSHOT"); p != "" {
+		path = p
+	}
+	require.NoError(t, os.WriteFile(path, shot, 0o644))
+	t.Logf("screenshot: %s", path)
+}

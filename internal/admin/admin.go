@@ -1,0 +1,124 @@
+// Package admin serves egressguard's admin port: health, readiness,
+// metrics, the JSON APIs scripts use and the admin page people open first
+// when staging "cannot reach" something. The page is embedded (no external
+// assets) and polls the JSON APIs, so it works offline.
+package admin
+
+import (
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/egressguard/egressguard/policy"
+	"github.com/egressguard/egressguard/policy/decisionlog"
+	"github.com/egressguard/egressguard/xds"
+)
+
+//go:embed page.html
+var page []byte
+
+// Options are the admin handler's dependencies; nil fields turn their
+// endpoints off (or, for Sidecars, report xDS as disabled).
+type Options struct {
+	// Registry serves /metrics.
+	Registry *prometheus.Registry
+	// Ready reports readiness for /readyz.
+	Ready func() bool
+	// Policy reports the engine's status for /api/policy.
+	Policy func() policy.Status
+	// Decisions holds the recent raw decision records for /api/decisions.
+	Decisions *decisionlog.Ring
+	// Recorder aggregates attempts for /api/attempts and /api/counts.
+	Recorder *Recorder
+	// Decide answers /api/decide?workload=...&dest=... with the same
+	// Decide the enforcers use.
+	Decide http.Handler
+	// Sidecars lists the xDS enforcer's connected nodes (nil: xDS off).
+	Sidecars func() []xds.NodeView
+	// XDSDebug serves /debug/xds.
+	XDSDebug http.Handler
+}
+
+// Handler returns the admin port's handler.
+func Handler(o Options) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if o.Ready == nil || !o.Ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ready")
+	})
+	if o.Registry != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
+	}
+	if o.XDSDebug != nil {
+		mux.Handle("GET /debug/xds", o.XDSDebug)
+	}
+	if o.Policy != nil {
+		mux.HandleFunc("GET /api/policy", func(w http.ResponseWriter, _ *http.Request) {
+			WriteJSON(w, http.StatusOK, o.Policy())
+		})
+	}
+	if o.Decisions != nil {
+		mux.HandleFunc("GET /api/decisions", func(w http.ResponseWriter, r *http.Request) {
+			WriteJSON(w, http.StatusOK, o.Decisions.Recent(limit(r, 100, 1000)))
+		})
+	}
+	if o.Decide != nil {
+		mux.Handle("GET /api/decide", o.Decide)
+	}
+	if o.Recorder != nil {
+		mux.HandleFunc("GET /api/attempts", func(w http.ResponseWriter, r *http.Request) {
+			WriteJSON(w, http.StatusOK, map[string]any{
+				"generated_at": time.Now().UTC(),
+				"attempts":     o.Recorder.Attempts(limit(r, 100, DefaultMaxAttempts)),
+			})
+		})
+		mux.HandleFunc("GET /api/counts", func(w http.ResponseWriter, _ *http.Request) {
+			WriteJSON(w, http.StatusOK, o.Recorder.Counts())
+		})
+	}
+	mux.HandleFunc("GET /api/sidecars", func(w http.ResponseWriter, _ *http.Request) {
+		nodes := []xds.NodeView{}
+		if o.Sidecars != nil {
+			nodes = o.Sidecars()
+		}
+		WriteJSON(w, http.StatusOK, map[string]any{"xds_enabled": o.Sidecars != nil, "nodes": nodes})
+	})
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:")
+		_, _ = w.Write(page)
+	})
+	return mux
+}
+
+// limit reads ?limit=N, falling back to def outside 1..maxN.
+func limit(r *http.Request, def, maxN int) int {
+	n, err := strconv.Atoi(r.URL.Query().Get("limit"))
+	if err != nil || n <= 0 || n > maxN {
+		return def
+	}
+	return n
+}
+
+// WriteJSON writes v as indented JSON with the status code.
+func WriteJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
