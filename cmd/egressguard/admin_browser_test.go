@@ -9,10 +9,17 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // browserWait bounds every step of the browser test.
@@ -135,6 +142,24 @@ func TestAdminPageInBrowser(t *testing.T) {
 	verdict := text(`#verdict`)
 	assert.Contains(t, verdict, "redirect")
 	assert.Contains(t, verdict, "api-m.paypal.com:443")
+
+	// A real sidecar: an ADS stream that NACKs the listeners it gets.
+	conn, err := grpc.NewClient(addrs.XDS.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	xctx, xcancel := context.WithTimeout(context.Background(), browserWait)
+	defer xcancel()
+	ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(xctx)
+	require.NoError(t, err)
+	node := &corev3.Node{Id: "sidecar~10.1.2.3~checkout.payments~payments.svc.cluster.local", UserAgentName: "envoy"}
+	require.NoError(t, ads.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType}))
+	resp, err := ads.Recv()
+	require.NoError(t, err)
+	require.NoError(t, ads.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType,
+		ResponseNonce: resp.Nonce, ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "listener rejected by the browser test"}}))
+	const sidecarRow = `//div[@id="sidecars"]//tr[td[contains(., "checkout.payments")]]`
+	step("the sidecar and its NACK appear", chromedp.WaitVisible(sidecarRow+`[td[contains(., "listener rejected by the browser test")]]`))
+	assert.Contains(t, text(sidecarRow), resp.VersionInfo, "the config version served")
 
 	sctx, scancel := context.WithTimeout(bctx, browserWait)
 	defer scancel()
