@@ -23,6 +23,13 @@ type serveConfig struct {
 	XDS       xds.Config       `yaml:"xds"`
 	Admin     adminSection     `yaml:"admin"`
 	Decisions decisionsSection `yaml:"decisions"`
+	Log       logSection       `yaml:"log"`
+}
+
+type logSection struct {
+	// Level is debug, info, warn or error; Format is json or console.
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
 }
 
 type policySection struct {
@@ -63,6 +70,7 @@ func defaultServeConfig() serveConfig {
 		XDS:       xds.Defaults(),
 		Admin:     adminSection{Listen: "127.0.0.1:9901"},
 		Decisions: decisionsSection{MaxBytes: 64 << 20, MaxFiles: 5, Recent: 1000},
+		Log:       logSection{Level: "info", Format: "console"},
 	}
 	c.DNS.Listen = "127.0.0.1:5353"
 	c.XDS.Listen = "127.0.0.1:18000"
@@ -112,6 +120,9 @@ func (c *serveConfig) validate() error {
 		if c.Decisions.MaxFiles < 1 {
 			errs = append(errs, fmt.Errorf("decisions.max_files: must be at least 1"))
 		}
+	}
+	if _, err := newLogger(c.Log.Level, c.Log.Format); err != nil {
+		errs = append(errs, fmt.Errorf("log: %w", err))
 	}
 	if c.Decisions.Recent < 0 {
 		errs = append(errs, fmt.Errorf("decisions.recent: must not be negative"))

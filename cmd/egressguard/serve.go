@@ -59,7 +59,13 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 			if err := cfg.validate(); err != nil {
 				return err
 			}
-			return serve(cmd.Context(), ro.Logger(), cfg, nil)
+			// The log section (or its flags) decides the serve logger.
+			log, err := newLogger(cfg.Log.Level, cfg.Log.Format)
+			if err != nil {
+				return err
+			}
+			ro.log = log
+			return serve(cmd.Context(), log, cfg, nil)
 		},
 	}
 	f := cmd.Flags()
@@ -107,6 +113,12 @@ func (o *serveFlags) resolve(cmd *cobra.Command, ro *rootOptions) (serveConfig, 
 	}
 	if f.Changed("decisions-file") {
 		cfg.Decisions.File = o.decisions
+	}
+	if pf.Changed("log-level") {
+		cfg.Log.Level = ro.logLevel
+	}
+	if pf.Changed("log-format") {
+		cfg.Log.Format = ro.logFormat
 	}
 	return cfg, nil
 }
