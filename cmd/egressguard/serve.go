@@ -37,6 +37,7 @@ type serveFlags struct {
 	xdsListen   string
 	adminListen string
 	decisions   string
+	sets        []string
 }
 
 func newServeCmd(ro *rootOptions) *cobra.Command {
@@ -75,13 +76,14 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 	f.StringVar(&o.xdsListen, "xds-listen", "", "xDS gRPC listen address (default 127.0.0.1:18000)")
 	f.StringVar(&o.adminListen, "admin-listen", "", "admin HTTP listen address (default 127.0.0.1:9901)")
 	f.StringVar(&o.decisions, "decisions-file", "", "write decision records as JSON lines to `FILE` (\"-\" for stdout)")
+	f.StringArrayVar(&o.sets, "set", nil, "set any config key, `SECTION.KEY=VALUE` (YAML value; repeatable), e.g. dns.cache_size=50000")
 	return cmd
 }
 
 // resolve merges defaults, the config file and the flags that were set;
 // the caller validates the result.
 func (o *serveFlags) resolve(cmd *cobra.Command, ro *rootOptions) (serveConfig, error) {
-	cfg, err := loadServeConfig(o.config)
+	cfg, err := loadServeConfig(o.config, o.sets...)
 	if err != nil {
 		return cfg, err
 	}

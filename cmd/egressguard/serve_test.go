@@ -257,3 +257,20 @@ func TestExamplesValidate(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, out, "exception:checkout-reads-prod-status")
 }
+
+func TestConfigSet(t *testing.T) {
+	cfg, err := loadServeConfig("", "dns.cache_size=5", "dns.upstreams=[10.0.0.2, 10.0.0.3]", "dns.upstream_timeout=2s", "log.format=json")
+	require.NoError(t, err)
+	assert.Equal(t, 5, cfg.DNS.CacheSize)
+	assert.Equal(t, []string{"10.0.0.2", "10.0.0.3"}, cfg.DNS.Upstreams)
+	assert.Equal(t, 2*time.Second, cfg.DNS.UpstreamTimeout)
+	assert.Equal(t, "json", cfg.Log.Format)
+	assert.Equal(t, "127.0.0.1:5353", cfg.DNS.Listen, "other keys keep their values")
+
+	for _, bad := range []string{"dns.cache_sizee=1", "dns=1", "cache_size", "dns..x=1"} {
+		_, err := loadServeConfig("", bad)
+		assert.ErrorContains(t, err, "--set "+bad, bad)
+	}
+	_, err = loadServeConfig("", "dns.cache_sizee=1")
+	assert.ErrorContains(t, err, "cache_sizee")
+}

@@ -43,6 +43,7 @@ binding any socket, and reports all problems at once. Exit code 1 on error.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "configuration `FILE`")
+	f.StringArrayVar(&o.sets, "set", nil, "set any config key, `SECTION.KEY=VALUE` (repeatable)")
 	return cmd
 }
 
