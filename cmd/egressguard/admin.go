@@ -2,8 +2,10 @@ package main
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/egressguard/egressguard/internal/admin"
+	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy"
 )
 
@@ -17,6 +19,7 @@ func (g *guard) adminHandler() http.Handler {
 		Decisions: g.ring,
 		Recorder:  g.rec,
 		Decide:    http.HandlerFunc(g.apiDecide),
+		Plan:      http.HandlerFunc(g.apiPlan),
 	}
 	if g.enf != nil {
 		o.Sidecars = g.enf.Nodes
@@ -25,14 +28,37 @@ func (g *guard) adminHandler() http.Handler {
 	return admin.Handler(o)
 }
 
+// requestWorkload parses ?workload= the way /api/decide and /api/plan both
+// read it: empty means the inventory's default environment.
+func (g *guard) requestWorkload(r *http.Request) (*inventory.Workload, error) {
+	s := r.URL.Query().Get("workload")
+	if strings.TrimSpace(s) == "" {
+		s = "env=" + g.invs.Current().DefaultEnvironment()
+	}
+	return parseWorkload(s, g.invs.Current())
+}
+
+// apiPlan answers "what is this workload class's plan?": the effective match
+// table of the plan the enforcers use for it.
+func (g *guard) apiPlan(w http.ResponseWriter, r *http.Request) {
+	wl, err := g.requestWorkload(r)
+	if err != nil {
+		admin.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "workload: " + err.Error()})
+		return
+	}
+	p, err := g.engine.PlanFor(wl)
+	if err != nil {
+		admin.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	admin.WriteJSON(w, http.StatusOK, admin.NewPlanView(wl, g.engine.ClassKey(wl), g.engine.Version(), p))
+}
+
 // apiDecide answers "what happens if this workload calls that destination?"
 // with the same plan.Decide the enforcers use.
 func (g *guard) apiDecide(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	wl, err := parseWorkload(q.Get("workload"), g.invs.Current())
-	if q.Get("workload") == "" {
-		wl, err = parseWorkload("env="+g.invs.Current().DefaultEnvironment(), g.invs.Current())
-	}
+	wl, err := g.requestWorkload(r)
 	if err != nil {
 		admin.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "workload: " + err.Error()})
 		return

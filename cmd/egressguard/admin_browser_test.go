@@ -143,6 +143,25 @@ func TestAdminPageInBrowser(t *testing.T) {
 	assert.Contains(t, verdict, "redirect")
 	assert.Contains(t, verdict, "api-m.paypal.com:443")
 
+	const planTable = `//table[@id="plan-table"]`
+	step("show the staging plan",
+		chromedp.SetValue(chromedp.CSS(`#plan-workload`), "env=staging"),
+		chromedp.Click(chromedp.CSS(`#plan-btn`)),
+		chromedp.WaitVisible(`//div[@id="plan-summary"]//b[contains(., "staging")]`),
+		chromedp.WaitVisible(planTable+`//tr[td[1][contains(., "stripe.com")]]`),
+	)
+	assert.Regexp(t, `^\d+ rules, \d+ patterns$`, text(`#plan-count`))
+	step("filter it for paypal",
+		chromedp.SendKeys(chromedp.CSS(`#plan-filter`), "paypal"),
+		chromedp.WaitNotPresent(planTable+`//tr[td[1][contains(., "stripe.com")]]`),
+	)
+	const paypalRow = planTable + `//tr[@class="a-redirect"][td[1][normalize-space()="api-m.paypal.com"]]`
+	step("the PayPal redirect row is there", chromedp.WaitVisible(paypalRow))
+	prow := text(paypalRow)
+	assert.Contains(t, prow, "redirect")
+	assert.Equal(t, "api-m.sandbox.paypal.com:443", text(paypalRow+`/td[6]`), "the redirect target column")
+	assert.Contains(t, text(`#plan-count`), "match “paypal”")
+
 	// A real sidecar: an ADS stream that NACKs the listeners it gets.
 	conn, err := grpc.NewClient(addrs.XDS.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)

@@ -39,6 +39,9 @@ type Options struct {
 	// Decide answers /api/decide?workload=...&dest=... with the same
 	// Decide the enforcers use.
 	Decide http.Handler
+	// Plan answers /api/plan?workload=... with the workload class's plan
+	// (a PlanView; 400 with {"error"} for a bad workload).
+	Plan http.Handler
 	// Sidecars lists the xDS enforcer's connected nodes (nil: xDS off).
 	Sidecars func() []xds.NodeView
 	// XDSDebug serves /debug/xds.
@@ -76,6 +79,9 @@ func Handler(o Options) http.Handler {
 	}
 	if o.Decide != nil {
 		mux.Handle("GET /api/decide", o.Decide)
+	}
+	if o.Plan != nil {
+		mux.Handle("GET /api/plan", o.Plan)
 	}
 	if o.Recorder != nil {
 		mux.HandleFunc("GET /api/attempts", func(w http.ResponseWriter, r *http.Request) {
