@@ -190,4 +190,16 @@ func TestAdminPageInBrowser(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(path, shot, 0o644))
 	t.Logf("screenshot: %s", path)
+
+	// Plans larger than the page renders: 500 rows and an "N more" line.
+	step("render a 620-pattern plan",
+		chromedp.Evaluate[chromedp.Void](`$("plan-filter").value = ""; planData = {class: "big{}", default: "deny", mode: "enforce", fingerprint: "f",
+			entries: Array.from({length: 620}, (_, i) => ({kind: "host", pattern: "h" + i + ".example", rule: "r" + i, action: "allow"}))};
+			renderPlan();`),
+		chromedp.WaitVisible(`//div[@class="more"][contains(., "120 more")]`),
+	)
+	rendered, err := chromedp.Run(sctx, chromedp.Evaluate[int](`document.querySelectorAll("#plan-table tbody tr").length`))
+	require.NoError(t, err)
+	assert.Equal(t, 500, rendered)
+	assert.Equal(t, "620 rules, 620 patterns", text(`#plan-count`))
 }
