@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/egressguard/egressguard/inventory"
 )
@@ -208,4 +209,29 @@ func TestBuildWorkloads(t *testing.T) {
 			})
 		}
 	})
+}
+
+func TestSlimPod(t *testing.T) {
+	p := pod("ns", "a", []string{"10.0.0.1", "fd00::1"}, withLabels("k", "v"), ownedBy("StatefulSet", "s"), hostNetwork)
+	p.Annotations = map[string]string{"big": "annotation"}
+	p.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+	p.Spec.Containers = []corev1.Container{{Name: "c", Image: "img"}}
+	got, err := slimPod(p)
+	require.NoError(t, err)
+	sp := got.(*corev1.Pod)
+	assert.Nil(t, sp.Annotations)
+	assert.Nil(t, sp.ManagedFields)
+	assert.Empty(t, sp.Spec.Containers)
+	// Everything the builder reads survives.
+	assert.Equal(t, WorkloadName(p), WorkloadName(sp))
+	assert.Equal(t, PodIPs(p), PodIPs(sp))
+	assert.Equal(t, p.Labels, sp.Labels)
+	assert.True(t, sp.Spec.HostNetwork)
+	assert.Equal(t, p.Status.Phase, sp.Status.Phase)
+	assert.Equal(t, p.CreationTimestamp, sp.CreationTimestamp)
+
+	tomb := cache.DeletedFinalStateUnknown{Key: "ns/a", Obj: p}
+	got, err = slimPod(tomb)
+	require.NoError(t, err)
+	assert.Equal(t, tomb, got)
 }

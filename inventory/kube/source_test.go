@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
@@ -35,19 +37,21 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 type running struct {
-	src    *Source
-	client *fake.Clientset
-	cancel context.CancelFunc
-	done   chan error
+	src     *Source
+	metrics *Metrics
+	client  *fake.Clientset
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 // start runs a source on a fake clientset holding objs and waits for it to sync.
 func start(t *testing.T, objs ...k8sruntime.Object) *running {
 	t.Helper()
 	client := fake.NewClientset(objs...)
-	src := New(client, zaptest.NewLogger(t), Options{Debounce: 10 * time.Millisecond, SyncTimeout: waitFor})
+	m := NewMetrics(prometheus.NewRegistry())
+	src := New(client, zaptest.NewLogger(t), Options{Debounce: 10 * time.Millisecond, SyncTimeout: waitFor, Metrics: m})
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{src: src, client: client, cancel: cancel, done: make(chan error, 1)}
+	r := &running{src: src, metrics: m, client: client, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- src.Run(ctx) }()
 	t.Cleanup(func() { r.stop(t) })
 	eventually(t, "caches to sync", src.Synced)
@@ -171,6 +175,7 @@ func TestSourcePodIPReuse(t *testing.T) {
 				eventually(t, "new pod to take the IP", func() bool {
 					return r.nameOf("10.0.0.7") == "new" && r.nameOf("fd00::7") == "new"
 				})
+				assert.Positive(t, counterValue(t, r.metrics.conflicts), "the conflict is counted")
 				_, ok := r.src.Current().LookupNode("sidecar~10.0.0.7~old.shop~shop.svc.cluster.local")
 				assert.False(t, ok, "the older pod is left out while the conflict lasts")
 				require.NoError(t, pods.Delete(ctx, "old", metav1.DeleteOptions{}))
@@ -207,10 +212,15 @@ func TestSourceSubscribers(t *testing.T) {
 	// A change that does not alter the inventory (a pod's unrelated
 	// annotation) does not notify.
 	n := calls.Load()
+	unchanged := counterValue(t, r.metrics.rebuilds.WithLabelValues(inventory.ResultUnchanged))
 	p := pod("shop", "a", []string{"10.0.0.1"})
 	p.Annotations = map[string]string{"x": "y"}
 	_, err = r.client.CoreV1().Pods("shop").Update(context.Background(), p, metav1.UpdateOptions{})
 	require.NoError(t, err)
+	eventually(t, "the unchanged rebuild", func() bool {
+		return counterValue(t, r.metrics.rebuilds.WithLabelValues(inventory.ResultUnchanged)) > unchanged
+	})
+	assert.Equal(t, n, calls.Load(), "no call for an unchanged inventory")
 
 	cancel()
 	_, err = r.client.CoreV1().Pods("shop").Create(context.Background(),
@@ -245,4 +255,11 @@ func TestSourceNoGoroutineLeak(t *testing.T) {
 	eventually(t, "pod b", func() bool { _, ok := r.lookup("10.0.0.2"); return ok })
 	r.stop(t)
 	eventually(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	require.NoError(t, c.Write(&m))
+	return m.GetCounter().GetValue()
 }
