@@ -152,16 +152,20 @@ func (s *Source) Run(ctx context.Context) error {
 		UpdateFunc: func(any, any) { s.markDirty() },
 		DeleteFunc: func(any) { s.markDirty() },
 	}
-	if _, err := podInformer.AddEventHandler(handler); err != nil {
+	podReg, err := podInformer.AddEventHandler(handler)
+	if err != nil {
 		return fmt.Errorf("kube: pod informer: %w", err)
 	}
-	if _, err := nsInformer.AddEventHandler(handler); err != nil {
+	nsReg, err := nsInformer.AddEventHandler(handler)
+	if err != nil {
 		return fmt.Errorf("kube: namespace informer: %w", err)
 	}
 
 	factory.Start(runCtx.Done())
 	syncCtx, cancelSync := context.WithTimeout(runCtx, s.opts.SyncTimeout)
-	ok := cache.WaitForCacheSync(syncCtx.Done(), podInformer.HasSynced, nsInformer.HasSynced)
+	// The registrations' HasSynced also wait until the handlers have seen
+	// the initial list, so the drain below leaves no stale dirty mark.
+	ok := cache.WaitForCacheSync(syncCtx.Done(), podReg.HasSynced, nsReg.HasSynced)
 	cancelSync()
 	if !ok {
 		if err := ctx.Err(); err != nil {
@@ -177,6 +181,11 @@ func (s *Source) Run(ctx context.Context) error {
 		p, _ := pods.Lister().List(labels.Everything())
 		n, _ := namespaces.Lister().List(labels.Everything())
 		s.rebuild(p, n)
+	}
+	// The first rebuild covers every event so far.
+	select {
+	case <-s.dirty:
+	default:
 	}
 	rebuild()
 	s.synced.Store(true)
