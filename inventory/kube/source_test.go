@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
@@ -144,6 +145,16 @@ func TestSourceNamespaceRelabel(t *testing.T) {
 	require.NoError(t, err)
 	eventually(t, "namespace label to re-label its pod", func() bool { return r.envOf("10.0.0.1") == "production" })
 	assert.Equal(t, "dev", r.envOf("10.0.0.2"), "the pod's own label still wins")
+
+	_, err = r.client.CoreV1().Namespaces().Update(ctx, namespace("shop"), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	eventually(t, "label removal to restore the default", func() bool { return r.envOf("10.0.0.1") == "staging" })
+
+	// A pod that finishes leaves the inventory.
+	done := pod("shop", "b", []string{"10.0.0.2"}, withLabels(EnvironmentLabel, "dev"), phase(corev1.PodSucceeded))
+	_, err = r.client.CoreV1().Pods("shop").Update(ctx, done, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	eventually(t, "finished pod to leave", func() bool { _, ok := r.lookup("10.0.0.2"); return !ok })
 }
 
 func TestSourcePodIPReuse(t *testing.T) {
