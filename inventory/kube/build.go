@@ -79,7 +79,7 @@ func buildWorkloads(pods []*corev1.Pod, namespaces []*corev1.Namespace, o buildO
 
 	// Newest first: the first claim on an address wins.
 	slices.SortFunc(entries, func(a, b *podEntry) int {
-		if c := b.pod.CreationTimestamp.Time.Compare(a.pod.CreationTimestamp.Time); c != 0 {
+		if c := b.pod.CreationTimestamp.Compare(a.pod.CreationTimestamp.Time); c != 0 {
 			return c
 		}
 		return cmp.Or(cmp.Compare(a.pod.Namespace, b.pod.Namespace), cmp.Compare(a.pod.Name, b.pod.Name))
