@@ -15,7 +15,6 @@ import (
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap/zaptest"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -44,27 +43,7 @@ func findChromium(t *testing.T) string {
 // appear on the page and uses the search box.
 func TestAdminPageInBrowser(t *testing.T) {
 	chromium := findChromium(t)
-	cfg := testServeConfig(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	bound := make(chan listeners, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(browserWait):
-			t.Error("serve did not stop")
-		}
-	})
-	var addrs listeners
-	select {
-	case addrs = <-bound:
-	case err := <-done:
-		t.Fatalf("serve stopped early: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not bind within 60s")
-	}
+	addrs := startGuard(t, testServeConfig(t))
 	page := "http://" + addrs.Admin.String() + "/"
 
 	actx, acancel := chromedp.NewExecAllocator(context.Background(),

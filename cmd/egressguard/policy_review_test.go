@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,20 +14,11 @@ import (
 // error's text (main prints it).
 func runReviewCLI(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := newRootCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	if err == nil {
-		return out.String(), 0
+	out, err := runCLI(t, args...)
+	if err != nil {
+		out += err.Error()
 	}
-	var ec interface{ ExitCode() int }
-	if errors.As(err, &ec) {
-		return out.String() + err.Error(), ec.ExitCode()
-	}
-	return out.String() + err.Error(), 1
+	return out, exitCode(err)
 }
 
 const reviewFixtures = "../../policy/review/testdata/diff"

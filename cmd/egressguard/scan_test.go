@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -19,21 +18,12 @@ import (
 // runScanCLI runs the root command and returns its output and exit code.
 func runScanCLI(t *testing.T, stdin string, args ...string) (string, int) {
 	t.Helper()
-	cmd := newRootCmd()
-	var out bytes.Buffer
-	cmd.SetOut(&out)
-	cmd.SetErr(&out)
-	cmd.SetIn(strings.NewReader(stdin))
-	cmd.SetArgs(args)
-	err := cmd.Execute()
-	if err == nil {
-		return out.String(), 0
-	}
+	out, err := runCLIWithInput(t, stdin, args...)
 	var ec interface{ ExitCode() int }
-	if errors.As(err, &ec) {
-		return out.String(), ec.ExitCode()
+	if err != nil && !errors.As(err, &ec) {
+		out += err.Error()
 	}
-	return out.String() + err.Error(), 1
+	return out, exitCode(err)
 }
 
 func TestScanCommand(t *testing.T) {

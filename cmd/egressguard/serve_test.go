@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -166,15 +167,63 @@ func TestServePortInUse(t *testing.T) {
 	assert.Contains(t, err.Error(), "admin: listen "+lis.Addr().String())
 }
 
+// runCLI runs the root command with args and returns what it printed and
+// its error.
 func runCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	return runCLIWithInput(t, "", args...)
+}
+
+// runCLIWithInput is runCLI with stdin.
+func runCLIWithInput(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := newRootCmd()
 	var out bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
+	cmd.SetIn(strings.NewReader(stdin))
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(context.Background())
 	return out.String(), err
+}
+
+// exitCode is the process exit code main would use for err.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return 1
+}
+
+// startGuard runs serve in-process from cfg until the test ends and returns
+// the addresses it bound; the cleanup waits (bounded) for it to stop.
+func startGuard(t *testing.T, cfg serveConfig) listeners {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	bound := make(chan listeners, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop within 30s")
+		}
+	})
+	select {
+	case a := <-bound:
+		return a
+	case err := <-done:
+		t.Fatalf("serve stopped early: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not bind within 60s")
+	}
+	return listeners{}
 }
 
 func TestPolicyEvalCLI(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"os"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap/zaptest"
 )
 
 // tourStep is one "$ command" of a console block in README.md and the lines
@@ -55,27 +53,7 @@ func startTourGuard(t *testing.T, cfg serveConfig) string {
 	cfg.DNS.Upstreams = []string{startUpstream(t)}
 	cfg.XDS.Listen, cfg.Admin.Listen, cfg.Decisions.File = "", "", ""
 	require.NoError(t, cfg.validate())
-	ctx, cancel := context.WithCancel(context.Background())
-	bound := make(chan listeners, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("guard did not stop")
-		}
-	})
-	select {
-	case a := <-bound:
-		return a.DNS.String()
-	case err := <-done:
-		t.Fatalf("guard stopped: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("guard did not start within 60s")
-	}
-	return ""
+	return startGuard(t, cfg).DNS.String()
 }
 
 // checkDig asks the guard what the README's dig asks and checks every line
