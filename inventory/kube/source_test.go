@@ -48,9 +48,17 @@ type running struct {
 // start runs a source on a fake clientset holding objs and waits for it to sync.
 func start(t *testing.T, objs ...k8sruntime.Object) *running {
 	t.Helper()
+	return startWith(t, Options{}, objs...)
+}
+
+// startWith is start with options (Debounce, SyncTimeout and Metrics are
+// set by the test).
+func startWith(t *testing.T, opts Options, objs ...k8sruntime.Object) *running {
+	t.Helper()
 	client := fake.NewClientset(objs...)
 	m := NewMetrics(prometheus.NewRegistry())
-	src := New(client, zaptest.NewLogger(t), Options{Debounce: 10 * time.Millisecond, SyncTimeout: waitFor, Metrics: m})
+	opts.Debounce, opts.SyncTimeout, opts.Metrics = 10*time.Millisecond, waitFor, m
+	src := New(client, zaptest.NewLogger(t), opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{src: src, metrics: m, client: client, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- src.Run(ctx) }()
@@ -273,4 +281,44 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	var m dto.Metric
 	require.NoError(t, c.Write(&m))
 	return m.GetCounter().GetValue()
+}
+
+func onNode(node string) podOpt { return func(p *corev1.Pod) { p.Spec.NodeName = node } }
+
+func TestSourceNodeName(t *testing.T) {
+	r := startWith(t, Options{NodeName: "node-a"}, namespace("apps"),
+		pod("apps", "here", []string{"10.1.0.1"}, onNode("node-a")),
+		pod("apps", "there", []string{"10.2.0.1"}, onNode("node-b")))
+	assert.Equal(t, "here", r.nameOf("10.1.0.1"))
+	_, ok := r.lookup("10.2.0.1")
+	assert.False(t, ok, "a pod on another node must not be in a node-local inventory")
+
+	// The API server is asked for this node's pods only; namespaces are
+	// still listed cluster-wide.
+	var podSel, nsSel []string
+	for _, a := range r.client.Actions() {
+		if l, ok := a.(k8stesting.ListAction); ok {
+			sel := l.GetListRestrictions().Fields.String()
+			switch a.GetResource().Resource {
+			case "pods":
+				podSel = append(podSel, sel)
+			case "namespaces":
+				nsSel = append(nsSel, sel)
+			}
+		}
+	}
+	require.NotEmpty(t, podSel)
+	for _, s := range podSel {
+		assert.Equal(t, "spec.nodeName=node-a", s)
+	}
+	require.NotEmpty(t, nsSel)
+	for _, s := range nsSel {
+		assert.Empty(t, s)
+	}
+
+	// A pod rescheduled onto this node appears.
+	_, err := r.client.CoreV1().Pods("apps").Update(context.Background(),
+		pod("apps", "there", []string{"10.2.0.1"}, onNode("node-a")), metav1.UpdateOptions{})
+	require.NoError(t, err)
+	eventually(t, "pod moved to this node to appear", func() bool { return r.nameOf("10.2.0.1") == "there" })
 }
