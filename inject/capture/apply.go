@@ -1,0 +1,250 @@
+package capture
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// Runner runs one command with stdin and returns its standard output. The
+// error of a failed command should carry its standard error (ExecRunner's
+// *CommandError does) and wrap exec.ErrNotFound when the program is missing.
+type Runner interface {
+	Run(ctx context.Context, name string, args []string, stdin []byte) ([]byte, error)
+}
+
+// ExecRunner runs commands with os/exec.
+type ExecRunner struct{}
+
+// CommandError is a command that failed, with what it wrote to stderr.
+type CommandError struct {
+	Name   string
+	Args   []string
+	Stderr string
+	Err    error
+}
+
+func (e *CommandError) Error() string {
+	msg := fmt.Sprintf("%s %s: %v", e.Name, strings.Join(e.Args, " "), e.Err)
+	if s := strings.TrimSpace(e.Stderr); s != "" {
+		msg += ": " + s
+	}
+	return msg
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// Run implements Runner.
+func (ExecRunner) Run(ctx context.Context, name string, args []string, stdin []byte) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = fmt.Errorf("%w (%w)", ctxErr, err)
+		}
+		return stdout.Bytes(), &CommandError{Name: name, Args: args, Stderr: stderr.String(), Err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// IPv6Mode says whether Apply installs the IPv6 rules.
+type IPv6Mode string
+
+// IPv6 modes. Auto is the default and fails closed: it skips IPv6 only
+// when the network namespace has no IPv6 at all, so a dual-stack pod
+// without ip6tables fails its init container rather than sending IPv6
+// egress around the sidecar.
+const (
+	// IPv6Auto applies the IPv6 rules when the namespace has IPv6
+	// (/proc/net/if_inet6 exists and IPv6 is not disabled by sysctl).
+	IPv6Auto IPv6Mode = "auto"
+	// IPv6On always applies them; a missing ip6tables-restore is an error.
+	IPv6On IPv6Mode = "on"
+	// IPv6Off never does: IPv6 egress, if any, is not captured.
+	IPv6Off IPv6Mode = "off"
+)
+
+// ParseIPv6Mode parses auto, on or off ("" is auto).
+func ParseIPv6Mode(s string) (IPv6Mode, error) {
+	switch m := IPv6Mode(strings.ToLower(strings.TrimSpace(s))); m {
+	case "":
+		return IPv6Auto, nil
+	case IPv6Auto, IPv6On, IPv6Off:
+		return m, nil
+	}
+	return "", fmt.Errorf("capture: ipv6 mode %q: want auto, on or off", s)
+}
+
+// Backend picks the iptables variant. The default runs whatever
+// iptables-restore is on PATH (Debian's alternatives choose nft); legacy
+// and nft pin the variant, which must match what the node's other rules
+// use when both are present.
+type Backend string
+
+// Backends.
+const (
+	BackendDefault Backend = ""
+	BackendLegacy  Backend = "legacy"
+	BackendNFT     Backend = "nft"
+)
+
+// ParseBackend parses default (or ""), legacy or nft.
+func ParseBackend(s string) (Backend, error) {
+	switch b := Backend(strings.ToLower(strings.TrimSpace(s))); b {
+	case "default", "":
+		return BackendDefault, nil
+	case BackendLegacy, BackendNFT:
+		return b, nil
+	}
+	return "", fmt.Errorf("capture: iptables backend %q: want default, legacy or nft", s)
+}
+
+// command names the program for family f, e.g. ip6tables-legacy-restore.
+func (b Backend) command(f Family, tool string) string {
+	name := "iptables"
+	if f == IPv6 {
+		name = "ip6tables"
+	}
+	if b != BackendDefault {
+		name += "-" + string(b)
+	}
+	return name + "-" + tool
+}
+
+// ApplyOptions control how Apply installs the rules.
+type ApplyOptions struct {
+	IPv6    IPv6Mode // "" is IPv6Auto
+	Backend Backend
+	// HasIPv6 reports whether this network namespace has IPv6 (for
+	// IPv6Auto); nil reads /proc/net/if_inet6 and the disable_ipv6 sysctl.
+	HasIPv6 func() (bool, error)
+}
+
+// Result is what Apply installed.
+type Result struct {
+	// IPv4 and IPv6 are the documents fed to iptables-restore and
+	// ip6tables-restore ("" when that family was not applied).
+	IPv4, IPv6 string
+	// IPv6Skipped says why the IPv6 rules were not applied ("" if they were).
+	IPv6Skipped string
+}
+
+// Apply installs the rules for o with iptables-restore --noflush (and
+// ip6tables-restore, see IPv6Mode). Only the egressguard chains are
+// replaced (declaring them in the restore input flushes them); other
+// tables, chains and rules are left alone. The jump from OUTPUT is added
+// only when iptables-save shows it missing, so applying twice leaves the
+// same ruleset. Each family is one iptables-restore transaction: it is
+// installed whole or not at all.
+func Apply(ctx context.Context, o Options, r Runner, ao ApplyOptions) (*Result, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	mode := ao.IPv6
+	if mode == "" {
+		mode = IPv6Auto
+	}
+	if _, err := ParseIPv6Mode(string(mode)); err != nil {
+		return nil, err
+	}
+	n := normalize(o)
+	res := &Result{}
+	var err error
+	if res.IPv4, err = applyFamily(ctx, n, IPv4, r, ao.Backend); err != nil {
+		return res, err
+	}
+	switch mode {
+	case IPv6Off:
+		res.IPv6Skipped = "--ipv6=off"
+		return res, nil
+	case IPv6Auto:
+		has := ao.HasIPv6
+		if has == nil {
+			has = namespaceHasIPv6
+		}
+		ok, err := has()
+		if err != nil {
+			return res, fmt.Errorf("capture: detect IPv6 (use --ipv6=on or --ipv6=off to decide): %w", err)
+		}
+		if !ok {
+			res.IPv6Skipped = "this network namespace has no IPv6"
+			return res, nil
+		}
+	}
+	if res.IPv6, err = applyFamily(ctx, n, IPv6, r, ao.Backend); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			err = fmt.Errorf("%w; this network namespace has IPv6, so IPv6 egress would bypass the sidecar: install ip6tables or pass --ipv6=off to accept that", err)
+		}
+		return res, err
+	}
+	return res, nil
+}
+
+func applyFamily(ctx context.Context, o Options, f Family, r Runner, b Backend) (string, error) {
+	save, restore := b.command(f, "save"), b.command(f, "restore")
+	current, err := r.Run(ctx, save, []string{"-t", "nat"}, nil)
+	if err != nil {
+		return "", fmt.Errorf("capture: read the %s nat table: %w", f, err)
+	}
+	doc := render(o, f, !hasHook(current))
+	if _, err := r.Run(ctx, restore, []string{"--noflush"}, []byte(doc)); err != nil {
+		return "", fmt.Errorf("capture: install the %s rules: %w", f, err)
+	}
+	return doc, nil
+}
+
+// hasHook reports whether iptables-save output already jumps from OUTPUT
+// into OutputChain. Any such jump counts, so a hook written by hand or by
+// an older version is kept rather than doubled.
+func hasHook(save []byte) bool {
+	table := ""
+	sc := bufio.NewScanner(bytes.NewReader(save))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+		case table == "nat" && strings.HasPrefix(line, "-A OUTPUT ") &&
+			hasFlagValue(strings.Fields(line), "-j", OutputChain):
+			return true
+		}
+	}
+	return false
+}
+
+// hasFlagValue reports whether fields contains flag immediately followed by value.
+func hasFlagValue(fields []string, flag, value string) bool {
+	for i := 0; i+1 < len(fields); i++ {
+		if fields[i] == flag && fields[i+1] == value {
+			return true
+		}
+	}
+	return false
+}
+
+// namespaceHasIPv6 reports whether the current network namespace has IPv6.
+func namespaceHasIPv6() (bool, error) {
+	if _, err := os.Stat("/proc/net/if_inet6"); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
+		return false, err
+	}
+	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return true, nil
+		}
+		return false, err
+	}
+	return strings.TrimSpace(string(b)) != "1", nil
+}
