@@ -243,7 +243,7 @@ func render(o Options, f Family, hook bool) string {
 	for _, p := range o.ExcludePorts {
 		w("-A %s -p tcp -m tcp --dport %s -j RETURN", OutputChain, strconv.Itoa(int(p)))
 	}
-	for _, p := range o.ExcludeCIDRs[:0] {
+	for _, p := range o.ExcludeCIDRs {
 		if p.Addr().Is4() == (f == IPv4) {
 			w("-A %s -d %s -j RETURN", OutputChain, p)
 		}
