@@ -1,0 +1,370 @@
+package deploy
+
+import (
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/engine"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+
+	"github.com/egressguard/egressguard/policy"
+)
+
+const (
+	chartDir    = "helm/egressguard"
+	releaseName = "egressguard"
+	releaseNS   = "egressguard"
+	kubeVersion = "v1.33.0"
+)
+
+// capabilities is a cluster of kubeVersion serving client-go's APIs plus
+// extra API versions (e.g. cert-manager.io/v1).
+func capabilities(extra ...string) *chartutil.Capabilities {
+	c := chartutil.DefaultCapabilities.Copy()
+	c.KubeVersion = chartutil.KubeVersion{Version: kubeVersion, Major: "1", Minor: "33"}
+	c.APIVersions = append(slices.Clone(c.APIVersions), extra...)
+	return c
+}
+
+func loadChart(t *testing.T) *chart.Chart {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	require.NoError(t, err)
+	ok := chartutil.IsCompatibleRange(ch.Metadata.KubeVersion, kubeVersion)
+	require.True(t, ok, "chart kubeVersion %s admits %s", ch.Metadata.KubeVersion, kubeVersion)
+	return ch
+}
+
+// renderChart renders the chart as `helm install` would (strict: a template
+// that reads a value that does not exist fails) and decodes every object.
+// It returns the objects and the NOTES.
+func renderChart(t *testing.T, ch *chart.Chart, values string, caps *chartutil.Capabilities) ([]object, string, error) {
+	t.Helper()
+	vals, err := chartutil.ReadValues([]byte(values))
+	require.NoError(t, err, "test values")
+	top, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{
+		Name: releaseName, Namespace: releaseNS, Revision: 1, IsInstall: true,
+	}, caps)
+	if err != nil {
+		return nil, "", err
+	}
+	out, err := engine.Engine{Strict: true}.Render(ch, top)
+	if err != nil {
+		return nil, "", err
+	}
+	names := make([]string, 0, len(out))
+	for n := range out {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var objs []object
+	var notes string
+	for _, n := range names {
+		switch {
+		case strings.HasSuffix(n, "NOTES.txt"):
+			notes = out[n]
+			continue
+		case !strings.HasSuffix(n, ".yaml"):
+			t.Fatalf("unexpected template output %s", n)
+		}
+		o, err := decodeManifests(path.Base(n), []byte(out[n]))
+		if err != nil {
+			return nil, "", err
+		}
+		objs = append(objs, o...)
+	}
+	return objs, notes, nil
+}
+
+// chartCase is one set of values and what it must render.
+type chartCase struct {
+	name   string
+	values string
+	caps   *chartutil.Capabilities
+	check  func(t *testing.T, r roles)
+}
+
+func TestChartRenders(t *testing.T) {
+	ch := loadChart(t)
+	cases := []chartCase{
+		{name: "defaults", check: func(t *testing.T, r roles) {
+			assert.Equal(t, int32(2), *r.cp.Spec.Replicas)
+			one[*policyv1.PodDisruptionBudget](t, r.objs, releaseName)
+			assert.Empty(t, find[*autoscalingv2.HorizontalPodAutoscaler](r.objs))
+			assert.Empty(t, find[*cmCertificate](r.objs), "no cert-manager API, no Certificate")
+			assert.Empty(t, find[*serviceMonitor](r.objs))
+			mwc := one[*admissionv1.MutatingWebhookConfiguration](t, r.objs, releaseName)
+			assert.Equal(t, "Fail", string(*mwc.Webhooks[0].FailurePolicy), "fail closed by default")
+			assert.Equal(t, "/inject", *mwc.Webhooks[0].ClientConfig.Service.Path)
+			assert.Equal(t, "egressguard.egressguard.svc:18000", r.cpConfig.Webhook.XDSAddress, "the brief's default xds_address")
+			assert.Equal(t, "10.96.0.53", r.cpConfig.Webhook.DNSServer)
+			assert.Equal(t, 1337, r.cpConfig.Webhook.ProxyUID)
+			assert.Equal(t, 15001, r.cpConfig.Webhook.OutboundPort)
+			nps := find[*networkingv1.NetworkPolicy](r.objs)
+			require.Len(t, nps, 1)
+			assert.Equal(t, "staging", nps[0].Namespace)
+			assertNoUDPBeyondDNS(t, nps[0])
+			// Report mode: every guarded environment reports.
+			assertEnvironments(t, r, "", []string{"staging", "stage", "qa", "test", "dev", "development", "sandbox"})
+			pcm := one[*corev1.ConfigMap](t, r.objs, releaseName+"-policy")
+			assert.Empty(t, pcm.Data, "no Rego: the embedded policy alone")
+		}},
+		{name: "cert-manager present", caps: capabilities("cert-manager.io/v1"), check: func(t *testing.T, r roles) {
+			assert.Len(t, find[*cmCertificate](r.objs), 2, "CA and serving certificate")
+			assert.Len(t, find[*cmIssuer](r.objs), 2, "self-signed root and CA issuer")
+		}},
+		{name: "cert-manager forced", values: "webhook: {certificate: {certManager: true}}", check: func(t *testing.T, r roles) {
+			assert.Len(t, find[*cmCertificate](r.objs), 2)
+		}},
+		{name: "cert-manager refused although present", values: "webhook: {certificate: {certManager: false}}",
+			caps: capabilities("cert-manager.io/v1"), check: func(t *testing.T, r roles) {
+				assert.Empty(t, find[*cmCertificate](r.objs))
+			}},
+		{name: "hpa", values: "controlPlane: {autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 9}}", check: func(t *testing.T, r roles) {
+			assert.Nil(t, r.cp.Spec.Replicas, "the HPA owns replicas")
+			h := one[*autoscalingv2.HorizontalPodAutoscaler](t, r.objs, releaseName)
+			assert.Equal(t, int32(3), *h.Spec.MinReplicas)
+			assert.Equal(t, int32(9), h.Spec.MaxReplicas)
+			assert.Equal(t, r.cp.Name, h.Spec.ScaleTargetRef.Name)
+			assert.Equal(t, "Deployment", h.Spec.ScaleTargetRef.Kind)
+			one[*policyv1.PodDisruptionBudget](t, r.objs, releaseName)
+		}},
+		{name: "single replica has no PDB", values: "controlPlane: {replicas: 1}", check: func(t *testing.T, r roles) {
+			assert.Empty(t, find[*policyv1.PodDisruptionBudget](r.objs), "a PDB of minAvailable 1 over one replica would block node drains")
+		}},
+		{name: "enforce with one environment still reporting", values: `
+mode: enforce
+environments: {report: [qa]}
+`, check: func(t *testing.T, r roles) {
+			assertEnvironments(t, r, "", []string{"qa"})
+		}},
+		{name: "enforce", values: "mode: enforce", check: func(t *testing.T, r roles) {
+			assertEnvironments(t, r, "", nil)
+		}},
+		{name: "operator catalog, policy, network and monitoring", caps: capabilities("monitoring.coreos.com/v1"), values: `
+catalog:
+  files:
+    production.yaml: |
+      zones: ["*.prod.example.com"]
+      cidrs: [10.20.0.0/16, "2001:db8:20::/48"]
+policy:
+  files:
+    extra.rego: |
+      package egressguard.extra
+      import rego.v1
+      x := 1
+image: {digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+webhook: {failurePolicy: Ignore, path: /mutate, excludeCIDRs: [169.254.169.254/32]}
+networkPolicy:
+  namespaces: [staging, qa]
+  productionCIDRs: [10.20.0.0/16, "2001:db8:20::/48"]
+  clusterCIDRs: [10.244.0.0/16, 10.96.0.0/12]
+serviceMonitor: {enabled: true}
+controlPlane:
+  extraConfig: {xds: {max_streams: 20000}}
+dnsguard:
+  service: {clusterIP: 10.100.0.53}
+  upstreams: [10.100.0.10]
+`, check: func(t *testing.T, r roles) {
+			assert.Contains(t, r.cp.Spec.Template.Spec.Containers[0].Image, "@sha256:")
+			assert.Equal(t, []string{catalogDir + "/production.yaml", catalogDir + "/zz-egressguard-environments.yaml"}, r.cpConfig.Policy.Catalogs)
+			assertEnvironments(t, r, "production.yaml", []string{"staging", "stage", "qa", "test", "dev", "development", "sandbox"})
+			pcm := one[*corev1.ConfigMap](t, r.objs, releaseName+"-policy")
+			assert.Contains(t, pcm.Data, "extra.rego")
+			assert.Equal(t, 20000, r.cpConfig.XDS.MaxStreams, "extraConfig reaches the serve config")
+			assert.Equal(t, []string{"10.100.0.10"}, r.dgConfig.DNS.Upstreams)
+			assert.Equal(t, "10.100.0.53", r.cpConfig.Webhook.DNSServer)
+			assert.Equal(t, []string{"169.254.169.254/32"}, r.cpConfig.Webhook.ExcludeCIDRs)
+			mwc := one[*admissionv1.MutatingWebhookConfiguration](t, r.objs, releaseName)
+			assert.Equal(t, "Ignore", string(*mwc.Webhooks[0].FailurePolicy))
+			assert.Equal(t, "/mutate", *mwc.Webhooks[0].ClientConfig.Service.Path)
+			nps := find[*networkingv1.NetworkPolicy](r.objs)
+			require.Len(t, nps, 2)
+			for _, np := range nps {
+				var except []string
+				for _, rule := range np.Spec.Egress {
+					for _, peer := range rule.To {
+						if peer.IPBlock != nil {
+							except = append(except, peer.IPBlock.Except...)
+						}
+					}
+				}
+				assert.ElementsMatch(t, []string{"10.20.0.0/16", "2001:db8:20::/48", "10.244.0.0/16", "10.96.0.0/12"}, except, np.Namespace)
+			}
+			sms := find[*serviceMonitor](r.objs)
+			require.Len(t, sms, 2, "control plane and dnsguard")
+			for _, sm := range sms {
+				var svcs []*corev1.Service
+				for _, s := range find[*corev1.Service](r.objs) {
+					if labelsMatch(sm.Spec.Selector.MatchLabels, s.Labels) {
+						svcs = append(svcs, s)
+					}
+				}
+				require.NotEmpty(t, svcs, "ServiceMonitor %s selects a Service", sm.Name)
+				for _, s := range svcs {
+					assert.True(t, slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == sm.Spec.Endpoints[0].Port }),
+						"Service %s has the port %s that %s scrapes", s.Name, sm.Spec.Endpoints[0].Port, sm.Name)
+				}
+			}
+		}},
+		{name: "udp allowed", values: "networkPolicy: {allowUDP: true}", check: func(t *testing.T, r roles) {
+			np := find[*networkingv1.NetworkPolicy](r.objs)[0]
+			udp := 0
+			for _, rule := range np.Spec.Egress {
+				for _, p := range rule.Ports {
+					if p.Protocol != nil && *p.Protocol == corev1.ProtocolUDP {
+						udp++
+					}
+				}
+			}
+			assert.Greater(t, udp, 1, "UDP beyond DNS")
+		}},
+		{name: "no network policy, no webhook", values: "networkPolicy: {enabled: false}\nwebhook: {enabled: false}", check: func(t *testing.T, r roles) {
+			assert.Empty(t, find[*networkingv1.NetworkPolicy](r.objs))
+			assert.Nil(t, r.cpConfig.Webhook)
+			assert.Empty(t, find[*corev1.Secret](r.objs))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			caps := tc.caps
+			if caps == nil {
+				caps = capabilities()
+			}
+			objs, notes, err := renderChart(t, ch, tc.values, caps)
+			require.NoError(t, err)
+			assert.Contains(t, notes, "egressguard.io/inject=enabled")
+			r := checkManifests(t, objs)
+			tc.check(t, r)
+		})
+	}
+}
+
+// TestChartRejectsBadValues: values that would deploy something broken or
+// unguarded fail the render with a message naming the value.
+func TestChartRejectsBadValues(t *testing.T) {
+	ch := loadChart(t)
+	for _, tc := range []struct {
+		name, values string
+		caps         *chartutil.Capabilities
+		want         string
+	}{
+		{"unknown mode", "mode: audit", nil, `mode: "audit" is not report or enforce`},
+		{"bad failure policy", "webhook: {failurePolicy: Maybe}", nil, "webhook.failurePolicy"},
+		{"dns clusterIP not an IP", "dnsguard: {service: {clusterIP: dnsguard}}", nil, "dnsguard.service.clusterIP"},
+		{"catalog sets environments", "catalog: {files: {a.yaml: \"environments:\\n  production: [prod]\\n\"}}", nil, "catalog.files.a.yaml sets environments"},
+		{"catalog file name", "catalog: {files: {a.yml: \"zones: []\"}}", nil, "catalog.files.a.yml"},
+		{"rego file name", "policy: {files: {a.txt: \"package x\"}}", nil, "policy.files.a.txt"},
+		{"replace default without rego", "policy: {replaceDefault: true}", nil, "policy.replaceDefault"},
+		{"latest tag", "image: {tag: latest}", nil, "image.tag: latest"},
+		{"bad digest", "image: {digest: abc}", nil, "image.digest"},
+		{"cert-manager value", "webhook: {certificate: {certManager: maybe}}", nil, "webhook.certificate.certManager"},
+		{"servicemonitor without the CRD", "serviceMonitor: {enabled: true}", nil, "monitoring.coreos.com/v1"},
+		{"hpa bounds", "controlPlane: {autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 2}}", nil, "maxReplicas is below minReplicas"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			caps := tc.caps
+			if caps == nil {
+				caps = capabilities()
+			}
+			_, _, err := renderChart(t, ch, tc.values, caps)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+// TestChartStrictDecodeCatchesTypos proves the harness fails on the kind of
+// mistakes a template edit makes: a misspelt field, a duplicate field, a
+// value that does not exist, an unknown kind.
+func TestChartStrictDecodeCatchesTypos(t *testing.T) {
+	ch := loadChart(t)
+	dep := templateNamed(t, ch, "templates/controlplane-deployment.yaml")
+	orig := string(dep.Data)
+	for _, tc := range []struct {
+		name, from, to, want string
+	}{
+		{"misspelt field", "readinessProbe:", "readynessProbe:", `unknown field "spec.template.spec.containers[0].readynessProbe"`},
+		{"duplicate field", "      serviceAccountName:", "      automountServiceAccountToken: true\n      serviceAccountName:", `"automountServiceAccountToken" already set`},
+		{"missing value", ".Values.controlPlane.terminationGracePeriodSeconds", ".Values.controlPlane.terminationGracePeriod", "terminationGracePeriod"},
+		{"unknown kind", "kind: Deployment", "kind: Deploymnt", "no API type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.Contains(t, orig, tc.from)
+			dep.Data = []byte(strings.Replace(orig, tc.from, tc.to, 1))
+			defer func() { dep.Data = []byte(orig) }()
+			_, _, err := renderChart(t, ch, "", capabilities())
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	dep.Data = []byte(orig)
+	_, _, err := renderChart(t, ch, "", capabilities())
+	require.NoError(t, err, "the unmodified chart renders")
+}
+
+func templateNamed(t *testing.T, ch *chart.Chart, name string) *chart.File {
+	t.Helper()
+	for _, f := range ch.Templates {
+		if f.Name == name {
+			return f
+		}
+	}
+	t.Fatalf("template %s not found", name)
+	return nil
+}
+
+func labelsMatch(sel, lbls map[string]string) bool {
+	for k, v := range sel {
+		if lbls[k] != v {
+			return false
+		}
+	}
+	return len(sel) > 0
+}
+
+func assertNoUDPBeyondDNS(t *testing.T, np *networkingv1.NetworkPolicy) {
+	t.Helper()
+	for i, rule := range np.Spec.Egress {
+		for _, p := range rule.Ports {
+			if p.Protocol != nil && *p.Protocol == corev1.ProtocolUDP {
+				assert.Equal(t, int32(5353), p.Port.IntVal, "rule %d: UDP only to dnsguard", i)
+				assert.Nil(t, p.EndPort, "rule %d", i)
+			}
+		}
+	}
+}
+
+// assertEnvironments loads the catalog the way serve does (the embedded
+// default first, then each file the config lists, from the ConfigMap) and
+// checks the report list: the policy package's own validation runs on the
+// rendered files, so a malformed catalog fails here.
+func assertEnvironments(t *testing.T, r roles, operatorFile string, wantReport []string) {
+	t.Helper()
+	cm := configMapAt(t, r.objs, &r.cp.Spec.Template, r.cp.Spec.Template.Spec.Containers[0], catalogDir)
+	files := []policy.CatalogFile{policy.DefaultCatalog()}
+	for _, p := range r.cpConfig.Policy.Catalogs {
+		files = append(files, policy.CatalogFile{Name: p, Data: []byte(cm.Data[path.Base(p)])})
+	}
+	if operatorFile != "" {
+		assert.Contains(t, cm.Data, operatorFile)
+	}
+	cat, _, err := policy.BuildCatalog(files, time.Now())
+	require.NoError(t, err)
+	require.NotNil(t, cat.Environments)
+	assert.Equal(t, []string{"production", "prod"}, cat.Environments.Production)
+	assert.ElementsMatch(t, wantReport, cat.Environments.Report)
+}
