@@ -8,7 +8,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,6 +132,7 @@ func BenchmarkXDSADSLoad(b *testing.B) {
 
 	var p50s, p99s, maxs, rebuilds []float64
 	b.ResetTimer()
+	stopProfile := startProfile(b, "server")
 	cpu := startCPU(b)
 	for i := range b.N {
 		old := make([]*xds.Snapshot, n)
@@ -180,6 +183,7 @@ func BenchmarkXDSADSLoad(b *testing.B) {
 	}
 	b.StopTimer()
 	cpu.report(b)
+	stopProfile()
 	b.ReportMetric(median(rebuilds), "rebuild-ms")
 	b.ReportMetric(median(p50s), "p50-updated-ms")
 	b.ReportMetric(median(p99s), "p99-updated-ms")
@@ -188,6 +192,27 @@ func BenchmarkXDSADSLoad(b *testing.B) {
 	b.ReportMetric(rssPerNode, "KiB-rss/node")
 	cancel()
 	<-served
+}
+
+// startProfile writes a CPU profile of the changes only (not the setup) to
+// $XDS_LOAD_PROFILE_DIR/<name>.prof when that variable is set; the returned
+// function stops it.
+func startProfile(tb testing.TB, name string) func() {
+	dir := os.Getenv("XDS_LOAD_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name+".prof"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		tb.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 func routeNames(s *xds.Snapshot) []string { return s.Names(resourcev3.RouteType) }
@@ -375,11 +400,14 @@ func TestXDSLoadClients(t *testing.T) {
 	fmt.Printf("READY %d\n", time.Since(start).Milliseconds())
 
 	want := make([][3]string, n)
+	stopProfile := startProfile(t, "clients") // every change, none of the setup
+	defer stopProfile()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		f := strings.Fields(in.Text())
 		switch {
 		case len(f) == 5 && f[0] == "EXPECT":
+
 			i, _ := strconv.Atoi(f[1])
 			want[i] = [3]string{f[2], f[3], f[4]}
 		case len(f) == 2 && f[0] == "CHECK":

@@ -370,46 +370,84 @@ func (e *Enforcer) Rebuild() {
 			}
 		}
 	}
-	// Build in parallel; the class memo makes each (class, port, target) once.
-	work := make(chan *job)
+	// Nodes that share a snapshot (same class, kind, port and targets) form
+	// a group. Workers build one group's snapshot and publish it to the
+	// group's nodes at once, so the first pushes go out while later classes
+	// are still being built.
+	type group struct {
+		key  string
+		jobs []*job
+	}
+	byKey := map[string]*group{}
+	var groups []*group
+	for _, j := range jobs {
+		if j.err != nil {
+			continue
+		}
+		k := fmt.Sprintf("%s\x00%d\x00%d\x00%s", j.p.Fingerprint(), j.kind, j.port, strings.Join(j.targets, "\n"))
+		g, ok := byKey[k]
+		if !ok {
+			g = &group{key: k}
+			byKey[k] = g
+			groups = append(groups, g)
+		}
+		g.jobs = append(g.jobs, j)
+	}
+	// Biggest groups first: most nodes updated soonest.
+	slices.SortStableFunc(groups, func(a, b *group) int { return len(b.jobs) - len(a.jobs) })
+	failed := 0
+	publish := func(js []*job) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, j := range js {
+			ns := e.nodes[j.id]
+			if ns == nil {
+				continue
+			}
+			ns.workload = j.w
+			if j.err != nil {
+				failed++
+				ns.lastErr = j.err.Error()
+				e.log.Error("cannot build node configuration; the node keeps its last good one",
+					zap.String("node", j.id), zap.Error(j.err))
+				continue
+			}
+			ns.planFP, ns.lastErr, ns.builtAt = j.p.Fingerprint(), "", time.Now()
+			e.cache.SetSnapshot(j.id, j.snap)
+		}
+	}
+	var failedPlans []*job
+	for _, j := range jobs {
+		if j.err != nil {
+			failedPlans = append(failedPlans, j)
+		}
+	}
+	publish(failedPlans)
+	work := make(chan *group)
 	var wg sync.WaitGroup
 	for range max(1, runtime.GOMAXPROCS(0)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range work {
-				j.snap, j.err = classes[j.p.Fingerprint()].snapshot(e, j.kind, j.port, j.targets)
+			for g := range work {
+				j0 := g.jobs[0]
+				snap, err := classes[j0.p.Fingerprint()].snapshot(e, j0.kind, j0.port, j0.targets)
+				for _, j := range g.jobs {
+					j.snap, j.err = snap, err
+				}
+				publish(g.jobs)
 			}
 		}()
 	}
-	for _, j := range jobs {
-		if j.err == nil {
-			work <- j
-		}
+	for _, g := range groups {
+		work <- g
 	}
 	close(work)
 	wg.Wait()
 
-	failed := 0
 	e.mu.Lock()
 	e.classes = classes
 	e.metrics.classes.Set(float64(len(classes)))
-	for _, j := range jobs {
-		ns := e.nodes[j.id]
-		if ns == nil {
-			continue
-		}
-		ns.workload = j.w
-		if j.err != nil {
-			failed++
-			ns.lastErr = j.err.Error()
-			e.log.Error("cannot build node configuration; the node keeps its last good one",
-				zap.String("node", j.id), zap.Error(j.err))
-			continue
-		}
-		ns.planFP, ns.lastErr, ns.builtAt = j.p.Fingerprint(), "", time.Now()
-		e.cache.SetSnapshot(j.id, j.snap)
-	}
 	e.mu.Unlock()
 	result := "success"
 	if failed > 0 {

@@ -53,6 +53,9 @@ func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger) 
 		// buffer goes back to a shared pool after each flush.
 		grpc.ReadBufferSize(4 << 10),
 		grpc.WriteBufferSize(64 << 10),
+		// Resources are marshalled once per snapshot; the codec sends the
+		// shared bytes instead of re-marshalling them per stream.
+		grpc.ForceServerCodecV2(newWireCodec()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
