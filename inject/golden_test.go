@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -92,8 +93,13 @@ func TestGolden(t *testing.T) {
 			if rev.Response.Patch != nil {
 				require.NotNil(t, rev.Response.PatchType)
 				assert.Equal(t, admissionv1.PatchTypeJSONPatch, *rev.Response.PatchType)
-				var ops []any
+				// gomodules.xyz/jsonpatch emits operations on different
+				// object keys in map order, which varies between runs; the
+				// file holds them sorted by path (stable) so it can be
+				// compared and reviewed. The patch as served is applied below.
+				var ops []map[string]any
 				require.NoError(t, json.Unmarshal(rev.Response.Patch, &ops))
+				sort.SliceStable(ops, func(i, j int) bool { return ops[i]["path"].(string) < ops[j]["path"].(string) })
 				patchOut, err = json.MarshalIndent(ops, "", "  ")
 				require.NoError(t, err)
 				patchOut = append(patchOut, '\n')
@@ -106,7 +112,11 @@ func TestGolden(t *testing.T) {
 			}
 			pod, err := DecodePod(patched) // strict: unknown fields fail
 			require.NoError(t, err)
-			podOut := toYAML(t, patched)
+			// Rendered from the decoded pod: the patched document's key
+			// order follows the (varying) operation order.
+			podJSON, err := json.Marshal(pod)
+			require.NoError(t, err)
+			podOut := toYAML(t, podJSON)
 
 			// Idempotency: the patched pod gets no patch the second time.
 			again := in.DeepCopy()

@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -13,30 +12,27 @@ import (
 )
 
 // CreatePatch returns the JSON patch (RFC 6902) that turns the pod in raw
-// (the admission request's object, exactly as the API server sent it) into
-// mutated, or nil when there is nothing to change.
+// (the admission request's object, exactly as the API server sent it, and
+// which decoded to original) into mutated, or nil when mutated does not
+// differ from original.
 //
 // The patch is computed by gomodules.xyz/jsonpatch (the library
-// controller-runtime uses) between the original pod re-encoded from its
-// decoded form and the mutated pod, so the operations touch only what
-// injection changed, never the API server's encoding choices. It is then
+// controller-runtime uses) from raw itself, so every operation applies to
+// the document the API server will patch; the pod was decoded strictly, so
+// raw holds no field the mutated pod's encoding could drop. It is then
 // checked with a second implementation, github.com/evanphx/json-patch (the
-// API server's own): applied to raw itself, decoded strictly, it must give
-// a pod semantically equal to mutated. Any difference is an error: the
-// handler answers HTTP 500 and the webhook's failurePolicy decides.
+// API server's own): applied to raw, decoded strictly, it must give a pod
+// semantically equal to mutated. Any difference is an error: the handler
+// answers HTTP 500 and the webhook's failurePolicy decides.
 func CreatePatch(raw []byte, original, mutated *corev1.Pod) ([]byte, error) {
-	from, err := json.Marshal(original)
-	if err != nil {
-		return nil, fmt.Errorf("inject: patch: encode original: %w", err)
+	if original == mutated || equality.Semantic.DeepEqual(original, mutated) {
+		return nil, nil
 	}
 	to, err := json.Marshal(mutated)
 	if err != nil {
 		return nil, fmt.Errorf("inject: patch: encode mutated: %w", err)
 	}
-	if bytes.Equal(from, to) {
-		return nil, nil
-	}
-	ops, err := gjsonpatch.CreatePatch(from, to)
+	ops, err := gjsonpatch.CreatePatch(raw, to)
 	if err != nil {
 		return nil, fmt.Errorf("inject: patch: create: %w", err)
 	}
