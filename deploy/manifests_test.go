@@ -42,8 +42,8 @@ func (o object) String() string {
 // carries only the fields the manifests set; decoding is strict, so a field
 // the struct does not know (a typo, or a new field nobody checked) fails.
 var extraKinds = map[schema.GroupVersionKind]func() any{
-	{Group: "cert-manager.io", Version: "v1", Kind: "Issuer"}:              func() any { return &cmIssuer{} },
-	{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}:         func() any { return &cmCertificate{} },
+	{Group: "cert-manager.io", Version: "v1", Kind: "Issuer"}:               func() any { return &cmIssuer{} },
+	{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}:          func() any { return &cmCertificate{} },
 	{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}: func() any { return &serviceMonitor{} },
 }
 
