@@ -36,49 +36,75 @@ type choice struct {
 	catchAll bool
 }
 
-// routeTable builds the one HTTP route configuration every plaintext HTTP
-// filter chain uses, and reports whether its routes depend on CellHeader.
+// routeLayout is how one route configuration covering some destination
+// ports groups the host patterns of their tables: computed once, then
+// counted (routeTables compares layouts) and built.
+type routeLayout struct {
+	ports []uint16
+	// sameCatch: every cell of every port gives a name no rule lists the
+	// same verdict (uniform); otherwise the catch-all routes on the cell.
+	sameCatch bool
+	uniform   verdict
+	order     []*vgroup
+	// size is the number of host routes the configuration will have.
+	size int
+}
+
+// portChoice is what a pattern answers on one port, where that differs
+// from the default port.
+type portChoice struct {
+	port uint16
+	c    choice
+}
+
+// vgroup is a set of patterns that answer the same on every port: one
+// virtual host.
+type vgroup struct {
+	base    choice
+	diffs   []portChoice
+	domains []string
+}
+
+// catchAllOf is what a name no host rule lists gets on a port in a cell.
+func (b *sidecarBuilder) catchAllOf(tables map[uint16]table, port uint16, g ipGroup) verdict {
+	if star, ok := tables[port].hosts["*"]; ok {
+		return verdictOf(b.p, star)
+	}
+	return g.fallback
+}
+
+// layout groups the union of the ports' host patterns by what they answer
+// on every port.
 //
 // Host rules beat CIDR rules, but Envoy picks the filter chain (and so the
 // destination port and IP cell) before HTTP routing; and a virtual host,
-// once picked, does not fall back to a less specific one. So the table is
-// the union of every port's host patterns, each virtual host answering
-// what plan.Decide answers for its patterns on each port: one route when
-// every port agrees (nearly always: a virtual host is then shared by every
-// class using the rule), otherwise routes on the port part of CellHeader
-// first and, where no host rule applies on a port, on the whole cell. The
-// "*" catch-all does the same for names no rule lists. A cell-routed
-// virtual host ends in a fail-closed deny.
-//
-// It returns the route configuration (named name, not yet added to the
-// builder), whether it routes on CellHeader, and its number of host routes
-// (the size measure routeTables compares).
-//
-// With sizeOnly it only counts: it returns a nil configuration and the
-// number of host routes it would have.
-func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup, sizeOnly bool) (*routev3.RouteConfiguration, bool, int) {
-	// What a name no host rule lists gets, per port and cell.
-	catchAllOf := func(port uint16, g ipGroup) verdict {
-		if star, ok := tables[port].hosts["*"]; ok {
-			return verdictOf(b.p, star)
-		}
-		return g.fallback
-	}
-	var uniform *verdict
-	sameCatch := true
+// once picked, does not fall back to a less specific one. So a table
+// covering several ports has the union of their host patterns, each
+// virtual host answering what plan.Decide answers for its patterns on each
+// port: one route when every port agrees (nearly always: a virtual host is
+// then shared by every class using the rule), otherwise routes on the port
+// part of CellHeader first and, where no host rule applies on a port, on
+// the whole cell. The "*" catch-all does the same for names no rule lists.
+// A cell-routed virtual host ends in a fail-closed deny.
+func (b *sidecarBuilder) layout(ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup) *routeLayout {
+	l := &routeLayout{ports: ports, sameCatch: true}
+	first := true
 	for _, port := range ports {
 		for _, g := range groups[port] {
-			v := catchAllOf(port, g)
-			if uniform == nil {
-				uniform = &v
+			v := b.catchAllOf(tables, port, g)
+			if first {
+				l.uniform, first = v, false
 			}
-			sameCatch = sameCatch && v == *uniform
+			l.sameCatch = l.sameCatch && v == l.uniform
 		}
 	}
-	cellRouted := !sameCatch
 
 	// The union of host patterns, sorted.
-	var union []string
+	n := 0
+	for _, port := range ports {
+		n += len(tables[port].order)
+	}
+	union := make([]string, 0, n)
 	for _, port := range ports {
 		union = append(union, tables[port].order...)
 	}
@@ -96,21 +122,12 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 		if star, ok := t.hosts["*"]; ok {
 			return choice{v: verdictOf(b.p, star)}
 		}
-		if sameCatch {
-			return choice{v: *uniform}
+		if l.sameCatch {
+			return choice{v: l.uniform}
 		}
 		return choice{catchAll: true}
 	}
 
-	type portChoice struct {
-		port uint16
-		c    choice
-	}
-	type vgroup struct {
-		base    choice
-		diffs   []portChoice
-		domains []string
-	}
 	defaultPort := ports[len(ports)-1] // 0: every port no rule names
 	// Patterns group by what they answer on every port; diffs (rare) are
 	// keyed by their description, pointers included.
@@ -118,8 +135,8 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 		base  choice
 		diffs string
 	}
-	byKey := map[groupKey]*vgroup{}
-	var order []*vgroup
+	byKey := make(map[groupKey]*vgroup, len(union))
+	l.order = make([]*vgroup, 0, len(union))
 	var key strings.Builder
 	for _, pattern := range union {
 		if pattern == "*" {
@@ -144,34 +161,37 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 		if !ok {
 			g = &vgroup{base: base, diffs: diffs}
 			byKey[k] = g
-			order = append(order, g)
+			l.order = append(l.order, g)
 		}
 		g.domains = append(g.domains, pattern)
 	}
-	if sizeOnly {
-		size := 0
-		for _, g := range order {
-			for _, d := range g.diffs {
-				if d.c.catchAll {
-					size += len(groups[d.port])
-				} else {
-					size++
-				}
-			}
-			if g.base.catchAll {
-				size += len(groups[defaultPort]) + 1
+	for _, g := range l.order {
+		for _, d := range g.diffs {
+			if d.c.catchAll {
+				l.size += len(groups[d.port])
 			} else {
-				size++
+				l.size++
 			}
 		}
-		return nil, cellRouted, size
+		if g.base.catchAll {
+			l.size += len(groups[defaultPort]) + 1
+		} else {
+			l.size++
+		}
 	}
+	return l
+}
 
+// routeTable builds the route configuration (named name, not yet added to
+// the builder) of a layout, and reports whether it routes on CellHeader.
+func (b *sidecarBuilder) routeTable(name string, l *routeLayout, tables map[uint16]table, groups map[uint16][]ipGroup) (*routev3.RouteConfiguration, bool) {
+	ports := l.ports
+	defaultPort := ports[len(ports)-1]
 	// cellRoutes routes every cell of a port to its catch-all verdict.
 	cellRoutes := func(port uint16) []*routev3.Route {
 		var out []*routev3.Route
 		for _, g := range groups[port] {
-			v := catchAllOf(port, g)
+			v := b.catchAllOf(tables, port, g)
 			b.registerClusters(v)
 			out = append(out, withHeader(httpRoute(v), exactMatch(cellValue(port, g))))
 		}
@@ -186,9 +206,9 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 		name string
 		vh   *routev3.VirtualHost
 	}
-	vhosts := make([]named, 0, len(order)+1)
-	used := map[string]bool{}
-	for _, g := range order {
+	vhosts := make([]named, 0, len(l.order)+1)
+	used := make(map[string]bool, len(l.order))
+	for _, g := range l.order {
 		b.registerClusters(g.base.v)
 		for _, d := range g.diffs {
 			b.registerClusters(d.c.v)
@@ -234,15 +254,13 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 	}
 	slices.SortFunc(vhosts, func(a, c named) int { return strings.Compare(a.name, c.name) })
 
-	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false)}
-	size := 0
+	rc := &routev3.RouteConfiguration{Name: name, ValidateClusters: wrapperspb.Bool(false), VirtualHosts: make([]*routev3.VirtualHost, 0, len(vhosts)+1)}
 	for _, v := range vhosts {
 		rc.VirtualHosts = append(rc.VirtualHosts, v.vh)
-		size += len(v.vh.Routes)
 	}
-	if sameCatch {
-		b.registerClusters(*uniform)
-		rc.VirtualHosts = append(rc.VirtualHosts, virtualHost("catch-all", []string{"*"}, *uniform))
+	if l.sameCatch {
+		b.registerClusters(l.uniform)
+		rc.VirtualHosts = append(rc.VirtualHosts, virtualHost("catch-all", []string{"*"}, l.uniform))
 	} else {
 		var routes []*routev3.Route
 		for _, port := range ports {
@@ -251,42 +269,44 @@ func (b *sidecarBuilder) routeTable(name string, ports []uint16, tables map[uint
 		routes = append(routes, failClosed())
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "catch-all", Domains: []string{"*"}, Routes: routes})
 	}
+	cellRouted := !l.sameCatch
 	if cellRouted || hasPortRoutes(rc) {
 		cellRouted = true
 		rc.RequestHeadersToRemove = []string{CellHeader}
 	}
-	return rc, cellRouted, size
+	return rc, cellRouted
 }
 
 // routeTables adds the sidecar's HTTP route configurations to the builder
 // and returns, per destination port, the one its chains use and whether it
-// routes on CellHeader. One table for every port (routeTable) is usually
-// smallest; but where port-specific host rules would fall through to many
-// distinct CIDR cells on the other ports, one table per port is smaller,
-// and the smaller layout (counted in routes) is served.
+// routes on CellHeader. One table for every port is usually smallest; but
+// where port-specific host rules would fall through to many distinct CIDR
+// cells on the other ports, one table per port is smaller, and the smaller
+// layout (counted in routes) is served.
 func (b *sidecarBuilder) routeTables(ports []uint16, tables map[uint16]table, groups map[uint16][]ipGroup) map[uint16]portRoutes {
 	out := make(map[uint16]portRoutes, len(ports))
+	merged := b.layout(ports, tables, groups)
 	if len(ports) > 1 {
-		// Count both layouts, build the smaller.
-		_, _, size := b.routeTable(HTTPRouteConfigName, ports, tables, groups, true)
+		// Lay out both, build the smaller.
+		perPort := make([]*routeLayout, len(ports))
 		total := 0
-		for _, port := range ports {
-			_, _, n := b.routeTable("", []uint16{port}, tables, groups, true)
-			total += n
+		for i, port := range ports {
+			perPort[i] = b.layout([]uint16{port}, tables, groups)
+			total += perPort[i].size
 		}
-		if total < size {
-			for _, port := range ports {
-				rc, routed, _ := b.routeTable(HTTPRouteConfigName+"|port="+portLabel(port), []uint16{port}, tables, groups, false)
+		if total < merged.size {
+			for i, port := range ports {
+				rc, routed := b.routeTable(HTTPRouteConfigName+"|port="+portLabel(port), perPort[i], tables, groups)
 				b.routes[rc.Name] = rc
 				out[port] = portRoutes{rc.Name, routed}
 			}
 			return out
 		}
 	}
-	merged, routed, _ := b.routeTable(HTTPRouteConfigName, ports, tables, groups, false)
-	b.routes[merged.Name] = merged
+	rc, routed := b.routeTable(HTTPRouteConfigName, merged, tables, groups)
+	b.routes[rc.Name] = rc
 	for _, port := range ports {
-		out[port] = portRoutes{merged.Name, routed}
+		out[port] = portRoutes{rc.Name, routed}
 	}
 	return out
 }

@@ -28,6 +28,9 @@ func Validate(r *Resources) error { return validateWith(r, nil) }
 func validateWith(r *Resources, vhc *vhostCache) error {
 	var errs []error
 	ac := &anyChecker{}
+	if vhc != nil {
+		ac.shared = &vhc.anys
+	}
 	for _, l := range r.Listeners {
 		if err := ac.validate(l, "listener "+l.Name); err != nil {
 			errs = append(errs, err)
@@ -104,9 +107,39 @@ func validateDeep(m proto.Message, path string) error {
 
 // anyChecker validates messages and the Anys inside them, remembering the
 // Anys (type and bytes) that passed: a listener repeats the same packed
-// configuration (routers, access loggers, inspectors) in many chains.
+// configuration (routers, access loggers, inspectors) in many chains, and
+// the classes of one policy version repeat the same chains (shared: the
+// enforcer's memo for the policy version, kept in its vhostCache).
 type anyChecker struct {
-	ok map[string]bool
+	ok     map[string]bool
+	shared *anyMemo
+}
+
+// anyMemo remembers Anys (type URL and bytes) that passed deep validation,
+// for all the classes built from one policy version.
+type anyMemo struct {
+	mu sync.Mutex
+	ok map[string]map[string]bool // type URL → value bytes
+}
+
+func (m *anyMemo) has(a *anypb.Any) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ok[a.GetTypeUrl()][string(a.GetValue())]
+}
+
+func (m *anyMemo) add(a *anypb.Any) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ok == nil {
+		m.ok = map[string]map[string]bool{}
+	}
+	byValue := m.ok[a.GetTypeUrl()]
+	if byValue == nil {
+		byValue = map[string]bool{}
+		m.ok[a.GetTypeUrl()] = byValue
+	}
+	byValue[string(a.GetValue())] = true
 }
 
 func (c *anyChecker) validate(m proto.Message, path string) error {
@@ -119,6 +152,13 @@ func (c *anyChecker) validate(m proto.Message, path string) error {
 	walkAnys(m.ProtoReflect(), path, func(a *anypb.Any, at string) {
 		key := a.GetTypeUrl() + "\x00" + string(a.GetValue())
 		if c.ok[key] {
+			return
+		}
+		if c.shared != nil && c.shared.has(a) {
+			if c.ok == nil {
+				c.ok = map[string]bool{}
+			}
+			c.ok[key] = true
 			return
 		}
 		inner, err := a.UnmarshalNew()
@@ -134,6 +174,9 @@ func (c *anyChecker) validate(m proto.Message, path string) error {
 			c.ok = map[string]bool{}
 		}
 		c.ok[key] = true
+		if c.shared != nil {
+			c.shared.add(a)
+		}
 	})
 	return errors.Join(errs...)
 }

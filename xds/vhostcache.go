@@ -34,6 +34,10 @@ type vhostEntry struct {
 type vhostCache struct {
 	eager bool
 
+	// anys remembers the Anys that passed deep validation for the same
+	// policy version (validateWith).
+	anys anyMemo
+
 	mu    sync.Mutex
 	byKey map[vhostKey]*vhostEntry
 	byPtr map[*routev3.VirtualHost]*vhostEntry
