@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/egressguard/egressguard/dnsguard"
+	"github.com/egressguard/egressguard/inject"
 	"github.com/egressguard/egressguard/xds"
 )
 
@@ -43,9 +44,9 @@ const (
 // serveConfig is the `egressguard serve --config` file as the contract in
 // the issue #7 brief defines it, decoded strictly (yaml.v3 KnownFields, as
 // serve does). The dns and xds sections are the packages' own Config types,
-// so a key those packages do not know fails here too. The inventory and
-// webhook sections follow the brief (inventory.source/kubernetes and
-// inject.Config's keys); cmd/egressguard wires them.
+// and so is the webhook section (inject.Config), so a key those packages do
+// not know fails here too. The inventory section follows the brief
+// (inventory.source, inventory.kubernetes); cmd/egressguard wires it.
 type serveConfig struct {
 	Policy struct {
 		Catalogs       []string `yaml:"catalogs"`
@@ -62,21 +63,7 @@ type serveConfig struct {
 			DefaultEnvironment string `yaml:"default_environment"`
 		} `yaml:"kubernetes"`
 	} `yaml:"inventory"`
-	Webhook *struct {
-		Listen        string   `yaml:"listen"`
-		CertFile      string   `yaml:"cert_file"`
-		KeyFile       string   `yaml:"key_file"`
-		SidecarImage  string   `yaml:"sidecar_image"`
-		InitImage     string   `yaml:"init_image"`
-		XDSAddress    string   `yaml:"xds_address"`
-		DNSServer     string   `yaml:"dns_server"`
-		OutboundPort  int      `yaml:"outbound_port"`
-		ProxyUID      int      `yaml:"proxy_uid"`
-		ExcludeCIDRs  []string `yaml:"exclude_cidrs"`
-		ClusterDomain string   `yaml:"cluster_domain"`
-		SidecarCPU    string   `yaml:"sidecar_cpu"`
-		SidecarMemory string   `yaml:"sidecar_memory"`
-	} `yaml:"webhook"`
+	Webhook *inject.Config `yaml:"webhook"`
 	DNS   dnsguard.Config `yaml:"dns"`
 	XDS   xds.Config      `yaml:"xds"`
 	Admin struct {
@@ -98,6 +85,16 @@ type serveConfig struct {
 // defaults (as serve does) and validates the dns/xds sections that are on.
 func parseServeConfig(name, text string) (*serveConfig, error) {
 	c := &serveConfig{DNS: dnsguard.Defaults(), XDS: xds.Defaults()}
+	var wh struct {
+		Webhook *yaml.Node `yaml:"webhook"`
+	}
+	if err := yaml.Unmarshal([]byte(text), &wh); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if wh.Webhook != nil {
+		d := inject.Defaults()
+		c.Webhook = &d
+	}
 	dec := yaml.NewDecoder(bytes.NewReader([]byte(text)))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
@@ -118,8 +115,8 @@ func parseServeConfig(name, text string) (*serveConfig, error) {
 		errs = append(errs, fmt.Errorf("%s: inventory.source is %q, want kubernetes", name, c.Inventory.Source))
 	}
 	if c.Webhook != nil && c.Webhook.Listen != "" {
-		if _, err := netip.ParseAddr(c.Webhook.DNSServer); err != nil {
-			errs = append(errs, fmt.Errorf("%s: webhook.dns_server: %w", name, err))
+		if err := c.Webhook.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: webhook: %w", name, err))
 		}
 	}
 	return c, errors.Join(errs...)
@@ -471,7 +468,7 @@ func checkWebhook(t *testing.T, objs []object, r roles) {
 	assert.Equal(t, c.Image, w.InitImage, "the init container runs the same egressguard image")
 	assertPinned(t, "webhook.sidecar_image", w.SidecarImage)
 	assertPinned(t, "webhook.init_image", w.InitImage)
-	assert.Equal(t, int(r.cpConfig.XDS.OutboundPort), w.OutboundPort, "xds and webhook agree on the outbound port")
+	assert.Equal(t, r.cpConfig.XDS.OutboundPort, w.OutboundPort, "xds and webhook agree on the outbound port")
 }
 
 func servicePortFor(t *testing.T, svc *corev1.Service, c corev1.Container, portName string) int32 {

@@ -20,6 +20,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 
+	"github.com/egressguard/egressguard/inject"
 	"github.com/egressguard/egressguard/policy"
 )
 
@@ -108,11 +109,13 @@ func TestChartRenders(t *testing.T) {
 			assert.Empty(t, find[*serviceMonitor](r.objs))
 			mwc := one[*admissionv1.MutatingWebhookConfiguration](t, r.objs, releaseName)
 			assert.Equal(t, "Fail", string(*mwc.Webhooks[0].FailurePolicy), "fail closed by default")
-			assert.Equal(t, "/inject", *mwc.Webhooks[0].ClientConfig.Service.Path)
+			assert.Equal(t, "/mutate", *mwc.Webhooks[0].ClientConfig.Service.Path)
 			assert.Equal(t, "egressguard.egressguard.svc:18000", r.cpConfig.Webhook.XDSAddress, "the brief's default xds_address")
 			assert.Equal(t, "10.96.0.53", r.cpConfig.Webhook.DNSServer)
-			assert.Equal(t, 1337, r.cpConfig.Webhook.ProxyUID)
-			assert.Equal(t, 15001, r.cpConfig.Webhook.OutboundPort)
+			assert.Equal(t, inject.DefaultSidecarImage, r.cpConfig.Webhook.SidecarImage, "the chart pins the Envoy the webhook is built for")
+			assert.True(t, strings.HasPrefix(r.cpConfig.Webhook.InitImage, inject.DefaultInitImageRepository+":"))
+			assert.Equal(t, int64(1337), r.cpConfig.Webhook.ProxyUID)
+			assert.Equal(t, uint32(15001), r.cpConfig.Webhook.OutboundPort)
 			nps := find[*networkingv1.NetworkPolicy](r.objs)
 			require.Len(t, nps, 1)
 			assert.Equal(t, "staging", nps[0].Namespace)
@@ -167,7 +170,7 @@ policy:
       import rego.v1
       x := 1
 image: {digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
-webhook: {failurePolicy: Ignore, path: /mutate, excludeCIDRs: [169.254.169.254/32]}
+webhook: {failurePolicy: Ignore, path: /inject/v1, excludeCIDRs: [169.254.169.254/32]}
 networkPolicy:
   namespaces: [staging, qa]
   productionCIDRs: [10.20.0.0/16, "2001:db8:20::/48"]
@@ -190,7 +193,7 @@ dnsguard:
 			assert.Equal(t, []string{"169.254.169.254/32"}, r.cpConfig.Webhook.ExcludeCIDRs)
 			mwc := one[*admissionv1.MutatingWebhookConfiguration](t, r.objs, releaseName)
 			assert.Equal(t, "Ignore", string(*mwc.Webhooks[0].FailurePolicy))
-			assert.Equal(t, "/mutate", *mwc.Webhooks[0].ClientConfig.Service.Path)
+			assert.Equal(t, "/inject/v1", *mwc.Webhooks[0].ClientConfig.Service.Path)
 			nps := find[*networkingv1.NetworkPolicy](r.objs)
 			require.Len(t, nps, 2)
 			for _, np := range nps {
