@@ -63,10 +63,10 @@ type serveConfig struct {
 			DefaultEnvironment string `yaml:"default_environment"`
 		} `yaml:"kubernetes"`
 	} `yaml:"inventory"`
-	Webhook *inject.Config `yaml:"webhook"`
-	DNS   dnsguard.Config `yaml:"dns"`
-	XDS   xds.Config      `yaml:"xds"`
-	Admin struct {
+	Webhook *inject.Config  `yaml:"webhook"`
+	DNS     dnsguard.Config `yaml:"dns"`
+	XDS     xds.Config      `yaml:"xds"`
+	Admin   struct {
 		Listen string `yaml:"listen"`
 	} `yaml:"admin"`
 	Decisions struct {
