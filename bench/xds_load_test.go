@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/xds"
@@ -241,14 +242,16 @@ func rssKiB(tb testing.TB) int64 {
 }
 
 // loadStream is one fake Envoy: it subscribes to CDS and LDS (wildcard) and
-// to the route configurations its listener names, ACKs every response and
-// remembers when each version arrived.
+// to the route configurations its listener names, ACKs every response,
+// remembers when each version arrived and, like Envoy, holds the resources
+// it accepted until the next version replaces them.
 type loadStream struct {
 	node string
 
 	mu      sync.Mutex
 	history [3][]seen
 	count   int
+	held    [3][]*anypb.Any
 }
 
 type seen struct {
@@ -281,6 +284,7 @@ func (s *loadStream) run(ctx context.Context, conn *grpc.ClientConn) error {
 			s.mu.Lock()
 			s.history[t] = append(s.history[t], seen{resp.GetVersionInfo(), now})
 			s.count++
+			s.held[t] = resp.GetResources()
 			s.mu.Unlock()
 		}
 		ack := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(),
