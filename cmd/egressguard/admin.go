@@ -14,7 +14,7 @@ import (
 func (g *guard) adminHandler() http.Handler {
 	o := admin.Options{
 		Registry:  g.reg,
-		Ready:     g.ready.Load,
+		Ready:     g.isReady,
 		Policy:    g.engine.Status,
 		Decisions: g.ring,
 		Recorder:  g.rec,
@@ -33,9 +33,9 @@ func (g *guard) adminHandler() http.Handler {
 func (g *guard) requestWorkload(r *http.Request) (*inventory.Workload, error) {
 	s := r.URL.Query().Get("workload")
 	if strings.TrimSpace(s) == "" {
-		s = "env=" + g.invs.Current().DefaultEnvironment()
+		s = "env=" + g.inv.Current().DefaultEnvironment()
 	}
-	return parseWorkload(s, g.invs.Current())
+	return parseWorkload(s, g.inv.Current())
 }
 
 // apiPlan answers "what is this workload class's plan?": the effective match

@@ -9,10 +9,14 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/egressguard/egressguard/dnsguard"
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/inventory/kube"
 	"github.com/egressguard/egressguard/xds"
 )
 
@@ -45,9 +49,48 @@ type policySection struct {
 }
 
 type inventorySection struct {
-	// File is a static inventory; empty means every source is the default
-	// (staging) workload.
+	// Source is where workloads come from: "file" (File, the default when
+	// File is set), "kubernetes" (pods and namespaces through client-go),
+	// or "" with no File: every caller is the default (staging) workload.
+	Source string `yaml:"source"`
+	// File is a static inventory.
 	File string `yaml:"file"`
+	// Kubernetes configures source kubernetes.
+	Kubernetes kubeSection `yaml:"kubernetes"`
+}
+
+// Inventory sources.
+const (
+	inventoryFile       = "file"
+	inventoryKubernetes = "kubernetes"
+)
+
+// source is the effective inventory source.
+func (s *inventorySection) source() string {
+	if s.Source == "" && s.File != "" {
+		return inventoryFile
+	}
+	return s.Source
+}
+
+type kubeSection struct {
+	// Kubeconfig is a kubeconfig file; empty means the in-cluster service
+	// account (then $KUBECONFIG when not in a cluster).
+	Kubeconfig string `yaml:"kubeconfig"`
+	// NodeName limits the inventory to pods on one node (a node-local
+	// dnsguard: set it from the downward API's spec.nodeName).
+	NodeName string `yaml:"node_name"`
+	// ClusterDomain is used in sidecar node IDs.
+	ClusterDomain string `yaml:"cluster_domain"`
+	// DefaultEnvironment is the environment of pods and namespaces without
+	// the egressguard.io/environment label, and of unknown callers.
+	DefaultEnvironment string `yaml:"default_environment"`
+	// SyncTimeout bounds the wait for the first list of pods and
+	// namespaces; serve exits when it passes (the pod restarts).
+	SyncTimeout time.Duration `yaml:"sync_timeout"`
+
+	// client, when set (tests), is used instead of building one.
+	client kubernetes.Interface
 }
 
 type adminSection struct {
@@ -72,6 +115,11 @@ func defaultServeConfig() serveConfig {
 		DNS:       dnsguard.Defaults(),
 		XDS:       xds.Defaults(),
 		Admin:     adminSection{Listen: "127.0.0.1:9901"},
+		Inventory: inventorySection{Kubernetes: kubeSection{
+			ClusterDomain:      kube.DefaultClusterDomain,
+			DefaultEnvironment: inventory.DefaultEnvironment,
+			SyncTimeout:        kube.DefaultSyncTimeout,
+		}},
 		Decisions: decisionsSection{MaxBytes: 64 << 20, MaxFiles: 5, Recent: 1000},
 		Log:       logSection{Level: "info", Format: "console"},
 	}
@@ -150,6 +198,7 @@ func (c *serveConfig) validate() error {
 			errs = append(errs, fmt.Errorf("admin.listen: %w", err))
 		}
 	}
+	errs = append(errs, c.Inventory.validate()...)
 	if c.Decisions.File != "" && c.Decisions.File != "-" {
 		if c.Decisions.MaxBytes < 4096 {
 			errs = append(errs, fmt.Errorf("decisions.max_bytes: %d is below the minimum of 4096", c.Decisions.MaxBytes))
@@ -165,4 +214,32 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, fmt.Errorf("decisions.recent: must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+func (s *inventorySection) validate() []error {
+	var errs []error
+	switch s.source() {
+	case "":
+	case inventoryFile:
+		if s.File == "" {
+			errs = append(errs, errors.New("inventory.file: required with inventory.source file"))
+		}
+	case inventoryKubernetes:
+		if s.File != "" {
+			errs = append(errs, fmt.Errorf("inventory.file: %q is set, but inventory.source is kubernetes: use one source", s.File))
+		}
+		k := s.Kubernetes
+		if k.ClusterDomain == "" || strings.ContainsAny(k.ClusterDomain, " /:") {
+			errs = append(errs, fmt.Errorf("inventory.kubernetes.cluster_domain: %q is not a DNS domain", k.ClusterDomain))
+		}
+		if k.DefaultEnvironment == "" {
+			errs = append(errs, errors.New("inventory.kubernetes.default_environment: must not be empty"))
+		}
+		if k.SyncTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("inventory.kubernetes.sync_timeout: %s must be positive", k.SyncTimeout))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("inventory.source: %q is not one of file, kubernetes", s.Source))
+	}
+	return errs
 }

@@ -17,11 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
+	"k8s.io/klog/v2"
 
 	"github.com/egressguard/egressguard/dnsguard"
 	"github.com/egressguard/egressguard/internal/admin"
 	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/inventory/kube"
 	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/xds"
@@ -36,6 +39,8 @@ type serveFlags struct {
 	upstreams   []string
 	xdsListen   string
 	adminListen string
+	invSource   string
+	kubeconfig  string
 	decisions   string
 	sets        []string
 }
@@ -66,6 +71,9 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 				return err
 			}
 			ro.log = log
+			// client-go logs through klog's process-wide logger: send it to
+			// ours so a JSON log stays JSON.
+			klog.SetLogger(zapr.NewLogger(log.Named("client-go")))
 			return serve(cmd.Context(), log, cfg, nil)
 		},
 	}
@@ -74,6 +82,8 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 	f.StringVar(&o.dnsListen, "dns-listen", "", "DNS listen address, UDP and TCP (default 127.0.0.1:5353; port 0 picks one)")
 	f.StringArrayVar(&o.upstreams, "upstream", nil, "DNS upstream `ADDR` (repeatable; default: /etc/resolv.conf)")
 	f.StringVar(&o.xdsListen, "xds-listen", "", "xDS gRPC listen address (default 127.0.0.1:18000)")
+	f.StringVar(&o.invSource, "inventory-source", "", "where workloads come from: file (--inventory) or kubernetes (pods and namespaces)")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `FILE` for --inventory-source kubernetes (default: in-cluster, then $KUBECONFIG)")
 	f.StringVar(&o.adminListen, "admin-listen", "", "admin HTTP listen address (default 127.0.0.1:9901)")
 	f.StringVar(&o.decisions, "decisions-file", "", "write decision records as JSON lines to `FILE` (\"-\" for stdout)")
 	f.StringArrayVar(&o.sets, "set", nil, "set any config key, `SECTION.KEY=VALUE` (YAML value; repeatable), e.g. dns.cache_size=50000")
@@ -110,6 +120,12 @@ func (o *serveFlags) resolve(cmd *cobra.Command, ro *rootOptions) (serveConfig, 
 	if f.Changed("xds-listen") {
 		cfg.XDS.Listen = o.xdsListen
 	}
+	if f.Changed("inventory-source") {
+		cfg.Inventory.Source = o.invSource
+	}
+	if f.Changed("kubeconfig") {
+		cfg.Inventory.Kubernetes.Kubeconfig = o.kubeconfig
+	}
 	if f.Changed("admin-listen") {
 		cfg.Admin.Listen = o.adminListen
 	}
@@ -131,8 +147,10 @@ type guard struct {
 	cfg     serveConfig
 	reg     *prometheus.Registry
 	engine  *policy.Engine
-	invs    *inventory.Store
-	invw    *inventory.Watcher
+	inv     inventory.Source   // what dns and xds read: invs or kube
+	invs    *inventory.Store   // source file (or none)
+	invw    *inventory.Watcher // source file
+	kube    *kube.Source       // source kubernetes
 	ring    *decisionlog.Ring
 	rec     *admin.Recorder
 	sink    decisionlog.Sink
@@ -160,16 +178,25 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 	}
 	g.engine = eng
 
-	snap := inventory.Empty(inventory.DefaultEnvironment)
-	if cfg.Inventory.File != "" {
-		if snap, err = inventory.LoadFile(cfg.Inventory.File); err != nil {
-			errs = append(errs, fmt.Errorf("inventory: %w", err))
+	switch cfg.Inventory.source() {
+	case inventoryKubernetes:
+		if g.kube, err = newKubeSource(cfg.Inventory.Kubernetes, log, g.reg); err != nil {
+			errs = append(errs, err)
 		}
-	}
-	g.invs = inventory.NewStore(snap)
-	if cfg.Inventory.File != "" {
-		g.invw = inventory.NewWatcher(cfg.Inventory.File, g.invs, log.Named("inventory"),
-			inventory.WatcherOptions{Metrics: inventory.NewMetrics(g.reg)})
+		g.inv = g.kube
+	default:
+		snap := inventory.Empty(inventory.DefaultEnvironment)
+		if cfg.Inventory.File != "" {
+			if snap, err = inventory.LoadFile(cfg.Inventory.File); err != nil {
+				errs = append(errs, fmt.Errorf("inventory: %w", err))
+			}
+		}
+		g.invs = inventory.NewStore(snap)
+		g.inv = g.invs
+		if cfg.Inventory.File != "" {
+			g.invw = inventory.NewWatcher(cfg.Inventory.File, g.invs, log.Named("inventory"),
+				inventory.WatcherOptions{Metrics: inventory.NewMetrics(g.reg)})
+		}
 	}
 
 	dm := decisionlog.NewMetrics(g.reg)
@@ -195,12 +222,12 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 	}
 
 	if cfg.DNS.Listen != "" {
-		if g.dns, err = dnsguard.New(cfg.DNS, eng, g.invs, g.sink, log.Named("dnsguard"), g.reg); err != nil {
+		if g.dns, err = dnsguard.New(cfg.DNS, eng, g.inv, g.sink, log.Named("dnsguard"), g.reg); err != nil {
 			errs = append(errs, fmt.Errorf("dns: %w", err))
 		}
 	}
 	if cfg.XDS.Listen != "" {
-		if g.enf, err = xds.NewEnforcer(eng, g.invs, cfg.XDS, log.Named("xds"), xds.NewMetrics(g.reg)); err != nil {
+		if g.enf, err = xds.NewEnforcer(eng, g.inv, cfg.XDS, log.Named("xds"), xds.NewMetrics(g.reg)); err != nil {
 			errs = append(errs, fmt.Errorf("xds: %w", err))
 		} else if g.xdsSrv, err = xds.NewServer(ctx, cfg.XDS, g.enf, log.Named("xds")); err != nil {
 			errs = append(errs, fmt.Errorf("xds: %w", err))
@@ -220,8 +247,15 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 		}
 	}
 	eng.Subscribe(rebuild)
-	g.invs.Subscribe(rebuild)
+	g.inv.Subscribe(rebuild)
 	return g, nil
+}
+
+// isReady is /readyz: every listener bound and, with the Kubernetes
+// inventory, its first list of pods and namespaces applied (until then
+// every caller would get the default environment's plan).
+func (g *guard) isReady() bool {
+	return g.ready.Load() && (g.kube == nil || g.kube.Synced())
 }
 
 // listeners are the sockets serve binds, reported once bound.
@@ -302,6 +336,18 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 	group.Add(func() error { return g.engine.Watch(wctx) }, func(error) { cancelWatch() })
 	if g.invw != nil {
 		group.Add(func() error { return g.invw.Run(wctx) }, func(error) { cancelWatch() })
+	}
+	if g.kube != nil {
+		// Run returns an error when the first list does not arrive within
+		// sync_timeout: serve then exits and the pod restarts. Until it has
+		// synced, /readyz is false and every caller gets the default
+		// environment's plan, never a wider one.
+		group.Add(func() error {
+			if err := g.kube.Run(wctx); err != nil {
+				return fmt.Errorf("inventory: %w", err)
+			}
+			return nil
+		}, func(error) { cancelWatch() })
 	}
 	group.Add(g.reloadOnHUP(wctx), func(error) { cancelWatch() })
 	// Stop everything when ctx ends, even if no component watches it.

@@ -28,6 +28,12 @@ binding any socket, and reports all problems at once. Exit code 1 on error.`,
 			if cfgErr != nil {
 				buildCfg.DNS.Listen, buildCfg.XDS.Listen = "", ""
 			}
+			// validate never contacts a cluster: the Kubernetes source is
+			// checked as configuration only.
+			kubernetes := buildCfg.Inventory.source() == inventoryKubernetes
+			if kubernetes {
+				buildCfg.Inventory = inventorySection{}
+			}
 			g, err := build(cmd.Context(), ro.Logger(), buildCfg)
 			if err := errors.Join(cfgErr, err); err != nil {
 				return err
@@ -35,8 +41,12 @@ binding any socket, and reports all problems at once. Exit code 1 on error.`,
 			for _, c := range g.closers {
 				_ = c.Close()
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "ok: policy %s, %d workloads, dns %s, xds %s, admin %s\n",
-				g.engine.Version(), g.invs.Current().Len(),
+			inv := fmt.Sprintf("%d workloads", g.inv.Current().Len())
+			if kubernetes {
+				inv = "inventory kubernetes (not contacted)"
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "ok: policy %s, %s, dns %s, xds %s, admin %s\n",
+				g.engine.Version(), inv,
 				orOff(cfg.DNS.Listen), orOff(cfg.XDS.Listen), orOff(cfg.Admin.Listen))
 			return err
 		},
