@@ -112,9 +112,9 @@ type decisionsSection struct {
 // defaultServeConfig is what `egressguard serve` runs with no arguments.
 func defaultServeConfig() serveConfig {
 	c := serveConfig{
-		DNS:       dnsguard.Defaults(),
-		XDS:       xds.Defaults(),
-		Admin:     adminSection{Listen: "127.0.0.1:9901"},
+		DNS:   dnsguard.Defaults(),
+		XDS:   xds.Defaults(),
+		Admin: adminSection{Listen: "127.0.0.1:9901"},
 		Inventory: inventorySection{Kubernetes: kubeSection{
 			ClusterDomain:      kube.DefaultClusterDomain,
 			DefaultEnvironment: inventory.DefaultEnvironment,

@@ -13,11 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/zapr"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"k8s.io/klog/v2"
 
