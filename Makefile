@@ -25,18 +25,23 @@ run: build ## Run the guard on its embedded defaults (DNS :5353, xDS :18000, adm
 test: test-deps ## Run all tests with the race detector
 	$(GO) test -race -timeout 20m ./...
 
-# The admin page's browser test drives Debian's chromium; without it the test
-# skips and says so. Installing is attempted only as root with apt-get, and a
-# failure never fails the build.
+# Some tests drive tools from Debian: chromium (the admin page's browser
+# test) and iptables (the sidecar capture rules, applied in a network
+# namespace the test creates). Without them those tests skip and say so.
+# Installing is attempted only as root with apt-get, and a failure never
+# fails the build.
+TEST_TOOLS := chromium:chromium iptables-restore:iptables
+
 .PHONY: test-deps
-test-deps: ## Install what the tests use where possible (chromium for the admin page test)
-	@if command -v chromium >/dev/null 2>&1; then :; \
+test-deps: ## Install what the tests use where possible (chromium, iptables)
+	@for t in $(TEST_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; \
+	if command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium for the admin page browser test"; \
-		apt-get install -y --no-install-recommends chromium || \
-		{ apt-get update && apt-get install -y --no-install-recommends chromium; } || \
-		echo "warning: could not install chromium; the admin page browser test will skip"; \
-	else echo "warning: chromium not found and not root with apt-get; the admin page browser test will skip"; fi
+		echo "installing $$pkg for the tests that use it"; \
+		apt-get install -y --no-install-recommends $$pkg || \
+		{ apt-get update && apt-get install -y --no-install-recommends $$pkg; } || \
+		echo "warning: could not install $$pkg; the tests that use it will skip"; \
+	else echo "warning: $$cmd not found and not root with apt-get; the tests that use it will skip"; fi; done
 
 .PHONY: test-short
 test-short: ## Run all tests without the race detector
