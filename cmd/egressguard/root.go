@@ -65,6 +65,7 @@ staging configuration. See README.md.`,
 		newValidateCmd(ro),
 		newScanCmd(ro),
 		newBootstrapCmd(ro),
+		newIptablesCmd(ro),
 		newVersionCmd(),
 	)
 	return root
