@@ -1,7 +1,9 @@
 package deploy
 
 import (
+	"os"
 	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -373,4 +375,17 @@ func assertEnvironments(t *testing.T, r roles, operatorFile string, wantReport [
 	require.NotNil(t, cat.Environments)
 	assert.Equal(t, []string{"production", "prod"}, cat.Environments.Production)
 	assert.ElementsMatch(t, wantReport, cat.Environments.Report)
+}
+
+// TestCoreDNSSnippetForwardsToDNSGuard: the CoreDNS snippet forwards to the
+// address the chart gives dnsguard's Service by default.
+func TestCoreDNSSnippetForwardsToDNSGuard(t *testing.T) {
+	b, err := os.ReadFile("coredns/staging-forward.Corefile")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^\s*forward \. (\S+) \{`).FindSubmatch(b)
+	require.NotNil(t, m, "the snippet has a forward")
+	objs, _, err := renderChart(t, loadChart(t), "", capabilities("cert-manager.io/v1"))
+	require.NoError(t, err)
+	svc := one[*corev1.Service](t, objs, releaseName+"-dnsguard")
+	assert.Equal(t, svc.Spec.ClusterIP, string(m[1]))
 }
