@@ -56,11 +56,18 @@ func loadChart(t *testing.T) *chart.Chart {
 // It returns the objects and the NOTES.
 func renderChart(t *testing.T, ch *chart.Chart, values string, caps *chartutil.Capabilities) ([]object, string, error) {
 	t.Helper()
+	return renderChartSchema(t, ch, values, caps, false)
+}
+
+// renderChartSchema is renderChart, optionally without the values schema
+// (helm install --skip-schema-validation).
+func renderChartSchema(t *testing.T, ch *chart.Chart, values string, caps *chartutil.Capabilities, skipSchema bool) ([]object, string, error) {
+	t.Helper()
 	vals, err := chartutil.ReadValues([]byte(values))
 	require.NoError(t, err, "test values")
-	top, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{
+	top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, chartutil.ReleaseOptions{
 		Name: releaseName, Namespace: releaseNS, Revision: 1, IsInstall: true,
-	}, caps)
+	}, caps, skipSchema)
 	if err != nil {
 		return nil, "", err
 	}
@@ -259,7 +266,10 @@ dnsguard:
 }
 
 // TestChartRejectsBadValues: values that would deploy something broken or
-// unguarded fail the render with a message naming the value.
+// unguarded, and misspelt values (values.schema.json forbids unknown keys),
+// fail the render with a message naming the value. The templates check
+// what the schema cannot (and again what it can, for installs that skip
+// the schema).
 func TestChartRejectsBadValues(t *testing.T) {
 	ch := loadChart(t)
 	for _, tc := range []struct {
@@ -267,8 +277,12 @@ func TestChartRejectsBadValues(t *testing.T) {
 		caps         *chartutil.Capabilities
 		want         string
 	}{
-		{"unknown mode", "mode: audit", nil, `mode: "audit" is not report or enforce`},
-		{"bad failure policy", "webhook: {failurePolicy: Maybe}", nil, "webhook.failurePolicy"},
+		{"unknown mode", "mode: audit", nil, "at '/mode'"},
+		{"misspelt value", "controlPlane: {replica: 3}", nil, "at '/controlPlane': additional properties 'replica' not allowed"},
+		{"misspelt nested value", "webhook: {certificate: {certmanager: true}}", nil, "additional properties 'certmanager' not allowed"},
+		{"port out of range", "ports: {dns: 70000}", nil, "at '/ports/dns'"},
+		{"webhook timeout over the API server's 30s", "webhook: {timeoutSeconds: 45}", nil, "at '/webhook/timeoutSeconds'"},
+		{"bad failure policy", "webhook: {failurePolicy: Maybe}", nil, "at '/webhook/failurePolicy'"},
 		{"dns clusterIP not an IP", "dnsguard: {service: {clusterIP: dnsguard}}", nil, "dnsguard.service.clusterIP"},
 		{"catalog sets environments", "catalog: {files: {a.yaml: \"environments:\\n  production: [prod]\\n\"}}", nil, "catalog.files.a.yaml sets environments"},
 		{"catalog file name", "catalog: {files: {a.yml: \"zones: []\"}}", nil, "catalog.files.a.yml"},
@@ -276,7 +290,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"replace default without rego", "policy: {replaceDefault: true}", nil, "policy.replaceDefault"},
 		{"latest tag", "image: {tag: latest}", nil, "image.tag: latest"},
 		{"bad digest", "image: {digest: abc}", nil, "image.digest"},
-		{"cert-manager value", "webhook: {certificate: {certManager: maybe}}", nil, "webhook.certificate.certManager"},
+		{"cert-manager value", "webhook: {certificate: {certManager: maybe}}", nil, "at '/webhook/certificate/certManager'"},
 		{"servicemonitor without the CRD", "serviceMonitor: {enabled: true}", capabilities(), "monitoring.coreos.com/v1"},
 		{"hpa bounds", "controlPlane: {autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 2}}", nil, "maxReplicas is below minReplicas"},
 	} {
@@ -292,6 +306,21 @@ func TestChartRejectsBadValues(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 		})
+	}
+}
+
+// TestChartChecksWithoutSchema: with the schema skipped, the templates
+// still refuse the values that would deploy something broken.
+func TestChartChecksWithoutSchema(t *testing.T) {
+	ch := loadChart(t)
+	for _, tc := range []struct{ values, want string }{
+		{"mode: audit", `mode: "audit" is not report or enforce`},
+		{"webhook: {failurePolicy: Maybe}", `webhook.failurePolicy: "Maybe"`},
+		{"webhook: {certificate: {certManager: maybe}}", `webhook.certificate.certManager: "maybe"`},
+	} {
+		_, _, err := renderChartSchema(t, ch, tc.values, capabilities("cert-manager.io/v1"), true)
+		require.Error(t, err, tc.values)
+		assert.Contains(t, err.Error(), tc.want)
 	}
 }
 
