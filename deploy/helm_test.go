@@ -16,6 +16,8 @@ import (
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -417,4 +419,15 @@ func TestCoreDNSSnippetForwardsToDNSGuard(t *testing.T) {
 	require.NoError(t, err)
 	svc := one[*corev1.Service](t, objs, releaseName+"-dnsguard")
 	assert.Equal(t, svc.Spec.ClusterIP, string(m[1]))
+}
+
+// TestChartLint runs Helm's own linter (`helm lint`): Chart.yaml, values,
+// template syntax, object names and top-level indentation. Info messages
+// (e.g. a missing icon) are allowed; warnings and errors are not.
+func TestChartLint(t *testing.T) {
+	kv := &chartutil.KubeVersion{Version: kubeVersion, Major: "1", Minor: "33"}
+	l := lint.AllWithKubeVersion(chartDir, nil, releaseNS, kv)
+	for _, m := range l.Messages {
+		assert.Less(t, m.Severity, support.WarningSev, "helm lint: %s", m.Error())
+	}
 }
