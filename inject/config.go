@@ -10,6 +10,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/egressguard/egressguard/inject/capture"
 )
 
 // DefaultSidecarImage is the Envoy image injected unless sidecar_image says
@@ -145,15 +147,11 @@ func (c Config) Validate() error {
 	if c.ProxyUID <= 0 || c.ProxyUID > 2147483647 {
 		add("proxy_uid", "%d must be between 1 and 2147483647 (0 would exempt every root process in the pod from capture)", c.ProxyUID)
 	}
+	// The init container parses these with capture.ParsePrefix; the same
+	// check here keeps a bad entry from failing every pod at start.
 	for i, s := range c.ExcludeCIDRs {
-		p, err := netip.ParsePrefix(s)
-		switch {
-		case err != nil:
-			add(fmt.Sprintf("exclude_cidrs[%d]", i), "%q is not a CIDR prefix", s)
-		case p != p.Masked():
-			add(fmt.Sprintf("exclude_cidrs[%d]", i), "%q has host bits set: did you mean %s?", s, p.Masked())
-		case p.Bits() == 0:
-			add(fmt.Sprintf("exclude_cidrs[%d]", i), "%q excludes every destination: turn injection off instead", s)
+		if _, err := capture.ParsePrefix(s); err != nil {
+			add(fmt.Sprintf("exclude_cidrs[%d]", i), "%v", err)
 		}
 	}
 	if errs := validation.IsDNS1123Subdomain(c.ClusterDomain); len(errs) > 0 {
@@ -190,4 +188,3 @@ func checkImage(s string) error {
 	return nil
 }
 
-func splitHostPort(s string) (host, port string, err error) { return net.SplitHostPort(s) }

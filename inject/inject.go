@@ -3,6 +3,7 @@ package inject
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -312,19 +313,18 @@ func (i *Injector) proxyContainer(guaranteed bool) corev1.Container {
 }
 
 // CaptureArgs are the arguments of `egressguard` in the init container:
-// redirect outbound TCP to the sidecar, except the sidecar's own (its UID),
-// the xDS port, DNS, and the excluded CIDRs.
+// redirect outbound TCP to the sidecar, except the sidecar's own (its UID,
+// which also covers its xDS connection), DNS over TCP to dnsguard (its IP
+// only, never port 53 to every host: that would be a way around the
+// sidecar), and the excluded CIDRs.
 func (i *Injector) CaptureArgs() []string {
-	xdsPort := "18000"
-	if _, p, err := splitHostPort(i.cfg.XDSAddress); err == nil {
-		xdsPort = p
-	}
 	args := []string{
 		"iptables", "--apply",
 		"--proxy-port", strconv.FormatUint(uint64(i.cfg.OutboundPort), 10),
 		"--proxy-uid", strconv.FormatInt(i.cfg.ProxyUID, 10),
-		"--exclude-port", xdsPort,
-		"--exclude-port", strconv.Itoa(DNSPort),
+	}
+	if a, err := netip.ParseAddr(i.cfg.DNSServer); err == nil {
+		args = append(args, "--exclude-cidr", netip.PrefixFrom(a, a.BitLen()).String())
 	}
 	for _, c := range i.cfg.ExcludeCIDRs {
 		args = append(args, "--exclude-cidr", c)
