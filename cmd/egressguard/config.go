@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/egressguard/egressguard/dnsguard"
+	"github.com/egressguard/egressguard/inject"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/inventory/kube"
 	"github.com/egressguard/egressguard/xds"
@@ -28,6 +29,7 @@ type serveConfig struct {
 	Inventory inventorySection `yaml:"inventory"`
 	DNS       dnsguard.Config  `yaml:"dns"`
 	XDS       xds.Config       `yaml:"xds"`
+	Webhook   inject.Config    `yaml:"webhook"`
 	Admin     adminSection     `yaml:"admin"`
 	Decisions decisionsSection `yaml:"decisions"`
 	Log       logSection       `yaml:"log"`
@@ -112,9 +114,10 @@ type decisionsSection struct {
 // defaultServeConfig is what `egressguard serve` runs with no arguments.
 func defaultServeConfig() serveConfig {
 	c := serveConfig{
-		DNS:   dnsguard.Defaults(),
-		XDS:   xds.Defaults(),
-		Admin: adminSection{Listen: "127.0.0.1:9901"},
+		DNS:     dnsguard.Defaults(),
+		XDS:     xds.Defaults(),
+		Webhook: inject.Defaults(),
+		Admin:   adminSection{Listen: "127.0.0.1:9901"},
 		Inventory: inventorySection{Kubernetes: kubeSection{
 			ClusterDomain:      kube.DefaultClusterDomain,
 			DefaultEnvironment: inventory.DefaultEnvironment,
@@ -125,6 +128,8 @@ func defaultServeConfig() serveConfig {
 	}
 	c.DNS.Listen = "127.0.0.1:5353"
 	c.XDS.Listen = "127.0.0.1:18000"
+	// The init container runs this very binary's image.
+	c.Webhook.InitImage = inject.DefaultInitImageRepository + ":" + version
 	return c
 }
 
@@ -199,6 +204,9 @@ func (c *serveConfig) validate() error {
 		}
 	}
 	errs = append(errs, c.Inventory.validate()...)
+	if err := c.Webhook.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Decisions.File != "" && c.Decisions.File != "-" {
 		if c.Decisions.MaxBytes < 4096 {
 			errs = append(errs, fmt.Errorf("decisions.max_bytes: %d is below the minimum of 4096", c.Decisions.MaxBytes))

@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/egressguard/egressguard/dnsguard"
+	"github.com/egressguard/egressguard/inject"
 	"github.com/egressguard/egressguard/internal/admin"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/inventory/kube"
@@ -40,6 +41,7 @@ type serveFlags struct {
 	xdsListen   string
 	adminListen string
 	invSource   string
+	webhook     string
 	kubeconfig  string
 	decisions   string
 	sets        []string
@@ -78,10 +80,11 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.config, "config", "", "configuration `FILE` (sections policy, inventory, dns, xds, admin, decisions)")
+	f.StringVar(&o.config, "config", "", "configuration `FILE` (sections policy, inventory, dns, xds, webhook, admin, decisions, log)")
 	f.StringVar(&o.dnsListen, "dns-listen", "", "DNS listen address, UDP and TCP (default 127.0.0.1:5353; port 0 picks one)")
 	f.StringArrayVar(&o.upstreams, "upstream", nil, "DNS upstream `ADDR` (repeatable; default: /etc/resolv.conf)")
 	f.StringVar(&o.xdsListen, "xds-listen", "", "xDS gRPC listen address (default 127.0.0.1:18000)")
+	f.StringVar(&o.webhook, "webhook-listen", "", "HTTPS address of the sidecar-injection webhook (webhook.*; default off)")
 	f.StringVar(&o.invSource, "inventory-source", "", "where workloads come from: file (--inventory) or kubernetes (pods and namespaces)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig `FILE` for --inventory-source kubernetes (default: in-cluster, then $KUBECONFIG)")
 	f.StringVar(&o.adminListen, "admin-listen", "", "admin HTTP listen address (default 127.0.0.1:9901)")
@@ -119,6 +122,9 @@ func (o *serveFlags) resolve(cmd *cobra.Command, ro *rootOptions) (serveConfig, 
 	}
 	if f.Changed("xds-listen") {
 		cfg.XDS.Listen = o.xdsListen
+	}
+	if f.Changed("webhook-listen") {
+		cfg.Webhook.Listen = o.webhook
 	}
 	if f.Changed("inventory-source") {
 		cfg.Inventory.Source = o.invSource
@@ -158,6 +164,7 @@ type guard struct {
 	dns     *dnsguard.Server
 	enf     *xds.Enforcer
 	xdsSrv  *xds.Server
+	webhook *inject.Server
 	ready   atomic.Bool
 }
 
@@ -233,6 +240,13 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 			errs = append(errs, fmt.Errorf("xds: %w", err))
 		}
 	}
+	if cfg.Webhook.Enabled() {
+		if h, err := inject.NewHandler(cfg.Webhook, inject.NewMetrics(g.reg), log.Named("inject")); err != nil {
+			errs = append(errs, err)
+		} else if g.webhook, err = inject.NewServer(cfg.Webhook, h, log.Named("inject")); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -260,9 +274,10 @@ func (g *guard) isReady() bool {
 
 // listeners are the sockets serve binds, reported once bound.
 type listeners struct {
-	DNS   net.Addr
-	XDS   net.Addr
-	Admin net.Addr
+	DNS     net.Addr
+	XDS     net.Addr
+	Admin   net.Addr
+	Webhook net.Addr
 }
 
 // serve runs the guard until ctx ends (SIGTERM/SIGINT). bound, if not nil,
@@ -313,6 +328,16 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 		xctx, cancel := context.WithCancel(ctx)
 		group.Add(func() error { return g.xdsSrv.Serve(xctx, lis) }, func(error) { cancel() })
 	}
+	if g.webhook != nil {
+		lis, err := net.Listen("tcp", cfg.Webhook.Listen)
+		if err != nil {
+			return fmt.Errorf("webhook: listen %s: %w", cfg.Webhook.Listen, err)
+		}
+		undo = append(undo, func() { _ = lis.Close() })
+		addrs.Webhook = lis.Addr()
+		wctx, cancel := context.WithCancel(ctx)
+		group.Add(func() error { return g.webhook.Serve(wctx, lis) }, func(error) { cancel() })
+	}
 	if cfg.Admin.Listen != "" {
 		lis, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
@@ -360,7 +385,8 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 		zap.String("policy_version", g.engine.Version()),
 		zap.Stringer("dns", addrOrOff(addrs.DNS)),
 		zap.Stringer("xds", addrOrOff(addrs.XDS)),
-		zap.Stringer("admin", addrOrOff(addrs.Admin)))
+		zap.Stringer("admin", addrOrOff(addrs.Admin)),
+		zap.Stringer("webhook", addrOrOff(addrs.Webhook)))
 	if bound != nil {
 		bound <- addrs
 	}

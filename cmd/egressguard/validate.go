@@ -26,7 +26,7 @@ binding any socket, and reports all problems at once. Exit code 1 on error.`,
 			cfgErr := cfg.validate()
 			buildCfg := cfg
 			if cfgErr != nil {
-				buildCfg.DNS.Listen, buildCfg.XDS.Listen = "", ""
+				buildCfg.DNS.Listen, buildCfg.XDS.Listen, buildCfg.Webhook.Listen = "", "", ""
 			}
 			// validate never contacts a cluster: the Kubernetes source is
 			// checked as configuration only.
@@ -45,9 +45,9 @@ binding any socket, and reports all problems at once. Exit code 1 on error.`,
 			if kubernetes {
 				inv = "inventory kubernetes (not contacted)"
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "ok: policy %s, %s, dns %s, xds %s, admin %s\n",
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "ok: policy %s, %s, dns %s, xds %s, webhook %s, admin %s\n",
 				g.engine.Version(), inv,
-				orOff(cfg.DNS.Listen), orOff(cfg.XDS.Listen), orOff(cfg.Admin.Listen))
+				orOff(cfg.DNS.Listen), orOff(cfg.XDS.Listen), orOff(cfg.Webhook.Listen), orOff(cfg.Admin.Listen))
 			return err
 		},
 	}
