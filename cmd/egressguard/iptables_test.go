@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/egressguard/egressguard/inject"
 	"github.com/egressguard/egressguard/inject/capture"
 )
 
@@ -54,8 +55,8 @@ func TestIptablesCmdPrints(t *testing.T) {
 		v6   bool
 	}{
 		{"defaults", nil, capture.Options{ProxyPort: 15001, ProxyUID: 1337}, true},
-		{"the webhook's init container", []string{"--proxy-port", "15001", "--proxy-uid", "1337", "--exclude-port", "18000", "--exclude-port", "53", "--exclude-cidr", "10.0.0.0/8"},
-			capture.Options{ProxyPort: 15001, ProxyUID: 1337, ExcludePorts: []uint16{18000, 53}, ExcludeCIDRs: []netip.Prefix{p("10.0.0.0/8")}}, true},
+		{"the webhook's init container", webhookCaptureArgs(t),
+			capture.Options{ProxyPort: 15001, ProxyUID: 1337, ExcludeCIDRs: []netip.Prefix{p("10.96.0.53/32"), p("10.0.0.0/8")}}, true},
 		{"comma lists and single IPs", []string{"--proxy-port=16001", "--proxy-uid=101", "--exclude-port=53,18000", "--exclude-cidr", "10.96.0.10, fd00::/8", "--exclude-uid", "2000,2001", "--exclude-gid", "3000"},
 			capture.Options{ProxyPort: 16001, ProxyUID: 101, ExcludeUIDs: []uint32{2000, 2001}, ExcludeGIDs: []uint32{3000}, ExcludePorts: []uint16{53, 18000}, ExcludeCIDRs: []netip.Prefix{p("10.96.0.10/32"), p("fd00::/8")}}, true},
 		{"IPv4 only", []string{"--ipv6=off"}, capture.Options{ProxyPort: 15001, ProxyUID: 1337}, false},
@@ -161,4 +162,19 @@ func TestIptablesCmdHelp(t *testing.T) {
 		assert.Contains(t, out, flag)
 	}
 	assert.Contains(t, out, "UDP is not captured")
+}
+
+// webhookCaptureArgs are the flags the injection webhook gives this command
+// in the init container (after "iptables --apply"), so the two cannot drift.
+func webhookCaptureArgs(t *testing.T) []string {
+	t.Helper()
+	cfg := inject.Defaults()
+	cfg.InitImage = inject.DefaultInitImageRepository + ":test"
+	cfg.DNSServer = "10.96.0.53"
+	cfg.ExcludeCIDRs = []string{"10.0.0.0/8"}
+	inj, err := inject.NewInjector(cfg)
+	require.NoError(t, err)
+	args := inj.CaptureArgs()
+	require.Equal(t, []string{"iptables", "--apply"}, args[:2])
+	return args[2:]
 }
