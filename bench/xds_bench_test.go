@@ -42,8 +42,11 @@ func baseRules(gen int) []plan.Rule {
 	return rules
 }
 
-func makePlans(b *testing.B, gen int) *classPlans {
-	base, err := plan.CompileLayer(baseRules(gen))
+func makePlans(b *testing.B, gen int) *classPlans { return plansFrom(b, baseRules(gen)) }
+
+// plansFrom builds the 20 classes on a base layer of these rules.
+func plansFrom(b *testing.B, rules []plan.Rule) *classPlans {
+	base, err := plan.CompileLayer(rules)
 	if err != nil {
 		b.Fatal(err)
 	}

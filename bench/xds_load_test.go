@@ -39,18 +39,38 @@ import (
 //	child → parent  READY <ms>                 every stream holds its first config
 //	parent → child  EXPECT <i> <lds> <rds> <cds> stream i's new versions ("-": unchanged)
 //	parent → child  CHECK <t0 unix ns>         report when every stream holds them
-//	child → parent  DONE <p50 ms> <p99 ms> <max ms> <not done> <responses>
+//	child → parent  DONE <p50 ms> <p99 ms> <max ms> <not done> <responses> <client CPU ms>
 //	parent → child  EXIT
+//
+// The client CPU is the child's CPU time since the previous DONE (or READY):
+// what the fake Envoys spent receiving, decoding and ACKing one change. On
+// a machine where clients and server share the cores, wall time is at least
+// (server CPU + client CPU) / cores.
 const loadChildEnv = "EGRESSGUARD_XDS_LOAD_CHILD"
 
 var loadTypes = [3]string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType}
 
 // BenchmarkXDSADSLoad: N (default 1,000, env XDS_LOAD_STREAMS) Envoy-like
 // ADS streams over real gRPC on 127.0.0.1, one TCP connection each, nodes
-// in 20 classes with 2,000 rules per plan. One op = a policy change that
-// touches every class: the time from the change until every stream holds
-// the new version of every resource type that changed (rebuild included).
+// in 20 classes with 2,000 rules per plan. One op = a policy change: the
+// time from the change until every stream holds the new version of every
+// resource type that changed (rebuild included).
+//
+//   - every-rule (the worst case): the base layer is replaced, every
+//     rule ID changes, so every class and every virtual host changes.
+//   - one-rule: one base rule's reason changes (its deny body), as a
+//     catalog edit would. State-of-the-world RDS still sends every node
+//     its whole route tables; the listener does not change.
 func BenchmarkXDSADSLoad(b *testing.B) {
+	b.Run("every-rule", func(b *testing.B) { adsLoad(b, makePlans(b, 0), makePlans(b, 1)) })
+	b.Run("one-rule", func(b *testing.B) {
+		edited := baseRules(0)
+		edited[7].Reason = "production provider (edited)"
+		adsLoad(b, makePlans(b, 0), plansFrom(b, edited))
+	})
+}
+
+func adsLoad(b *testing.B, plansA, plansB *classPlans) {
 	n := 1000
 	if v := os.Getenv("XDS_LOAD_STREAMS"); v != "" {
 		var err error
@@ -67,7 +87,6 @@ func BenchmarkXDSADSLoad(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	plansA, plansB := makePlans(b, 0), makePlans(b, 1)
 	src := &switchSource{cur: plansA}
 	cfg := xds.Defaults()
 	enf, err := xds.NewEnforcer(src, inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil))
@@ -131,7 +150,7 @@ func BenchmarkXDSADSLoad(b *testing.B) {
 	b.Logf("%d streams connected and configured in %s ms; server heap %.1f KiB/node, RSS %.1f KiB/node",
 		n, ready[0], heapPerNode, rssPerNode)
 
-	var p50s, p99s, maxs, rebuilds []float64
+	var p50s, p99s, maxs, rebuilds, clientCPU []float64
 	b.ResetTimer()
 	stopProfile := startProfile(b, "server")
 	cpu := startCPU(b)
@@ -175,17 +194,18 @@ func BenchmarkXDSADSLoad(b *testing.B) {
 		if done[3] != "0" {
 			b.Fatalf("%s of %d streams did not get the new version within the child's deadline", done[3], n)
 		}
-		for k, dst := range []*[]float64{&p50s, &p99s, &maxs} {
+		for k, dst := range map[int]*[]float64{0: &p50s, 1: &p99s, 2: &maxs, 5: &clientCPU} {
 			v, _ := strconv.ParseFloat(done[k], 64)
 			*dst = append(*dst, v)
 		}
-		b.Logf("change %d: rebuild %.0f ms; streams updated p50 %s ms, p99 %s ms, max %s ms; %s responses",
-			i, rebuilds[len(rebuilds)-1], done[0], done[1], done[2], done[4])
+		b.Logf("change %d: rebuild %.0f ms; streams updated p50 %s ms, p99 %s ms, max %s ms; %s responses; clients %s CPU-ms",
+			i, rebuilds[len(rebuilds)-1], done[0], done[1], done[2], done[4], done[5])
 	}
 	b.StopTimer()
 	cpu.report(b)
 	stopProfile()
 	b.ReportMetric(median(rebuilds), "rebuild-ms")
+	b.ReportMetric(median(clientCPU), "client-cpu-ms/op")
 	b.ReportMetric(median(p50s), "p50-updated-ms")
 	b.ReportMetric(median(p99s), "p99-updated-ms")
 	b.ReportMetric(median(maxs), "all-updated-ms")
@@ -202,6 +222,9 @@ func startProfile(tb testing.TB, name string) func() {
 	dir := os.Getenv("XDS_LOAD_PROFILE_DIR")
 	if dir == "" {
 		return func() {}
+	}
+	if b, ok := tb.(*testing.B); ok {
+		name += "-" + strings.ReplaceAll(b.Name(), "/", "-")
 	}
 	f, err := os.Create(filepath.Join(dir, name+".prof"))
 	if err != nil {
@@ -247,6 +270,9 @@ func rssKiB(tb testing.TB) int64 {
 // it accepted until the next version replaces them.
 type loadStream struct {
 	node string
+	// drop: do not hold resources (XDS_LOAD_CLIENT_DROP=1, how the load
+	// test's clients behaved before 2026-11-28, for comparisons).
+	drop bool
 
 	mu      sync.Mutex
 	history [3][]seen
@@ -284,7 +310,9 @@ func (s *loadStream) run(ctx context.Context, conn *grpc.ClientConn) error {
 			s.mu.Lock()
 			s.history[t] = append(s.history[t], seen{resp.GetVersionInfo(), now})
 			s.count++
-			s.held[t] = resp.GetResources()
+			if !s.drop {
+				s.held[t] = resp.GetResources()
+			}
 			s.mu.Unlock()
 		}
 		ack := &discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resp.GetTypeUrl(), VersionInfo: resp.GetVersionInfo(),
@@ -367,7 +395,7 @@ func TestXDSLoadClients(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		streams[i] = &loadStream{node: fmt.Sprintf("node-%d", i)}
+		streams[i] = &loadStream{node: fmt.Sprintf("node-%d", i), drop: os.Getenv("XDS_LOAD_CLIENT_DROP") == "1"}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -402,6 +430,7 @@ func TestXDSLoadClients(t *testing.T) {
 		t.Fatal("streams did not all get a first config")
 	}
 	fmt.Printf("READY %d\n", time.Since(start).Milliseconds())
+	lastCPU := processCPU(t)
 
 	want := make([][3]string, n)
 	stopProfile := startProfile(t, "clients") // every change, none of the setup
@@ -470,7 +499,10 @@ func TestXDSLoadClients(t *testing.T) {
 				streams[i].mu.Unlock()
 			}
 			slices.Sort(lat)
-			fmt.Printf("DONE %.0f %.0f %.0f %d %d\n", lat[n/2], lat[n*99/100], lat[n-1], notDone, responses)
+			cpu := processCPU(t)
+			fmt.Printf("DONE %.0f %.0f %.0f %d %d %d\n", lat[n/2], lat[n*99/100], lat[n-1], notDone, responses,
+				(cpu - lastCPU).Milliseconds())
+			lastCPU = cpu
 		case len(f) == 1 && f[0] == "EXIT":
 			return
 		}
