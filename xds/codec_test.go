@@ -55,7 +55,7 @@ func TestWireCodecRoundTrip(t *testing.T) {
 			require.NoError(t, c.Unmarshal(out, got2))
 			assert.True(t, proto.Equal(tt.msg, got2))
 			// Same size as the stock encoding (only the field order differs).
-			assert.Equal(t, proto.Size(tt.msg), len(wire))
+			assert.Len(t, wire, proto.Size(tt.msg))
 			referenced := false
 			for _, b := range out {
 				if len(b.ReadOnlyData()) > 0 && len(big.Value) > 0 && &b.ReadOnlyData()[0] == &big.Value[0] {
