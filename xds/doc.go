@@ -43,6 +43,16 @@
 //     configurations are assembled from those bytes. Snapshots keep only
 //     the wire form; every node of a class shares its class's snapshot.
 //
+// # Serving many sidecars
+//
+// Every node of a class shares its class's snapshot, whose resources are
+// marshalled once. The gRPC server's codec (wireCodec) writes a discovery
+// response as its small per-stream envelope followed by references to
+// those shared bytes, so a push to 1,000 nodes copies no resource bytes
+// in user space (the stock codec re-marshals each resource per stream).
+// Rebuild publishes each class's snapshot as soon as that class is built,
+// so pushes start while later classes are still building.
+//
 // # Import aliases
 //
 // Envoy API packages are always imported as <last meaningful path element>v3:
