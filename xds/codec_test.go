@@ -1,11 +1,14 @@
 package xds
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -69,4 +72,54 @@ func TestWireCodecRoundTrip(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWireCodecOverGRPC: what a client decodes from the server (state of
+// the world and delta, every type) equals the node's snapshot.
+func TestWireCodecOverGRPC(t *testing.T) {
+	env := startADS(t, Defaults(), smallSpec, "node-a")
+	conn := dial(t, env.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	want := func(typ string) map[string]proto.Message {
+		snap := env.enf.NodeSnapshot("node-a")
+		require.NotNil(t, snap)
+		return snap.Resources(typ)
+	}
+	types := []string{resourcev3.ListenerType, resourcev3.ClusterType}
+	t.Run("state of the world", func(t *testing.T) {
+		st := adsStream(t, conn)
+		for _, typ := range types {
+			require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: sidecarNode("node-a"), TypeUrl: typ}))
+			resp, err := st.Recv()
+			require.NoError(t, err)
+			require.Equal(t, typ, resp.TypeUrl)
+			exp := want(typ)
+			require.Len(t, resp.Resources, len(exp))
+			for _, a := range resp.Resources {
+				m, err := a.UnmarshalNew()
+				require.NoError(t, err)
+				name := m.(interface{ GetName() string }).GetName()
+				assert.True(t, proto.Equal(exp[name], m), "%s %s", typ, name)
+			}
+		}
+	})
+	t.Run("delta", func(t *testing.T) {
+		st, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+		require.NoError(t, err)
+		for _, typ := range types {
+			require.NoError(t, st.Send(&discoveryv3.DeltaDiscoveryRequest{Node: sidecarNode("node-a"), TypeUrl: typ}))
+			resp, err := st.Recv()
+			require.NoError(t, err)
+			require.Equal(t, typ, resp.TypeUrl)
+			exp := want(typ)
+			require.Len(t, resp.Resources, len(exp))
+			for _, r := range resp.Resources {
+				m, err := r.Resource.UnmarshalNew()
+				require.NoError(t, err)
+				assert.True(t, proto.Equal(exp[r.Name], m), "%s %s", typ, r.Name)
+				assert.NotEmpty(t, r.Version)
+			}
+		}
+	})
 }
