@@ -135,8 +135,12 @@ func (b *sidecarBuilder) layout(ports []uint16, tables map[uint16]table, groups 
 		base  choice
 		diffs string
 	}
-	byKey := make(map[groupKey]*vgroup, len(union))
+	// Most patterns answer the same on every port: those group by choice
+	// alone (a small key); the rest by choice and diffs.
+	byChoice := make(map[choice]*vgroup, len(union))
+	byKey := map[groupKey]*vgroup{}
 	l.order = make([]*vgroup, 0, len(union))
+	slab := make([]vgroup, 0, len(union)) // one allocation for the groups
 	var key strings.Builder
 	for _, pattern := range union {
 		if pattern == "*" {
@@ -149,18 +153,24 @@ func (b *sidecarBuilder) layout(ports []uint16, tables map[uint16]table, groups 
 				diffs = append(diffs, portChoice{port, c})
 			}
 		}
-		k := groupKey{base: base}
-		if len(diffs) > 0 {
+		var g *vgroup
+		if len(diffs) == 0 {
+			g = byChoice[base]
+		} else {
 			key.Reset()
 			for _, d := range diffs {
 				fmt.Fprintf(&key, ";%d=%p|%d|%t", d.port, d.c.v.rule, d.c.v.kind, d.c.catchAll)
 			}
-			k.diffs = key.String()
+			g = byKey[groupKey{base: base, diffs: key.String()}]
 		}
-		g, ok := byKey[k]
-		if !ok {
-			g = &vgroup{base: base, diffs: diffs}
-			byKey[k] = g
+		if g == nil {
+			slab = append(slab, vgroup{base: base, diffs: diffs})
+			g = &slab[len(slab)-1]
+			if len(diffs) == 0 {
+				byChoice[base] = g
+			} else {
+				byKey[groupKey{base: base, diffs: key.String()}] = g
+			}
 			l.order = append(l.order, g)
 		}
 		g.domains = append(g.domains, pattern)
