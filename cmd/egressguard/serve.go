@@ -318,25 +318,27 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 		undo = append(undo, stopDNS)
 		group.Add(func() error { <-ctx.Done(); return nil }, func(error) { stopDNS() })
 	}
-	if g.xdsSrv != nil {
-		lis, err := net.Listen("tcp", cfg.XDS.Listen)
+	// bindServe binds addr for a server whose Serve(ctx, lis) returns once
+	// ctx ends.
+	bindServe := func(name, addr string, serveFn func(context.Context, net.Listener) error) (net.Addr, error) {
+		lis, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fmt.Errorf("xds: listen %s: %w", cfg.XDS.Listen, err)
+			return nil, fmt.Errorf("%s: listen %s: %w", name, addr, err)
 		}
 		undo = append(undo, func() { _ = lis.Close() })
-		addrs.XDS = lis.Addr()
-		xctx, cancel := context.WithCancel(ctx)
-		group.Add(func() error { return g.xdsSrv.Serve(xctx, lis) }, func(error) { cancel() })
+		sctx, cancel := context.WithCancel(ctx)
+		group.Add(func() error { return serveFn(sctx, lis) }, func(error) { cancel() })
+		return lis.Addr(), nil
+	}
+	if g.xdsSrv != nil {
+		if addrs.XDS, err = bindServe("xds", cfg.XDS.Listen, g.xdsSrv.Serve); err != nil {
+			return err
+		}
 	}
 	if g.webhook != nil {
-		lis, err := net.Listen("tcp", cfg.Webhook.Listen)
-		if err != nil {
-			return fmt.Errorf("webhook: listen %s: %w", cfg.Webhook.Listen, err)
+		if addrs.Webhook, err = bindServe("webhook", cfg.Webhook.Listen, g.webhook.Serve); err != nil {
+			return err
 		}
-		undo = append(undo, func() { _ = lis.Close() })
-		addrs.Webhook = lis.Addr()
-		wctx, cancel := context.WithCancel(ctx)
-		group.Add(func() error { return g.webhook.Serve(wctx, lis) }, func(error) { cancel() })
 	}
 	if cfg.Admin.Listen != "" {
 		lis, err := net.Listen("tcp", cfg.Admin.Listen)
