@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -115,31 +116,37 @@ type anyChecker struct {
 	shared *anyMemo
 }
 
-// anyMemo remembers Anys (type URL and bytes) that passed deep validation,
-// for all the classes built from one policy version.
+// anyMemo remembers Anys that passed deep validation, for all the classes
+// built from one policy version, by a SHA-256 of type URL and bytes (it
+// lives as long as the policy version: digests, not copies of the bytes).
 type anyMemo struct {
 	mu sync.Mutex
-	ok map[string]map[string]bool // type URL → value bytes
+	ok map[[sha256.Size]byte]bool
 }
 
-func (m *anyMemo) has(a *anypb.Any) bool {
+func anyDigest(a *anypb.Any) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(a.GetTypeUrl()))
+	h.Write([]byte{0})
+	h.Write(a.GetValue())
+	var d [sha256.Size]byte
+	h.Sum(d[:0])
+	return d
+}
+
+func (m *anyMemo) has(d [sha256.Size]byte) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.ok[a.GetTypeUrl()][string(a.GetValue())]
+	return m.ok[d]
 }
 
-func (m *anyMemo) add(a *anypb.Any) {
+func (m *anyMemo) add(d [sha256.Size]byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.ok == nil {
-		m.ok = map[string]map[string]bool{}
+		m.ok = map[[sha256.Size]byte]bool{}
 	}
-	byValue := m.ok[a.GetTypeUrl()]
-	if byValue == nil {
-		byValue = map[string]bool{}
-		m.ok[a.GetTypeUrl()] = byValue
-	}
-	byValue[string(a.GetValue())] = true
+	m.ok[d] = true
 }
 
 func (c *anyChecker) validate(m proto.Message, path string) error {
@@ -154,7 +161,11 @@ func (c *anyChecker) validate(m proto.Message, path string) error {
 		if c.ok[key] {
 			return
 		}
-		if c.shared != nil && c.shared.has(a) {
+		var digest [sha256.Size]byte
+		if c.shared != nil {
+			digest = anyDigest(a)
+		}
+		if c.shared != nil && c.shared.has(digest) {
 			if c.ok == nil {
 				c.ok = map[string]bool{}
 			}
@@ -175,7 +186,7 @@ func (c *anyChecker) validate(m proto.Message, path string) error {
 		}
 		c.ok[key] = true
 		if c.shared != nil {
-			c.shared.add(a)
+			c.shared.add(digest)
 		}
 	})
 	return errors.Join(errs...)
