@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -16,8 +15,6 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"sigs.k8s.io/yaml"
@@ -105,7 +102,7 @@ func ParseBootstrap(y []byte) (*bootstrapv3.Bootstrap, error) {
 	if err := protojson.Unmarshal(j, b); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := validateDeep(b, "bootstrap"); err != nil {
+	if err := xds.ValidateDeep(b, "bootstrap"); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -185,7 +182,7 @@ func addReadiness(y []byte) ([]byte, error) {
 			}},
 		},
 	})
-	if err := validateDeep(b, "bootstrap"); err != nil {
+	if err := xds.ValidateDeep(b, "bootstrap"); err != nil {
 		return nil, err
 	}
 	j, err := protojson.Marshal(b)
@@ -200,63 +197,4 @@ func socketAddress(host string, port uint32) *corev3.Address {
 		Address:       host,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
-}
-
-type validatorAll interface{ ValidateAll() error }
-
-// validateDeep runs ValidateAll on m and on every message packed in an Any
-// inside it (ValidateAll stops at Anys).
-func validateDeep(m proto.Message, path string) error {
-	var errs []error
-	if v, ok := m.(validatorAll); ok {
-		if err := v.ValidateAll(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", path, err))
-		}
-	}
-	walkAnys(m.ProtoReflect(), path, func(a *anypb.Any, at string) {
-		inner, err := a.UnmarshalNew()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: unpack %s: %w", at, a.GetTypeUrl(), err))
-			return
-		}
-		if err := validateDeep(inner, at); err != nil {
-			errs = append(errs, err)
-		}
-	})
-	return errors.Join(errs...)
-}
-
-func walkAnys(m protoreflect.Message, path string, fn func(*anypb.Any, string)) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.IsMap() {
-			if fd.MapValue().Message() == nil {
-				return true
-			}
-			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				visitAny(mv.Message(), fmt.Sprintf("%s.%s[%q]", path, fd.Name(), k.String()), fn)
-				return true
-			})
-			return true
-		}
-		if fd.Message() == nil {
-			return true
-		}
-		if fd.IsList() {
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				visitAny(l.Get(i).Message(), fmt.Sprintf("%s.%s[%d]", path, fd.Name(), i), fn)
-			}
-			return true
-		}
-		visitAny(v.Message(), path+"."+string(fd.Name()), fn)
-		return true
-	})
-}
-
-func visitAny(m protoreflect.Message, at string, fn func(*anypb.Any, string)) {
-	if a, ok := m.Interface().(*anypb.Any); ok {
-		fn(a, at)
-		return
-	}
-	walkAnys(m, at, fn)
 }

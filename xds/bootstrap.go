@@ -124,7 +124,7 @@ func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
 	if o.AdminPort != 0 {
 		b.Admin = &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", o.AdminPort)}
 	}
-	if err := validateDeep(b, "bootstrap"); err != nil {
+	if err := ValidateDeep(b, "bootstrap"); err != nil {
 		return nil, fmt.Errorf("xds: bootstrap: %w", err)
 	}
 	j, err := protojson.Marshal(b)

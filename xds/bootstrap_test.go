@@ -27,7 +27,7 @@ func TestBootstrap(t *testing.T) {
 	require.NoError(t, err)
 	var b bootstrapv3.Bootstrap
 	require.NoError(t, protojson.Unmarshal(j, &b))
-	require.NoError(t, validateDeep(&b, "bootstrap"))
+	require.NoError(t, ValidateDeep(&b, "bootstrap"))
 	assert.Equal(t, "staging-checkout-1", b.Node.Id)
 }
 

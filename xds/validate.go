@@ -101,8 +101,11 @@ var virtualHostsField = (&routev3.RouteConfiguration{}).ProtoReflect().Descripto
 
 type validatorAll interface{ ValidateAll() error }
 
-// validateDeep runs ValidateAll on m and, recursively, on every Any inside.
-func validateDeep(m proto.Message, path string) error {
+// ValidateDeep runs ValidateAll on m and, recursively, on every message
+// packed in an Any inside it (ValidateAll itself stops at an Any). Errors
+// name the path from path down. Anything built for Envoy outside this
+// package (the injected sidecar's bootstrap) is checked with it too.
+func ValidateDeep(m proto.Message, path string) error {
 	return (&anyChecker{}).validate(m, path)
 }
 

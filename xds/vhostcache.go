@@ -58,7 +58,7 @@ func (c *vhostCache) get(k vhostKey, build func() *routev3.VirtualHost) *vhostEn
 	e.once.Do(func() {
 		e.vh = build()
 		if c.eager {
-			e.err = validateDeep(e.vh, "virtual_host "+e.vh.Name)
+			e.err = ValidateDeep(e.vh, "virtual_host "+e.vh.Name)
 			if e.err == nil {
 				e.raw, e.err = proto.MarshalOptions{Deterministic: true}.Marshal(e.vh)
 			}
