@@ -187,4 +187,3 @@ func checkImage(s string) error {
 	}
 	return nil
 }
-
