@@ -3,16 +3,10 @@ package inject
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -26,42 +20,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 	admissionv1 "k8s.io/api/admission/v1"
+
+	"github.com/egressguard/egressguard/internal/testcert"
 )
-
-// writePair writes a fresh self-signed certificate for 127.0.0.1 with the
-// given serial, the way the kubelet updates a Secret volume: new files,
-// renamed into place (new inodes). It returns the certificate.
-func writePair(t *testing.T, dir string, serial int64) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "egressguard-webhook.egressguard.svc"},
-		DNSNames:     []string{"egressguard-webhook.egressguard.svc"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	replaceFile(t, filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	replaceFile(t, filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
-	c, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return c
-}
-
-func replaceFile(t *testing.T, path string, b []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	require.NoError(t, os.WriteFile(tmp, b, 0o600))
-	require.NoError(t, os.Rename(tmp, path))
-}
 
 // serverCert dials addr with a new connection (no reuse) and returns the
 // certificate the server presented.
@@ -75,21 +36,9 @@ func serverCert(t *testing.T, addr string) *x509.Certificate {
 	return certs[0]
 }
 
-func clientFor(cert *x509.Certificate) *http.Client {
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &http.Client{
-		Timeout: 10 * time.Second,
-		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-			DisableKeepAlives: true,
-		},
-	}
-}
-
 func TestServerHTTPSEndToEndWithRotation(t *testing.T) {
 	dir := t.TempDir()
-	first := writePair(t, dir, 1)
+	first := testcert.Write(t, dir, 1, "egressguard-webhook.egressguard.svc")
 	cfg := testConfig()
 	cfg.CertFile = filepath.Join(dir, "tls.crt")
 	cfg.KeyFile = filepath.Join(dir, "tls.key")
@@ -118,7 +67,7 @@ func TestServerHTTPSEndToEndWithRotation(t *testing.T) {
 	})
 
 	// /healthz and /mutate over verified TLS.
-	c := clientFor(first)
+	c := testcert.Client(first)
 	resp, err := c.Get("https://" + addr + "/healthz")
 	require.NoError(t, err)
 	body, _ := io.ReadAll(resp.Body)
@@ -144,9 +93,9 @@ func TestServerHTTPSEndToEndWithRotation(t *testing.T) {
 
 	// Rotation: new connections see the new certificate.
 	assert.Equal(t, int64(1), serverCert(t, addr).SerialNumber.Int64())
-	second := writePair(t, dir, 2)
+	second := testcert.Write(t, dir, 2, "egressguard-webhook.egressguard.svc")
 	assert.Equal(t, int64(2), serverCert(t, addr).SerialNumber.Int64())
-	resp, err = clientFor(second).Get("https://" + addr + "/healthz")
+	resp, err = testcert.Client(second).Get("https://" + addr + "/healthz")
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.InDelta(t, 1, testutil.ToFloat64(m.certs.WithLabelValues("ok")), 0)
@@ -154,17 +103,17 @@ func TestServerHTTPSEndToEndWithRotation(t *testing.T) {
 	// A broken pair (key of another certificate) keeps the last good one.
 	keep, err := os.ReadFile(cfg.KeyFile)
 	require.NoError(t, err)
-	writePair(t, dir, 3)
-	replaceFile(t, cfg.KeyFile, keep)
+	testcert.Write(t, dir, 3, "egressguard-webhook.egressguard.svc")
+	testcert.Replace(t, cfg.KeyFile, keep)
 	assert.Equal(t, int64(2), serverCert(t, addr).SerialNumber.Int64())
 	assert.InDelta(t, 1, testutil.ToFloat64(m.certs.WithLabelValues("error")), 0)
 	// Garbage, then files missing for a moment: still the last good one.
-	replaceFile(t, cfg.CertFile, []byte("not a certificate"))
+	testcert.Replace(t, cfg.CertFile, []byte("not a certificate"))
 	assert.Equal(t, int64(2), serverCert(t, addr).SerialNumber.Int64())
 	require.NoError(t, os.Remove(cfg.CertFile))
 	assert.Equal(t, int64(2), serverCert(t, addr).SerialNumber.Int64())
 	// And a good pair again is picked up.
-	writePair(t, dir, 4)
+	testcert.Write(t, dir, 4, "egressguard-webhook.egressguard.svc")
 	assert.Equal(t, int64(4), serverCert(t, addr).SerialNumber.Int64())
 }
 
@@ -177,8 +126,8 @@ func TestNewServerNeedsAGoodPair(t *testing.T) {
 	require.NoError(t, err)
 	_, err = NewServer(cfg, h, zaptest.NewLogger(t))
 	require.Error(t, err, "missing files")
-	replaceFile(t, cfg.CertFile, []byte("x"))
-	replaceFile(t, cfg.KeyFile, []byte("y"))
+	testcert.Replace(t, cfg.CertFile, []byte("x"))
+	testcert.Replace(t, cfg.KeyFile, []byte("y"))
 	_, err = NewServer(cfg, h, zaptest.NewLogger(t))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), cfg.CertFile)
@@ -188,7 +137,7 @@ func TestNewServerNeedsAGoodPair(t *testing.T) {
 
 func TestServeReturnsWhenTheListenerFails(t *testing.T) {
 	dir := t.TempDir()
-	writePair(t, dir, 1)
+	testcert.Write(t, dir, 1, "egressguard-webhook.egressguard.svc")
 	cfg := testConfig()
 	cfg.CertFile = filepath.Join(dir, "tls.crt")
 	cfg.KeyFile = filepath.Join(dir, "tls.key")

@@ -3,17 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,36 +20,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/egressguard/egressguard/inject"
+	"github.com/egressguard/egressguard/internal/testcert"
 )
-
-// selfSigned writes a certificate for 127.0.0.1 and its key into dir and
-// returns the certificate's paths and a pool that trusts it.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "egressguard-webhook"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	kder, err := x509.MarshalECPrivateKey(key)
-	require.NoError(t, err)
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
 
 // TestServeWebhook runs serve with the injection webhook on and sends it
 // the AdmissionReview of a Deployment's pod, as the API server would: the
@@ -67,11 +30,13 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 func TestServeWebhook(t *testing.T) {
 	cfg := testServeConfig(t)
 	cfg.Webhook.Listen = "127.0.0.1:0"
-	cfg.Webhook.CertFile, cfg.Webhook.KeyFile, _ = selfSigned(t, t.TempDir())
+	dir := t.TempDir()
+	cert := testcert.Write(t, dir, 1)
+	cfg.Webhook.CertFile, cfg.Webhook.KeyFile = testcert.CertFile(dir), testcert.KeyFile(dir)
 	cfg.Webhook.DNSServer = "10.96.0.53"
 	cfg.Webhook.XDSAddress = "egressguard.egressguard.svc:18000"
 	require.NoError(t, cfg.validate())
-	_, _, pool := selfSigned(t, t.TempDir()) // a different CA: must be refused
+	other := testcert.Write(t, t.TempDir(), 2) // not the webhook's: must be refused
 	addrs := startGuard(t, cfg)
 	require.NotNil(t, addrs.Webhook)
 
@@ -81,12 +46,13 @@ func TestServeWebhook(t *testing.T) {
 	require.NoError(t, err)
 	url := "https://" + addrs.Webhook.String() + "/mutate"
 
-	untrusted := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	_, err = untrusted.Post(url, "application/json", bytes.NewReader(body))
+	refused, err := testcert.Client(other).Post(url, "application/json", bytes.NewReader(body))
+	if err == nil {
+		_ = refused.Body.Close()
+	}
 	require.Error(t, err, "a client that does not trust the webhook's certificate is refused")
 
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: trustFile(t, cfg.Webhook.CertFile)}}
-	resp, err := client.Post(url, "application/json", bytes.NewReader(body))
+	resp, err := testcert.Client(cert).Post(url, "application/json", bytes.NewReader(body))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
@@ -125,15 +91,6 @@ func TestServeWebhook(t *testing.T) {
 	code, metrics := httpGet(t, "http://"+addrs.Admin.String()+"/metrics")
 	require.Equal(t, http.StatusOK, code)
 	assert.Contains(t, metrics, "egressguard_inject_injected_total 1")
-}
-
-func trustFile(t *testing.T, certFile string) *tls.Config {
-	t.Helper()
-	b, err := os.ReadFile(certFile)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(b))
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 // TestWebhookConfigErrors: a webhook switched on without what it needs is
