@@ -71,13 +71,7 @@ func BenchmarkXDSADSLoad(b *testing.B) {
 }
 
 func adsLoad(b *testing.B, plansA, plansB *classPlans) {
-	n := 1000
-	if v := os.Getenv("XDS_LOAD_STREAMS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil {
-			b.Fatal(err)
-		}
-	}
+	n := loadStreams(b)
 	var wls []inventory.Workload
 	for i := range n {
 		wls = append(wls, inventory.Workload{Name: fmt.Sprintf("class%d", i%20), Namespace: fmt.Sprintf("ns%d", i), Environment: "staging",
@@ -112,36 +106,9 @@ func adsLoad(b *testing.B, plansA, plansB *classPlans) {
 	runtime.ReadMemStats(&m0)
 	rss0 := rssKiB(b)
 
-	child := exec.Command(os.Args[0], "-test.run=^TestXDSLoadClients$")
-	child.Env = append(os.Environ(), loadChildEnv+"="+lis.Addr().String(), "XDS_LOAD_STREAMS="+strconv.Itoa(n))
-	child.Stderr = os.Stderr
-	toChild, err := child.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	fromChild, err := child.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := child.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		fmt.Fprintln(toChild, "EXIT")
-		_ = child.Wait()
-	}()
-	lines := bufio.NewScanner(fromChild)
-	expect := func(prefix string) []string {
-		for lines.Scan() {
-			f := strings.Fields(lines.Text())
-			if len(f) > 0 && f[0] == prefix {
-				return f[1:]
-			}
-		}
-		b.Fatalf("load client exited before %s: %v", prefix, lines.Err())
-		return nil
-	}
-	ready := expect("READY")
+	child := startLoadChild(b, lis.Addr().String(), n)
+	defer child.close()
+	ready := child.expect("READY")
 	runtime.GC()
 	runtime.GC() // and the pools' victim caches
 	runtime.ReadMemStats(&m1)
@@ -168,28 +135,7 @@ func adsLoad(b *testing.B, plansA, plansB *classPlans) {
 		enf.Rebuild()
 		rebuilds = append(rebuilds, float64(time.Since(t0))/float64(time.Millisecond))
 		b.StopTimer()
-		var sb strings.Builder
-		for j := range n {
-			cur := enf.NodeSnapshot(fmt.Sprintf("node-%d", j))
-			fmt.Fprintf(&sb, "EXPECT %d", j)
-			for _, typ := range loadTypes {
-				names := []string(nil) // LDS, CDS: wildcard
-				if typ == resourcev3.RouteType {
-					names = routeNames(cur)
-				}
-				v := cur.ResponseVersion(typ, names)
-				if old[j] != nil && old[j].ResponseVersion(typ, names) == v {
-					v = "-"
-				}
-				fmt.Fprintf(&sb, " %s", v)
-			}
-			sb.WriteByte('\n')
-		}
-		fmt.Fprintf(&sb, "CHECK %d\n", t0.UnixNano())
-		if _, err := io.WriteString(toChild, sb.String()); err != nil {
-			b.Fatal(err)
-		}
-		done := expect("DONE")
+		done := child.check(t0, ourWant(enf, old))
 		b.StartTimer()
 		if done[3] != "0" {
 			b.Fatalf("%s of %d streams did not get the new version within the child's deadline", done[3], n)
@@ -213,6 +159,90 @@ func adsLoad(b *testing.B, plansA, plansB *classPlans) {
 	b.ReportMetric(rssPerNode, "KiB-rss/node")
 	cancel()
 	<-served
+}
+
+// ourWant lists, per node, the versions of every resource type that
+// changed since old (the nodes' snapshots before the change), "-" for the
+// types that did not: what each stream must hold when the change is done.
+func ourWant(enf *xds.Enforcer, old []*xds.Snapshot) [][3]string {
+	want := make([][3]string, len(old))
+	for j := range old {
+		cur := enf.NodeSnapshot(fmt.Sprintf("node-%d", j))
+		for t, typ := range loadTypes {
+			names := []string(nil) // LDS, CDS: wildcard
+			if typ == resourcev3.RouteType {
+				names = routeNames(cur)
+			}
+			v := cur.ResponseVersion(typ, names)
+			if old[j] != nil && old[j].ResponseVersion(typ, names) == v {
+				v = "-"
+			}
+			want[j][t] = v
+		}
+	}
+	return want
+}
+
+// loadChild is the load test's client process (TestXDSLoadClients): n
+// fake Envoys connected to one xDS server.
+type loadChild struct {
+	b     *testing.B
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines *bufio.Scanner
+}
+
+// startLoadChild starts n fake Envoys against addr in a child process;
+// expect("READY") waits until every stream holds its first config.
+func startLoadChild(b *testing.B, addr string, n int) *loadChild {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestXDSLoadClients$")
+	cmd.Env = append(os.Environ(), loadChildEnv+"="+addr, "XDS_LOAD_STREAMS="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	return &loadChild{b: b, cmd: cmd, in: in, lines: bufio.NewScanner(out)}
+}
+
+// expect reads the child's output up to the next line starting with
+// prefix and returns that line's other fields.
+func (c *loadChild) expect(prefix string) []string {
+	for c.lines.Scan() {
+		f := strings.Fields(c.lines.Text())
+		if len(f) > 0 && f[0] == prefix {
+			return f[1:]
+		}
+	}
+	c.b.Fatalf("load client exited before %s: %v", prefix, c.lines.Err())
+	return nil
+}
+
+// check tells the child the versions each stream must hold (want[i]: LDS,
+// RDS, CDS; "-": unchanged) and waits for its DONE line: p50, p99, max
+// (ms since t0), streams not done, responses, client CPU ms.
+func (c *loadChild) check(t0 time.Time, want [][3]string) []string {
+	var sb strings.Builder
+	for j, w := range want {
+		fmt.Fprintf(&sb, "EXPECT %d %s %s %s\n", j, w[0], w[1], w[2])
+	}
+	fmt.Fprintf(&sb, "CHECK %d\n", t0.UnixNano())
+	if _, err := io.WriteString(c.in, sb.String()); err != nil {
+		c.b.Fatal(err)
+	}
+	return c.expect("DONE")
+}
+
+func (c *loadChild) close() {
+	fmt.Fprintln(c.in, "EXIT")
+	_ = c.cmd.Wait()
 }
 
 // startProfile writes a CPU profile of the changes only (not the setup) to
