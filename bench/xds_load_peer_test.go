@@ -48,8 +48,10 @@ import (
 // Both gRPC servers get the transport options of xds.NewServer (max
 // streams, 4 KiB read / 64 KiB write buffers, keepalive); the peer uses
 // the stock codec instead of ours (wireCodec) because the codec is part of
-// what is compared. Before each change both servers' garbage is collected
-// (outside the measurement) so neither pays for the other's.
+// what is compared. Before each change the parent and both client
+// processes collect their garbage (outside the measurement, SETTLE) so
+// neither side pays for the other's, and the clients' CPU is counted from
+// there.
 //
 // Metrics per sub-benchmark (medians over the changes): ours-all-ms,
 // peer-all-ms (every stream holds the new version), ours/peer (median of
@@ -158,6 +160,8 @@ func adsLoadPeer(b *testing.B, plansA, plansB *classPlans) {
 				t = 1 - k
 			}
 			runtime.GC()
+			children[0].settle()
+			children[1].settle()
 			cpu0 := processCPU(b)
 			t0 := time.Now()
 			want := targets[t].publish(plans)
@@ -174,11 +178,11 @@ func adsLoadPeer(b *testing.B, plansA, plansB *classPlans) {
 			if targets[t] == loadTarget(peer) {
 				extra = fmt.Sprintf(" (%.0f ms of it hashing)", ms(peer.hashing))
 			}
-			b.Logf("change %d %s: all streams %.0f ms (p50 %.0f); rebuild %.0f ms%s; server %.0f CPU-ms, clients %.0f CPU-ms; %s responses",
+			logChange(b, "change %d %s: all streams %.0f ms (p50 %.0f); rebuild %.0f ms%s; server %.0f CPU-ms, clients %.0f CPU-ms; %s responses",
 				i, targets[t].name(), s.all, s.p50, s.rebuild, extra, s.serverCPU, s.clientCPU, s.responses)
 		}
 		ratios = append(ratios, samples[0][i].all/samples[1][i].all)
-		b.Logf("change %d: ours/peer all streams %.2f", i, ratios[i])
+		logChange(b, "change %d: ours/peer all streams %.2f", i, ratios[i])
 	}
 	b.StopTimer()
 	pick := func(t int, f func(loadSample) float64) float64 {
@@ -198,6 +202,14 @@ func adsLoadPeer(b *testing.B, plansA, plansB *classPlans) {
 	b.ReportMetric(ourHeap, "ours-KiB-heap/node")
 	b.ReportMetric(peerHeap, "peer-KiB-heap/node")
 	b.ReportMetric(median(ratios), "ours/peer")
+}
+
+// logChange logs one change's figures, also on stderr: the testing package
+// keeps only 10 lines of a benchmark's log.
+func logChange(b *testing.B, format string, args ...any) {
+	b.Helper()
+	b.Logf(format, args...)
+	fmt.Fprintf(os.Stderr, "%s: "+format+"\n", append([]any{b.Name()}, args...)...)
 }
 
 func loadStreams(b *testing.B) int {

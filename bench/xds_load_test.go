@@ -40,9 +40,12 @@ import (
 //	parent → child  EXPECT <i> <lds> <rds> <cds> stream i's new versions ("-": unchanged)
 //	parent → child  CHECK <t0 unix ns>         report when every stream holds them
 //	child → parent  DONE <p50 ms> <p99 ms> <max ms> <not done> <responses> <client CPU ms>
+//	parent → child  SETTLE                     (optional) GC, count client CPU from here
+//	child → parent  SETTLED
 //	parent → child  EXIT
 //
-// The client CPU is the child's CPU time since the previous DONE (or READY):
+// The client CPU is the child's CPU time since the previous DONE, READY or
+// SETTLE:
 // what the fake Envoys spent receiving, decoding and ACKing one change. On
 // a machine where clients and server share the cores, wall time is at least
 // (server CPU + client CPU) / cores.
@@ -238,6 +241,14 @@ func (c *loadChild) check(t0 time.Time, want [][3]string) []string {
 		c.b.Fatal(err)
 	}
 	return c.expect("DONE")
+}
+
+// settle has the child collect its garbage and count its CPU from now on.
+func (c *loadChild) settle() {
+	if _, err := io.WriteString(c.in, "SETTLE\n"); err != nil {
+		c.b.Fatal(err)
+	}
+	c.expect("SETTLED")
 }
 
 func (c *loadChild) close() {
@@ -533,6 +544,12 @@ func TestXDSLoadClients(t *testing.T) {
 			fmt.Printf("DONE %.0f %.0f %.0f %d %d %d\n", lat[n/2], lat[n*99/100], lat[n-1], notDone, responses,
 				(cpu - lastCPU).Milliseconds())
 			lastCPU = cpu
+		case len(f) == 1 && f[0] == "SETTLE":
+			// Collect this process's garbage and count client CPU
+			// from here (BenchmarkXDSADSLoadPeer, before each change).
+			runtime.GC()
+			lastCPU = processCPU(t)
+			fmt.Println("SETTLED")
 		case len(f) == 1 && f[0] == "EXIT":
 			return
 		}
