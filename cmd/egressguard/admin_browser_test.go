@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,12 +82,22 @@ func TestAdminPageInBrowser(t *testing.T) {
 		defer scancel()
 		require.NoError(t, chromedp.Do(sctx, actions...), what)
 	}
-	// text reads an element's text within browserWait.
+	// text reads an element's text (sel: XPath if it starts with "/", else
+	// CSS) within browserWait. The page re-renders every 2 s, replacing its
+	// nodes, so the lookup and the read happen in one script in the page:
+	// reading a node found by an earlier query could find it gone.
 	text := func(sel string) string {
 		t.Helper()
 		sctx, scancel := context.WithTimeout(bctx, browserWait)
 		defer scancel()
-		s, err := chromedp.Run(sctx, chromedp.Text(sel))
+		js := fmt.Sprintf(`(() => {
+			const s = %q;
+			const n = s.startsWith("/")
+				? document.evaluate(s, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue
+				: document.querySelector(s);
+			return n ? n.innerText : "";
+		})()`, sel)
+		s, err := chromedp.Run(sctx, chromedp.Poll[string](js))
 		require.NoError(t, err, "read %s", sel)
 		return s
 	}
