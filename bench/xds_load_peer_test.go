@@ -341,7 +341,8 @@ func contentVersion(b *testing.B, items []types.Resource) string {
 }
 
 // logConfigSizes logs what one node of class 0 is sent by each server, in
-// wire bytes per type, so the two are seen to push the same config.
+// wire bytes per type, and fails unless the sizes are equal (both push the
+// same config).
 func logConfigSizes(b *testing.B, enf *xds.Enforcer, peer *peerTarget) {
 	ourSnap := enf.NodeSnapshot("node-0")
 	for _, typ := range loadTypes {
@@ -365,5 +366,8 @@ func logConfigSizes(b *testing.B, enf *xds.Enforcer, peer *peerTarget) {
 			}
 		}
 		b.Logf("node-0 %s: ours %d bytes, peer %d bytes", typ[len("type.googleapis.com/envoy.config."):], ourBytes, peerBytes)
+		if ourBytes != peerBytes {
+			b.Fatalf("node-0 %s: ours %d bytes, peer %d: the two servers would not push the same config", typ, ourBytes, peerBytes)
+		}
 	}
 }
