@@ -17,12 +17,10 @@ import (
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/xds"
 )
 
@@ -86,27 +84,10 @@ func adsLoadPeer(b *testing.B, plansA, plansB *classPlans) {
 	defer cancel()
 
 	// Ours, exactly as in BenchmarkXDSADSLoad.
-	var wls []inventory.Workload
-	for i := range n {
-		wls = append(wls, inventory.Workload{Name: fmt.Sprintf("class%d", i%20), Namespace: fmt.Sprintf("ns%d", i), Environment: "staging",
-			NodeIDs: []string{fmt.Sprintf("node-%d", i)}})
-	}
-	snap, err := inventory.NewSnapshot("staging", wls)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := xds.Defaults()
 	ours := &ourTarget{src: &switchSource{cur: plansA}, n: n}
-	if ours.enf, err = xds.NewEnforcer(ours.src, inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil)); err != nil {
-		b.Fatal(err)
-	}
-	srv, err := xds.NewServer(ctx, cfg, ours.enf, zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ourLis := listenLocal(b)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ourLis) }()
+	var ourAddr string
+	var served <-chan error
+	ours.enf, ourAddr, served = startOurs(ctx, b, n, ours.src)
 	defer func() { cancel(); <-served }()
 
 	// The peer.
@@ -114,7 +95,7 @@ func adsLoadPeer(b *testing.B, plansA, plansB *classPlans) {
 	peer.publish(plansA)
 	gs := grpc.NewServer(
 		// xds.NewServer's transport options, without its codec.
-		grpc.MaxConcurrentStreams(uint32(cfg.MaxStreams)),
+		grpc.MaxConcurrentStreams(uint32(xds.Defaults().MaxStreams)),
 		grpc.ReadBufferSize(4<<10),
 		grpc.WriteBufferSize(64<<10),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -139,7 +120,7 @@ func adsLoadPeer(b *testing.B, plansA, plansB *classPlans) {
 		b.Logf("%s: %d streams connected and configured in %s ms; server heap %.1f KiB/node", name, n, ready[0], heap)
 		return c, heap
 	}
-	ourChild, ourHeap := connect(ours.name(), ourLis.Addr().String())
+	ourChild, ourHeap := connect(ours.name(), ourAddr)
 	defer ourChild.close()
 	peerChild, peerHeap := connect(peer.name(), peerLis.Addr().String())
 	defer peerChild.close()

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,33 +74,10 @@ func BenchmarkXDSADSLoad(b *testing.B) {
 
 func adsLoad(b *testing.B, plansA, plansB *classPlans) {
 	n := loadStreams(b)
-	var wls []inventory.Workload
-	for i := range n {
-		wls = append(wls, inventory.Workload{Name: fmt.Sprintf("class%d", i%20), Namespace: fmt.Sprintf("ns%d", i), Environment: "staging",
-			NodeIDs: []string{fmt.Sprintf("node-%d", i)}})
-	}
-	snap, err := inventory.NewSnapshot("staging", wls)
-	if err != nil {
-		b.Fatal(err)
-	}
 	src := &switchSource{cur: plansA}
-	cfg := xds.Defaults()
-	enf, err := xds.NewEnforcer(src, inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil))
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := xds.NewServer(ctx, cfg, enf, zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
+	enf, addr, served := startOurs(ctx, b, n, src)
 
 	var m0, m1 runtime.MemStats
 	runtime.GC()
@@ -109,7 +85,7 @@ func adsLoad(b *testing.B, plansA, plansB *classPlans) {
 	runtime.ReadMemStats(&m0)
 	rss0 := rssKiB(b)
 
-	child := startLoadChild(b, lis.Addr().String(), n)
+	child := startLoadChild(b, addr, n)
 	defer child.close()
 	ready := child.expect("READY")
 	runtime.GC()
@@ -162,6 +138,36 @@ func adsLoad(b *testing.B, plansA, plansB *classPlans) {
 	b.ReportMetric(rssPerNode, "KiB-rss/node")
 	cancel()
 	<-served
+}
+
+// startOurs runs egressguard's enforcer and xDS server (xds.Defaults) on
+// 127.0.0.1 for the sidecar nodes node-0 … node-(n-1) in the 20 load-test
+// classes (class<i%20>). It returns the enforcer, the server's address and
+// Serve's result, delivered once ctx ends.
+func startOurs(ctx context.Context, b *testing.B, n int, plans xds.PlanSource) (*xds.Enforcer, string, <-chan error) {
+	b.Helper()
+	wls := make([]inventory.Workload, 0, n)
+	for i := range n {
+		wls = append(wls, inventory.Workload{Name: fmt.Sprintf("class%d", i%20), Namespace: fmt.Sprintf("ns%d", i),
+			Environment: "staging", NodeIDs: []string{fmt.Sprintf("node-%d", i)}})
+	}
+	snap, err := inventory.NewSnapshot("staging", wls)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := xds.Defaults()
+	enf, err := xds.NewEnforcer(plans, inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := xds.NewServer(ctx, cfg, enf, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	lis := listenLocal(b)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis) }()
+	return enf, lis.Addr().String(), served
 }
 
 // ourWant lists, per node, the versions of every resource type that

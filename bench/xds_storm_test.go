@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -15,12 +14,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/egressguard/egressguard/inventory"
-	"github.com/egressguard/egressguard/xds"
 )
 
 // BenchmarkXDSConnectStorm is issue 4's "5,000 streams connecting at once:
@@ -42,32 +37,10 @@ func BenchmarkXDSConnectStorm(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	var wls []inventory.Workload
-	for i := range n + 1 {
-		wls = append(wls, inventory.Workload{Name: fmt.Sprintf("class%d", i%20), Namespace: fmt.Sprintf("ns%d", i),
-			Environment: "staging", NodeIDs: []string{fmt.Sprintf("node-%d", i)}})
-	}
-	snap, err := inventory.NewSnapshot("staging", wls)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg := xds.Defaults()
-	enf, err := xds.NewEnforcer(makePlans(b, 0), inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil))
-	if err != nil {
-		b.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := xds.NewServer(ctx, cfg, enf, zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ctx, lis) }()
-	addr := lis.Addr().String()
+	// One node more than the storm: the newcomer served after it.
+	_, addr, _ := startOurs(ctx, b, n+1, makePlans(b, 0))
 
 	for range b.N {
 		stormOnce(b, addr, n)
