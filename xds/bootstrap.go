@@ -10,8 +10,14 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -36,7 +42,19 @@ type BootstrapOptions struct {
 	// ServerName is the SNI/verified name of the control plane (default: the
 	// host of xdsAddress).
 	ServerName string
+	// ReadinessPort, when set (it needs AdminPort), adds a listener on
+	// 0.0.0.0:ReadinessPort that forwards only GET /ready to the admin
+	// interface: the kubelet probes the pod IP, never its loopback, and the
+	// rest of the admin interface (config dumps, /quitquitquit) must stay on
+	// loopback.
+	ReadinessPort uint32
 }
+
+// Names of the static resources behind BootstrapOptions.ReadinessPort.
+const (
+	readyListenerName = "egressguard_ready"
+	adminClusterName  = "egressguard_admin"
+)
 
 // Bootstrap renders the Envoy bootstrap (YAML) a sidecar needs to fetch its
 // configuration over ADS from xdsAddress ("host:port"). The result is
@@ -54,8 +72,11 @@ func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		errs = append(errs, errors.New("tls: cert file and key file go together"))
 	}
-	if o.OutboundPort > 65535 || o.AdminPort > 65535 {
+	if o.OutboundPort > 65535 || o.AdminPort > 65535 || o.ReadinessPort > 65535 {
 		errs = append(errs, errors.New("ports must be at most 65535"))
+	}
+	if o.ReadinessPort != 0 && (o.AdminPort == 0 || o.ReadinessPort == o.AdminPort) {
+		errs = append(errs, errors.New("readiness port: needs an admin port of its own"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("xds: bootstrap: %w", err)
@@ -124,6 +145,11 @@ func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
 	if o.AdminPort != 0 {
 		b.Admin = &bootstrapv3.Admin{Address: socketAddress("127.0.0.1", o.AdminPort)}
 	}
+	if o.ReadinessPort != 0 {
+		l, c := readiness(o.ReadinessPort, o.AdminPort)
+		b.StaticResources.Listeners = append(b.StaticResources.Listeners, l)
+		b.StaticResources.Clusters = append(b.StaticResources.Clusters, c)
+	}
 	if err := ValidateDeep(b, "bootstrap"); err != nil {
 		return nil, fmt.Errorf("xds: bootstrap: %w", err)
 	}
@@ -136,4 +162,59 @@ func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
 		return nil, fmt.Errorf("xds: bootstrap: %w", err)
 	}
 	return out, nil
+}
+
+// readiness is the listener on 0.0.0.0:port that forwards GET /ready, and
+// nothing else, to the admin interface on 127.0.0.1:adminPort, and the
+// cluster it routes to.
+func readiness(port, adminPort uint32) (*listenerv3.Listener, *clusterv3.Cluster) {
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: readyListenerName,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+			Name: readyListenerName,
+			VirtualHosts: []*routev3.VirtualHost{{
+				Name:    readyListenerName,
+				Domains: []string{"*"},
+				Routes: []*routev3.Route{{
+					Match: &routev3.RouteMatch{
+						PathSpecifier: &routev3.RouteMatch_Path{Path: "/ready"},
+						Headers: []*routev3.HeaderMatcher{{
+							Name: ":method",
+							HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+								MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "GET"},
+							}},
+						}},
+					},
+					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: adminClusterName},
+					}},
+				}},
+			}},
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
+	}
+	l := &listenerv3.Listener{
+		Name:    readyListenerName,
+		Address: socketAddress("0.0.0.0", port),
+		FilterChains: []*listenerv3.FilterChain{{
+			Filters: []*listenerv3.Filter{networkFilter("envoy.filters.network.http_connection_manager", hcm)},
+		}},
+	}
+	c := &clusterv3.Cluster{
+		Name:                 adminClusterName,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(time.Second),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: adminClusterName,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: socketAddress("127.0.0.1", adminPort),
+					}},
+				}},
+			}},
+		},
+	}
+	return l, c
 }

@@ -41,6 +41,8 @@ func TestBootstrapErrors(t *testing.T) {
 		{"no port", "n", "cp", BootstrapOptions{}, "not host:port"},
 		{"bad port", "n", "cp:0", BootstrapOptions{}, "not host:port"},
 		{"cert without key", "n", "cp:1", BootstrapOptions{CertFile: "c"}, "go together"},
+		{"readiness without admin", "n", "cp:1", BootstrapOptions{ReadinessPort: 15021}, "readiness port"},
+		{"readiness on the admin port", "n", "cp:1", BootstrapOptions{AdminPort: 15000, ReadinessPort: 15000}, "readiness port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Bootstrap(tc.node, tc.addr, tc.o)
