@@ -13,12 +13,15 @@ import (
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/klog/v2"
 
 	"github.com/egressguard/egressguard/inventory/kube"
 )
@@ -167,4 +170,17 @@ current-context: x
 	t.Setenv("HOME", dir)
 	_, err = kubeRESTConfig("")
 	assert.ErrorContains(t, err, "--kubeconfig")
+}
+
+// TestRouteKlog: client-go's klog messages (a failing watch, as in
+// TestServeKubernetesSyncFailure) reach our logger as structured entries.
+func TestRouteKlog(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	routeKlog(zap.New(core))
+	t.Cleanup(klog.ClearLogger)
+	klog.ErrorS(errors.New("forbidden"), "Failed to watch", "type", "*v1.Pod")
+	entries := logs.FilterLoggerName("client-go").FilterMessage("Failed to watch").All()
+	require.Len(t, entries, 1)
+	assert.Equal(t, "*v1.Pod", entries[0].ContextMap()["type"])
+	assert.Equal(t, "forbidden", entries[0].ContextMap()["error"])
 }

@@ -73,9 +73,7 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 				return err
 			}
 			ro.log = log
-			// client-go logs through klog's process-wide logger: send it to
-			// ours so a JSON log stays JSON.
-			klog.SetLogger(zapr.NewLogger(log.Named("client-go")))
+			routeKlog(log)
 			return serve(cmd.Context(), log, cfg, nil)
 		},
 	}
@@ -91,6 +89,13 @@ SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
 	f.StringVar(&o.decisions, "decisions-file", "", "write decision records as JSON lines to `FILE` (\"-\" for stdout)")
 	f.StringArrayVar(&o.sets, "set", nil, "set any config key, `SECTION.KEY=VALUE` (YAML value; repeatable), e.g. dns.cache_size=50000")
 	return cmd
+}
+
+// routeKlog sends client-go's logs, which go through klog's process-wide
+// logger, to ours (named client-go), so a JSON log stays JSON. Process-wide:
+// called by the serve command only, never by serve (tests run it).
+func routeKlog(log *zap.Logger) {
+	klog.SetLogger(zapr.NewLogger(log.Named("client-go")))
 }
 
 // resolve merges defaults, the config file and the flags that were set;
