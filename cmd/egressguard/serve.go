@@ -105,49 +105,27 @@ func (o *serveFlags) resolve(cmd *cobra.Command, ro *rootOptions) (serveConfig, 
 	if err != nil {
 		return cfg, err
 	}
-	f := cmd.Flags()
-	pf := cmd.Root().PersistentFlags()
-	if pf.Changed("catalog") {
-		cfg.Policy.Catalogs = ro.Catalogs
-	}
-	if pf.Changed("policy") {
-		cfg.Policy.Dir = ro.PolicyDir
-	}
-	if pf.Changed("replace-default-policy") {
-		cfg.Policy.ReplaceDefault = ro.ReplacePolicy
-	}
-	if pf.Changed("inventory") {
-		cfg.Inventory.File = ro.InventoryFile
-	}
-	if f.Changed("dns-listen") {
-		cfg.DNS.Listen = o.dnsListen
-	}
-	if f.Changed("upstream") {
-		cfg.DNS.Upstreams = o.upstreams
-	}
-	if f.Changed("xds-listen") {
-		cfg.XDS.Listen = o.xdsListen
-	}
-	if f.Changed("webhook-listen") {
-		cfg.Webhook.Listen = o.webhook
-	}
-	if f.Changed("inventory-source") {
-		cfg.Inventory.Source = o.invSource
-	}
-	if f.Changed("kubeconfig") {
-		cfg.Inventory.Kubernetes.Kubeconfig = o.kubeconfig
-	}
-	if f.Changed("admin-listen") {
-		cfg.Admin.Listen = o.adminListen
-	}
-	if f.Changed("decisions-file") {
-		cfg.Decisions.File = o.decisions
-	}
-	if pf.Changed("log-level") {
-		cfg.Log.Level = ro.logLevel
-	}
-	if pf.Changed("log-format") {
-		cfg.Log.Format = ro.logFormat
+	// Each flag the user set overrides its config key (root's persistent
+	// flags included).
+	for name, set := range map[string]func(){
+		"catalog":                func() { cfg.Policy.Catalogs = ro.Catalogs },
+		"policy":                 func() { cfg.Policy.Dir = ro.PolicyDir },
+		"replace-default-policy": func() { cfg.Policy.ReplaceDefault = ro.ReplacePolicy },
+		"inventory":              func() { cfg.Inventory.File = ro.InventoryFile },
+		"inventory-source":       func() { cfg.Inventory.Source = o.invSource },
+		"kubeconfig":             func() { cfg.Inventory.Kubernetes.Kubeconfig = o.kubeconfig },
+		"dns-listen":             func() { cfg.DNS.Listen = o.dnsListen },
+		"upstream":               func() { cfg.DNS.Upstreams = o.upstreams },
+		"xds-listen":             func() { cfg.XDS.Listen = o.xdsListen },
+		"webhook-listen":         func() { cfg.Webhook.Listen = o.webhook },
+		"admin-listen":           func() { cfg.Admin.Listen = o.adminListen },
+		"decisions-file":         func() { cfg.Decisions.File = o.decisions },
+		"log-level":              func() { cfg.Log.Level = ro.logLevel },
+		"log-format":             func() { cfg.Log.Format = ro.logFormat },
+	} {
+		if fl := cmd.Flag(name); fl != nil && fl.Changed {
+			set()
+		}
 	}
 	return cfg, nil
 }

@@ -323,3 +323,22 @@ func TestConfigSet(t *testing.T) {
 	_, err = loadServeConfig("", "dns.cache_sizee=1")
 	assert.ErrorContains(t, err, "cache_sizee")
 }
+
+// TestServeFlagsOverride: each serve flag (and root's persistent flags)
+// overrides its config key; shown through the validation errors serve
+// reports, all at once, before it binds anything.
+func TestServeFlagsOverride(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	out, err := runCLI(t, "serve",
+		"--dns-listen", "dns-nope", "--xds-listen", "xds-nope", "--admin-listen", "admin-nope",
+		"--webhook-listen", "webhook-nope", "--inventory-source", "consul",
+		"--set", "decisions.max_files=0", "--decisions-file", filepath.Join(t.TempDir(), "d.jsonl"))
+	require.Error(t, err, out)
+	for _, want := range []string{`"dns-nope"`, "xds-nope", "admin.listen", `"webhook-nope"`, `inventory.source: "consul"`, "decisions.max_files"} {
+		assert.ErrorContains(t, err, want)
+	}
+
+	out, err = runCLI(t, "serve", "--catalog", missing, "--set", "dns.listen=", "--set", "xds.listen=", "--set", "admin.listen=")
+	require.Error(t, err, out)
+	assert.ErrorContains(t, err, missing, "--catalog reaches the policy section")
+}
