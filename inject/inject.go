@@ -125,11 +125,11 @@ func (i *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, Decis
 	if optedOut(pod.Annotations[AnnotationInject]) {
 		return pod, Decision{Reason: SkipOptedOut}, nil
 	}
-	if _, marked := pod.Annotations[AnnotationInjected]; marked &&
-		indexOf(pod.Spec.Containers, ProxyContainerName) >= 0 &&
-		indexOf(pod.Spec.InitContainers, InitContainerName) >= 0 {
+	_, marked := pod.Annotations[AnnotationInjected]
+	if j := indexOf(pod.Spec.InitContainers, InitContainerName); marked && j >= 0 &&
+		indexOf(pod.Spec.Containers, ProxyContainerName) >= 0 {
 		d := Decision{Reason: SkipAlreadyInjected}
-		if j := indexOf(pod.Spec.InitContainers, InitContainerName); j > 0 {
+		if j > 0 {
 			out := pod.DeepCopy()
 			c := out.Spec.InitContainers[j]
 			out.Spec.InitContainers = slices.Insert(slices.Delete(out.Spec.InitContainers, j, j+1), 0, c)
