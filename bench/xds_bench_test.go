@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"go.uber.org/zap"
 
 	"github.com/egressguard/egressguard/inventory"
@@ -85,8 +87,18 @@ func BenchmarkXDSRebuild(b *testing.B) {
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
+	// Connect the nodes through the server's stream callbacks (what an ADS
+	// stream's first request runs), without gRPC streams.
+	srv, err := xds.NewServer(b.Context(), xds.Defaults(), enf, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
 	for n := range 1000 {
-		if err := xds.ConnectForBench(enf, int64(n), &corev3.Node{Id: fmt.Sprintf("node-%d", n), UserAgentName: "envoy"}); err != nil {
+		req := &discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: fmt.Sprintf("node-%d", n), UserAgentName: "envoy"}, TypeUrl: resourcev3.ListenerType}
+		if err := srv.OnStreamOpen(b.Context(), int64(n), resourcev3.ListenerType); err != nil {
+			b.Fatal(err)
+		}
+		if err := srv.OnStreamRequest(int64(n), req); err != nil {
 			b.Fatal(err)
 		}
 	}

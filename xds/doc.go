@@ -53,6 +53,33 @@
 // Rebuild publishes each class's snapshot as soon as that class is built,
 // so pushes start while later classes are still building.
 //
+// # Publication: a node never goes back, no subscription is lost
+//
+// A node's configuration is built by its first stream, by each new target
+// a proxyless stream asks for, and by every Rebuild, concurrently and
+// outside the enforcer's lock. Every build takes a generation number (one
+// counter for the whole enforcer, only moving forward) together with the
+// node's targets, under the lock, and reads inventory and policy only
+// after that; targets only grow and inventory and policy only move
+// forward, so a build of a higher generation read inputs at least as new.
+// Builds are settled (Enforcer.settle, the one place that publishes) in
+// generation order:
+//
+//   - Monotonic per node: a build older than one already settled for the
+//     node is dropped (counted in dropped_builds_total), so a node is never
+//     handed the configuration of an older policy, inventory or target
+//     list, whatever order the builds finish in.
+//   - No lost subscription: a target recorded for a node starts a build
+//     that reads it; that build, or a newer one (which read a superset of
+//     the targets), settles, so every name subscribed at any time, during a
+//     rebuild included, is answered by that one build.
+//   - A node keeps its last good config (keepLastGood): a failed build
+//     publishes nothing and leaves its error on the admin view.
+//
+// Several streams with one node ID (grpc-go opens one per channel) are one
+// node: one snapshot holding the union of their targets, each stream sent
+// the names it subscribed to, shown once with its stream count.
+//
 // # Import aliases
 //
 // Envoy API packages are always imported as <last meaningful path element>v3:

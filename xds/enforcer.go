@@ -3,6 +3,7 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/egressguard/egressguard/inventory"
@@ -61,6 +63,9 @@ type nodeState struct {
 	planFP   string
 	lastErr  string
 	builtAt  time.Time
+	// settled is the generation of the newest build whose outcome was
+	// applied to this node (see settle).
+	settled uint64
 }
 
 // class holds the resources of one plan (one workload class), shared by all
@@ -108,6 +113,7 @@ type Enforcer struct {
 	nodes   map[string]*nodeState
 	streams map[int64]string // stream ID → node ID
 	classes map[string]*class
+	gen     uint64 // the last generation handed to a build (startBuild)
 }
 
 // NewEnforcer builds an enforcer. cfg must have passed Validate.
@@ -265,7 +271,82 @@ func (e *Enforcer) requested(streamID int64, typeURL string, names []string) {
 	}
 }
 
-// refreshNode resolves one node and publishes its snapshot.
+// nodeBuild is one build of one node's configuration. Its generation and
+// its inputs from the node (kind, port, targets) are taken together under
+// the enforcer's lock (startBuild); inventory and policy are read after
+// that. So a build of a higher generation read inputs at least as new as
+// one of a lower generation: a node's targets only grow, and inventory and
+// plans only move forward.
+type nodeBuild struct {
+	ns      *nodeState
+	gen     uint64
+	kind    nodeKind
+	port    uint32
+	targets []string
+	w       *inventory.Workload
+	p       *plan.Plan
+	snap    *Snapshot
+	err     error
+}
+
+// startBuild takes the next generation and the node's inputs. The caller
+// holds e.mu.
+func (e *Enforcer) startBuild(ns *nodeState) *nodeBuild {
+	e.gen++
+	return &nodeBuild{ns: ns, gen: e.gen, kind: ns.kind, port: ns.port, targets: sortedKeys(ns.targets)}
+}
+
+// resolve reads the build's workload from inventory and its plan.
+func (b *nodeBuild) resolve(inv *inventory.Snapshot, plans PlanSource) {
+	b.w = inv.ResolveNode(b.ns.id)
+	b.p, b.err = plans.PlanFor(b.w)
+}
+
+// outcome is what settle did with a finished build.
+type outcome uint8
+
+const (
+	outcomePublished outcome = iota
+	outcomeKeptLastGood
+	outcomeDropped
+)
+
+// settle applies a finished build to its node; the caller holds e.mu. It
+// is the only place a node's configuration is published, and it keeps the
+// package's publication invariant (see the package doc):
+//   - a build is dropped when a build of a newer generation has already
+//     been settled for its node (a node never goes back to older inputs),
+//     or when its node is gone (or reconnected as a new node);
+//   - otherwise a failed build publishes nothing: keepLastGood.
+func (e *Enforcer) settle(b *nodeBuild) outcome {
+	ns := b.ns
+	if e.nodes[ns.id] != ns || b.gen <= ns.settled {
+		e.metrics.droppedBuilds.Inc()
+		return outcomeDropped
+	}
+	ns.settled = b.gen
+	ns.workload = b.w
+	if b.err != nil {
+		e.keepLastGood(ns, b.err)
+		return outcomeKeptLastGood
+	}
+	ns.planFP, ns.lastErr, ns.builtAt = b.p.Fingerprint(), "", time.Now()
+	e.cache.SetSnapshot(ns.id, b.snap)
+	return outcomePublished
+}
+
+// keepLastGood is the rule for a build that failed (no plan, or a
+// translation or validation error): a node keeps its last good
+// configuration. Nothing is published, so the node goes on being served
+// the snapshot it has (a node that never had one gets no answer, which
+// fails closed), and the error is recorded for the admin view and logged.
+func (e *Enforcer) keepLastGood(ns *nodeState, err error) {
+	ns.lastErr = err.Error()
+	e.log.Error("cannot build node configuration; the node keeps its last good one",
+		zap.String("node", ns.id), zap.Error(err))
+}
+
+// refreshNode builds one node's configuration and settles it.
 func (e *Enforcer) refreshNode(id string) {
 	e.mu.Lock()
 	ns := e.nodes[id]
@@ -273,29 +354,16 @@ func (e *Enforcer) refreshNode(id string) {
 		e.mu.Unlock()
 		return
 	}
-	kind, port, targets := ns.kind, ns.port, sortedKeys(ns.targets)
+	b := e.startBuild(ns)
 	e.mu.Unlock()
 
-	w := e.inv.Current().ResolveNode(id)
-	p, err := e.plans.PlanFor(w)
-	var snap *Snapshot
-	if err == nil {
-		snap, err = e.classFor(p).snapshot(e, kind, port, targets)
+	b.resolve(e.inv.Current(), e.plans)
+	if b.err == nil {
+		b.snap, b.err = e.classFor(b.p).snapshot(e, b.kind, b.port, b.targets)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if ns = e.nodes[id]; ns == nil {
-		return
-	}
-	ns.workload = w
-	if err != nil {
-		ns.lastErr = err.Error()
-		e.log.Error("cannot build node configuration; the node keeps its last good one",
-			zap.String("node", id), zap.Error(err))
-		return
-	}
-	ns.planFP, ns.lastErr, ns.builtAt = p.Fingerprint(), "", time.Now()
-	e.cache.SetSnapshot(id, snap)
+	e.settle(b)
 }
 
 // NodeSnapshot returns the snapshot a connected node is being served (nil
@@ -332,21 +400,11 @@ func (e *Enforcer) Rebuild() {
 	start := time.Now()
 
 	e.mu.Lock()
-	type job struct {
-		id      string
-		kind    nodeKind
-		port    uint32
-		targets []string
-		w       *inventory.Workload
-		p       *plan.Plan
-		err     error
-		snap    *Snapshot
+	builds := make([]*nodeBuild, 0, len(e.nodes))
+	for _, ns := range e.nodes {
+		builds = append(builds, e.startBuild(ns))
 	}
-	jobs := make([]*job, 0, len(e.nodes))
-	for id, ns := range e.nodes {
-		jobs = append(jobs, &job{id: id, kind: ns.kind, port: ns.port, targets: sortedKeys(ns.targets)})
-	}
-	old := e.classes
+	old := maps.Clone(e.classes)
 	// A fresh virtual-host cache per rebuild: classes built now share the
 	// new policy version's virtual hosts; the previous version's are freed
 	// with the classes that used them.
@@ -355,18 +413,19 @@ func (e *Enforcer) Rebuild() {
 
 	inv := e.inv.Current()
 	classes := map[string]*class{}
-	for _, j := range jobs {
-		j.w = inv.ResolveNode(j.id)
-		j.p, j.err = e.plans.PlanFor(j.w)
-		if j.err != nil {
+	var failedPlans []*nodeBuild
+	for _, b := range builds {
+		b.resolve(inv, e.plans)
+		if b.err != nil {
+			failedPlans = append(failedPlans, b)
 			continue
 		}
-		fp := j.p.Fingerprint()
+		fp := b.p.Fingerprint()
 		if _, ok := classes[fp]; !ok {
 			if c, ok := old[fp]; ok {
 				classes[fp] = c
 			} else {
-				classes[fp] = newClass(j.p)
+				classes[fp] = newClass(b.p)
 			}
 		}
 	}
@@ -375,87 +434,67 @@ func (e *Enforcer) Rebuild() {
 	// group's nodes at once, so the first pushes go out while later classes
 	// are still being built.
 	type group struct {
-		key  string
-		jobs []*job
+		class  *class
+		builds []*nodeBuild
 	}
 	byKey := map[string]*group{}
 	var groups []*group
-	for _, j := range jobs {
-		if j.err != nil {
+	for _, b := range builds {
+		if b.err != nil {
 			continue
 		}
-		k := fmt.Sprintf("%s\x00%d\x00%d\x00%s", j.p.Fingerprint(), j.kind, j.port, strings.Join(j.targets, "\n"))
+		k := fmt.Sprintf("%s\x00%d\x00%d\x00%s", b.p.Fingerprint(), b.kind, b.port, strings.Join(b.targets, "\n"))
 		g, ok := byKey[k]
 		if !ok {
-			g = &group{key: k}
+			g = &group{class: classes[b.p.Fingerprint()]}
 			byKey[k] = g
 			groups = append(groups, g)
 		}
-		g.jobs = append(g.jobs, j)
+		g.builds = append(g.builds, b)
 	}
+	// Install the classes (from here on classFor may add to the map): nodes
+	// that connect or subscribe during the rebuild share them; the previous
+	// policy version's classes are freed.
+	nClasses := len(classes)
+	e.mu.Lock()
+	e.classes = classes
+	e.metrics.classes.Set(float64(nClasses))
+	e.mu.Unlock()
 	// Biggest groups first: most nodes updated soonest.
-	slices.SortStableFunc(groups, func(a, b *group) int { return len(b.jobs) - len(a.jobs) })
-	failed := 0
-	publish := func(js []*job) {
+	slices.SortStableFunc(groups, func(a, b *group) int { return len(b.builds) - len(a.builds) })
+	failed := 0 // guarded by e.mu
+	publish := func(bs []*nodeBuild) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		for _, j := range js {
-			ns := e.nodes[j.id]
-			if ns == nil {
-				continue
-			}
-			ns.workload = j.w
-			if j.err != nil {
+		for _, b := range bs {
+			if e.settle(b) == outcomeKeptLastGood {
 				failed++
-				ns.lastErr = j.err.Error()
-				e.log.Error("cannot build node configuration; the node keeps its last good one",
-					zap.String("node", j.id), zap.Error(j.err))
-				continue
 			}
-			ns.planFP, ns.lastErr, ns.builtAt = j.p.Fingerprint(), "", time.Now()
-			e.cache.SetSnapshot(j.id, j.snap)
-		}
-	}
-	var failedPlans []*job
-	for _, j := range jobs {
-		if j.err != nil {
-			failedPlans = append(failedPlans, j)
 		}
 	}
 	publish(failedPlans)
-	work := make(chan *group)
-	var wg sync.WaitGroup
-	for range max(1, runtime.GOMAXPROCS(0)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for g := range work {
-				j0 := g.jobs[0]
-				snap, err := classes[j0.p.Fingerprint()].snapshot(e, j0.kind, j0.port, j0.targets)
-				for _, j := range g.jobs {
-					j.snap, j.err = snap, err
-				}
-				publish(g.jobs)
-			}
-		}()
-	}
+	var workers errgroup.Group
+	workers.SetLimit(max(1, runtime.GOMAXPROCS(0)))
 	for _, g := range groups {
-		work <- g
+		workers.Go(func() error {
+			b0 := g.builds[0]
+			snap, err := g.class.snapshot(e, b0.kind, b0.port, b0.targets)
+			for _, b := range g.builds {
+				b.snap, b.err = snap, err
+			}
+			publish(g.builds)
+			return nil
+		})
 	}
-	close(work)
-	wg.Wait()
+	_ = workers.Wait() // a build's error belongs to its nodes: settle records it
 
-	e.mu.Lock()
-	e.classes = classes
-	e.metrics.classes.Set(float64(len(classes)))
-	e.mu.Unlock()
 	result := "success"
 	if failed > 0 {
 		result = "error"
 	}
 	e.metrics.rebuilds.WithLabelValues(result).Inc()
 	e.metrics.rebuildTime.Observe(time.Since(start).Seconds())
-	e.log.Info("rebuilt xDS snapshots", zap.Int("nodes", len(jobs)), zap.Int("classes", len(classes)),
+	e.log.Info("rebuilt xDS snapshots", zap.Int("nodes", len(builds)), zap.Int("classes", nClasses),
 		zap.Int("failed", failed), zap.Duration("took", time.Since(start)))
 }
 

@@ -12,6 +12,7 @@ type Metrics struct {
 	pushLatency   prometheus.Histogram
 	nacks         *prometheus.CounterVec
 	unknownTypes  prometheus.Counter
+	droppedBuilds prometheus.Counter
 	rebuilds      *prometheus.CounterVec
 	rebuildTime   prometheus.Histogram
 	classes       prometheus.Gauge
@@ -37,6 +38,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Configurations rejected by clients, by resource type."}, []string{"type"}),
 		unknownTypes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "unknown_type_requests_total",
 			Help: "Requests for resource types that are not served."}),
+		droppedBuilds: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dropped_builds_total",
+			Help: "Node configurations built but not published because a newer build for the node was already settled."}),
 		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rebuilds_total",
 			Help: "Snapshot rebuilds, by result (success, error)."}, []string{"result"}),
 		rebuildTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "rebuild_duration_seconds",
@@ -47,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connected, m.streams, m.streamsRefuse, m.pushes, m.pushLatency, m.nacks,
-			m.unknownTypes, m.rebuilds, m.rebuildTime, m.classes)
+			m.unknownTypes, m.droppedBuilds, m.rebuilds, m.rebuildTime, m.classes)
 	}
 	return m
 }
