@@ -20,13 +20,16 @@ import (
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	xdscreds "google.golang.org/grpc/credentials/xds"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	_ "google.golang.org/grpc/xds" // the xds:/// resolver and balancers
 
+	"github.com/egressguard/egressguard/internal/testcert"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy/plan"
 )
@@ -43,15 +46,18 @@ func mustCompile(t testing.TB, spec plan.Spec) *plan.Plan {
 	return p
 }
 
-// backend is a gRPC server that names itself in a response header.
-func backend(t *testing.T, name string) string {
+// backend is a gRPC server that names itself and the :authority it was
+// sent in response headers, over TLS when opts say so.
+func backend(t *testing.T, name string, opts ...grpc.ServerOption) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		_ = grpc.SetHeader(ctx, metadata.Pairs("backend", name))
+	opts = append(opts, grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		_ = grpc.SetHeader(ctx, metadata.Pairs("backend", name, "authority", strings.Join(md.Get(":authority"), ",")))
 		return h(ctx, req)
 	}))
+	srv := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
@@ -60,12 +66,18 @@ func backend(t *testing.T, name string) string {
 
 const e2eNode = "staging-checkout-7f9c"
 
-func e2eSpec(sandboxPort string, allowedTarget string, denyAllowed bool) plan.Spec {
-	port := uint16(0)
+// e2eSpec: the payments target redirects to a plaintext sandbox on
+// 127.0.0.1, the ledger to a TLS sandbox on localhost, the prod zone is
+// denied; with denyAllowed a reload closes the allowed target.
+func e2eSpec(sandboxPort, tlsSandboxPort string, allowedTarget string, denyAllowed bool) plan.Spec {
+	port, tlsPort := uint16(0), uint16(0)
 	fmt.Sscan(sandboxPort, &port)
+	fmt.Sscan(tlsSandboxPort, &tlsPort)
 	spec := plan.Spec{Default: plan.ActionAllow, Rules: []plan.Rule{
 		{ID: "payments-prod", Hosts: []string{"payments.prod.example.com"}, Action: plan.ActionRedirect,
 			Redirect: &plan.Redirect{Host: "127.0.0.1", Port: port}, Reason: "production payments; use the sandbox"},
+		{ID: "ledger-live", Hosts: []string{"ledger.example.com"}, Action: plan.ActionRedirect,
+			Redirect: &plan.Redirect{Host: "localhost", Port: tlsPort, TLS: true}, Reason: "live ledger; use the TLS sandbox"},
 		{ID: "prod-zone", Hosts: []string{"*.prod.example.com"}, Action: plan.ActionDeny, Reason: "production zone"},
 	}}
 	if denyAllowed {
@@ -73,6 +85,27 @@ func e2eSpec(sandboxPort string, allowedTarget string, denyAllowed bool) plan.Sp
 		spec.Rules = append(spec.Rules, plan.Rule{ID: "now-closed", Hosts: []string{host}, Action: plan.ActionDeny, Reason: "closed by a reload"})
 	}
 	return spec
+}
+
+// proxylessEnv is what a proxyless client process needs besides its
+// bootstrap: authority rewrite for redirects (gRFC A81), system roots and
+// SNI for TLS sandboxes (A82, A101), and sslRoots as the system roots (the
+// TLS sandbox's test certificate).
+func proxylessEnv(bootstrap []byte, sslRoots string) []string {
+	return []string{"GRPC_XDS_BOOTSTRAP_CONFIG=" + string(bootstrap),
+		"GRPC_EXPERIMENTAL_XDS_AUTHORITY_REWRITE=true", "GRPC_EXPERIMENTAL_XDS_SYSTEM_ROOT_CERTS=true",
+		"GRPC_EXPERIMENTAL_XDS_SNI=true", "SSL_CERT_FILE=" + sslRoots}
+}
+
+// tlsBackend is backend over TLS with a certificate for localhost; it
+// returns the backend's address and the certificate file.
+func tlsBackend(t *testing.T, name string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	testcert.Write(t, dir, 1, "localhost")
+	creds, err := credentials.NewServerTLSFromFile(testcert.CertFile(dir), testcert.KeyFile(dir))
+	require.NoError(t, err)
+	return backend(t, name, grpc.Creds(creds)), testcert.CertFile(dir)
 }
 
 // TestProxylessGRPC runs egressguard's ADS server and a real grpc-go xDS
@@ -86,12 +119,14 @@ func TestProxylessGRPC(t *testing.T) {
 	sandbox := backend(t, "sandbox")
 	_ = backend(t, "production") // must never be reached
 	allowed := backend(t, "allowed")
+	tlsSandbox, roots := tlsBackend(t, "sandbox-tls")
 	_, allowedPort, _ := net.SplitHostPort(allowed)
 	allowedTarget := "localhost:" + allowedPort
 	_, sandboxPort, _ := net.SplitHostPort(sandbox)
+	_, tlsSandboxPort, _ := net.SplitHostPort(tlsSandbox)
 
 	plans := &switchPlans{}
-	plans.p.Store(mustCompile(t, e2eSpec(sandboxPort, allowedTarget, false)))
+	plans.p.Store(mustCompile(t, e2eSpec(sandboxPort, tlsSandboxPort, allowedTarget, false)))
 	snap, err := inventory.NewSnapshot("staging", []inventory.Workload{{Name: "checkout", Namespace: "payments", Environment: "staging", NodeIDs: []string{e2eNode}}})
 	require.NoError(t, err)
 	cfg := Defaults()
@@ -106,13 +141,13 @@ func TestProxylessGRPC(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, lis) }()
 
-	bootstrap := fmt.Sprintf(`{"xds_servers":[{"server_uri":%q,"channel_creds":[{"type":"insecure"}],"server_features":["xds_v3","trusted_xds_server"]}],"node":{"id":%q,"metadata":{"EGRESSGUARD_ENVIRONMENT":"production"}}}`,
-		lis.Addr().String(), e2eNode)
+	bootstrap, err := GRPCBootstrap(e2eNode, lis.Addr().String(), GRPCBootstrapOptions{})
+	require.NoError(t, err)
 	cctx, ccancel := context.WithTimeout(ctx, 90*time.Second)
 	defer ccancel()
 	cmd := exec.CommandContext(cctx, os.Args[0], "-test.run=^TestProxylessChild$", "-test.v")
-	cmd.Env = append(os.Environ(), "EGRESSGUARD_XDS_CHILD=1", "GRPC_XDS_BOOTSTRAP_CONFIG="+bootstrap,
-		"EGRESSGUARD_ALLOWED_TARGET="+allowedTarget)
+	cmd.Env = append(append(os.Environ(), proxylessEnv(bootstrap, roots)...),
+		"EGRESSGUARD_XDS_CHILD=1", "EGRESSGUARD_ALLOWED_TARGET="+allowedTarget, "EGRESSGUARD_TLS_SANDBOX="+tlsSandbox)
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
@@ -149,12 +184,18 @@ func TestProxylessGRPC(t *testing.T) {
 	}
 
 	waitFor("PHASE1 OK")
-	// grpc-go keeps one xDS client (one ADS stream) per channel target.
+	// grpc-go keeps one xDS client (one ADS stream) per channel target: six
+	// channels to four targets, all streams of one node, shown as one node.
 	streamsAfterStart := srv.StreamsOpened()
-	assert.LessOrEqual(t, streamsAfterStart, int64(3))
+	assert.GreaterOrEqual(t, streamsAfterStart, int64(2))
+	assert.LessOrEqual(t, streamsAfterStart, int64(6))
+	views := enf.Nodes()
+	require.Len(t, views, 1)
+	assert.Equal(t, e2eNode, views[0].ID)
+	assert.Equal(t, int(streamsAfterStart), views[0].Streams)
 
 	// A policy reload: the allowed target is now denied.
-	plans.p.Store(mustCompile(t, e2eSpec(sandboxPort, allowedTarget, true)))
+	plans.p.Store(mustCompile(t, e2eSpec(sandboxPort, tlsSandboxPort, allowedTarget, true)))
 	enf.Rebuild()
 	_, _ = io.WriteString(stdin, "PHASE2\n")
 	waitFor("PHASE2 OK")
@@ -211,14 +252,21 @@ func TestProxylessChild(t *testing.T) {
 		t.Fatalf(format, args...)
 	}
 	allowedTarget := os.Getenv("EGRESSGUARD_ALLOWED_TARGET")
+	// xDS credentials: TLS where a cluster asks for it (the TLS sandbox),
+	// plaintext elsewhere.
+	creds, err := xdscreds.NewClientCredentials(xdscreds.ClientOptions{FallbackCreds: insecure.NewCredentials()})
+	if err != nil {
+		fail("xds credentials: %v", err)
+	}
 	dial := func(target string) *grpc.ClientConn {
-		cc, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		cc, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(creds))
 		if err != nil {
 			fail("dial %s: %v", target, err)
 		}
 		t.Cleanup(func() { cc.Close() })
 		return cc
 	}
+	authority := map[*grpc.ClientConn]string{} // what the backend saw last
 	call := func(cc *grpc.ClientConn) (string, codes.Code) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -227,6 +275,9 @@ func TestProxylessChild(t *testing.T) {
 		got := ""
 		if v := md.Get("backend"); len(v) > 0 {
 			got = v[0]
+		}
+		if v := md.Get("authority"); len(v) > 0 {
+			authority[cc] = v[0]
 		}
 		return got, status.Code(err)
 	}
@@ -246,12 +297,23 @@ func TestProxylessChild(t *testing.T) {
 		}
 	}
 	payments := dial("payments.prod.example.com:443")
+	payments2 := dial("payments.prod.example.com:443")
 	billing := dial("billing.prod.example.com")
 	open := dial(allowedTarget)
+	ledger := dial("ledger.example.com:443")
+	ledger2 := dial("ledger.example.com:443")
 
 	expect(payments, "production payments", "sandbox", codes.OK)
+	expect(payments2, "production payments, second channel", "sandbox", codes.OK)
 	expect(billing, "production billing", "", codes.PermissionDenied)
 	expect(open, "allowed service", "allowed", codes.OK)
+	expect(ledger, "live ledger", "sandbox-tls", codes.OK)
+	expect(ledger2, "live ledger, second channel", "sandbox-tls", codes.OK)
+	// The TLS sandbox is reached by name (SNI and certificate "localhost")
+	// and sees its own name as :authority, not the live one.
+	if got, want := authority[ledger], "localhost:"+portOf(os.Getenv("EGRESSGUARD_TLS_SANDBOX")); got != want {
+		fail("TLS sandbox saw :authority %q, want %q", got, want)
+	}
 	fmt.Println("PHASE1 OK")
 
 	in := bufio.NewScanner(os.Stdin)
@@ -266,6 +328,8 @@ func TestProxylessChild(t *testing.T) {
 	waitLine("PHASE2")
 	expect(open, "allowed service after reload", "", codes.PermissionDenied)
 	expect(payments, "payments after reload", "sandbox", codes.OK)
+	expect(payments2, "payments after reload, second channel", "sandbox", codes.OK)
+	expect(ledger2, "ledger after reload", "sandbox-tls", codes.OK)
 	fmt.Println("PHASE2 OK")
 
 	waitLine("PHASE3")
@@ -281,5 +345,11 @@ func TestProxylessChild(t *testing.T) {
 	fmt.Println("PHASE3 OK")
 	waitLine("DONE")
 	expect(payments, "payments after recovery", "sandbox", codes.OK)
+	expect(ledger, "ledger after recovery", "sandbox-tls", codes.OK)
 	fmt.Println("CHILD DONE")
+}
+
+func portOf(hostport string) string {
+	_, port, _ := net.SplitHostPort(hostport)
+	return port
 }

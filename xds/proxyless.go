@@ -9,12 +9,15 @@ import (
 	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	httpfaultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -164,6 +167,16 @@ func translateTarget(p *plan.Plan, target string) (*Resources, error) {
 		rd := v.rule.Redirect
 		name := "grpc-sandbox|" + joinHostPort(rd.Host, redirectPort(rd))
 		c, e := grpcCluster(name, rd.Host, redirectPort(rd))
+		if rd.TLS {
+			c.Name += "|tls"
+			name = c.Name
+			if e != nil {
+				e.ClusterName = name
+			} else {
+				c.LoadAssignment.ClusterName = name
+			}
+			c.TransportSocket = grpcSandboxTLS(rd.Host)
+		}
 		act := clusterAction(name)
 		if e == nil || e.Endpoints[0].LbEndpoints[0].GetEndpoint().GetHostname() != "" {
 			act.Route.HostRewriteSpecifier = &routev3.RouteAction_AutoHostRewrite{AutoHostRewrite: wrapperspb.Bool(true)}
@@ -214,4 +227,34 @@ func grpcCluster(name, host string, port uint32) (*clusterv3.Cluster, *endpointv
 		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
 		LoadAssignment:       singleEndpoint(name, host, port, ""),
 	}, nil
+}
+
+// grpcSandboxTLS is the transport socket of a TLS sandbox for grpc-go
+// (gRFC A29 security in CDS; its parser is grpc-go's
+// internal/xds/xdsclient/xdsresource/unmarshal_cds.go): the system's root
+// certificates (A82, system_root_certs; grpc-go reads it with
+// GRPC_EXPERIMENTAL_XDS_SYSTEM_ROOT_CERTS=true and NACKs the cluster
+// without it), the sandbox's name as SNI (A101, sent with
+// GRPC_EXPERIMENTAL_XDS_SNI=true) and as the one subject alternative name
+// accepted. grpc-go reads the untyped match_subject_alt_names only, not
+// match_typed_subject_alt_names. The channel must use xDS credentials
+// (google.golang.org/grpc/credentials/xds) for any of it to apply; with
+// plain insecure credentials the client speaks plaintext to the TLS
+// sandbox and the RPC fails UNAVAILABLE: closed, never production.
+func grpcSandboxTLS(host string) *corev3.TransportSocket {
+	tc := &tlsv3.UpstreamTlsContext{
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				SystemRootCerts:      &tlsv3.CertificateValidationContext_SystemRootCerts{},
+				MatchSubjectAltNames: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}}},
+			}},
+		},
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		tc.Sni = host
+	}
+	return &corev3.TransportSocket{
+		Name:       "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(tc)},
+	}
 }
