@@ -2,7 +2,6 @@ package inject
 
 import (
 	"fmt"
-	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -57,18 +56,7 @@ func SidecarBootstrap(cfg Config) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("inject: sidecar bootstrap: %w", err)
 	}
-	s := strings.ReplaceAll(string(y), "$", "$$")
-	for ph, want := range map[string]int{placeholderPodIP: 1, placeholderPodName: 1, placeholderNamespace: 2} {
-		if n := strings.Count(s, ph); n != want {
-			return "", fmt.Errorf("inject: sidecar bootstrap: placeholder %s appears %d times, want %d", ph, n, want)
-		}
-	}
-	s = strings.NewReplacer(
-		placeholderPodIP, ref(EnvPodIP),
-		placeholderPodName, ref(EnvPodName),
-		placeholderNamespace, ref(EnvPodNamespace),
-	).Replace(s)
-	return s, nil
+	return podRefs(string(y), "sidecar bootstrap", EnvPodIP, EnvPodName, EnvPodNamespace)
 }
 
 // ParseBootstrap decodes a bootstrap in YAML (or JSON) strictly and

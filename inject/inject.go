@@ -176,6 +176,11 @@ func (i *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, Decis
 	// The sidecar goes last, so the application stays the pod's first
 	// container (kubectl logs/exec default to it).
 	out.Spec.Containers = append(out.Spec.Containers, i.proxyContainer(guaranteed))
+	grpcNotes, err := i.prepareProxyless(out)
+	if err != nil {
+		return nil, Decision{}, err
+	}
+	d.Notes = append(d.Notes, grpcNotes...)
 
 	dns, notes, err := i.dnsConfig(out, ns)
 	if err != nil {

@@ -200,7 +200,7 @@ func (e *Enforcer) streamNode(streamID int64, n *corev3.Node) error {
 	e.metrics.connected.Set(float64(len(e.nodes)))
 	e.mu.Unlock()
 
-	w := e.inv.Current().ResolveNode(id)
+	w := e.inv.Current().ResolveNode(inventoryNodeID(id))
 	if claimed := n.GetMetadata().GetFields()[MetaEnvironment].GetStringValue(); claimed != "" && claimed != w.Environment {
 		e.log.Warn("node claims an environment inventory does not give it; ignored",
 			zap.String("node", id), zap.String("claimed", claimed), zap.String("inventory", w.Environment))
@@ -298,7 +298,7 @@ func (e *Enforcer) startBuild(ns *nodeState) *nodeBuild {
 
 // resolve reads the build's workload from inventory and its plan.
 func (b *nodeBuild) resolve(inv *inventory.Snapshot, plans PlanSource) {
-	b.w = inv.ResolveNode(b.ns.id)
+	b.w = inv.ResolveNode(inventoryNodeID(b.ns.id))
 	b.p, b.err = plans.PlanFor(b.w)
 }
 

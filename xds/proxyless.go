@@ -31,6 +31,23 @@ const DefaultGRPCPort = 443
 // grpcPermissionDenied is google.rpc.Code PERMISSION_DENIED.
 const grpcPermissionDenied = 7
 
+// ProxylessNodePrefix starts the node ID of a proxyless gRPC client in a
+// pod that egressguard's webhook prepared: "grpc~<podIP>~<pod>.<ns>~<ns>.svc.<domain>",
+// the pod's sidecar node ID ("sidecar~...", inventory/kube.NodeID) with
+// another first field. Inventory knows the pod by its sidecar ID; the
+// enforcer resolves such a node through it (inventoryNodeID), so the
+// client and the pod's sidecar are two nodes, each served its kind, of
+// one workload.
+const ProxylessNodePrefix = "grpc~"
+
+// inventoryNodeID is the ID inventory knows a node by.
+func inventoryNodeID(id string) string {
+	if rest, ok := strings.CutPrefix(id, ProxylessNodePrefix); ok {
+		return "sidecar~" + rest
+	}
+	return id
+}
+
 // ParseTarget splits a proxyless gRPC listener name ("host[:port]", the path
 // of an "xds:///host:port" target) into a plan destination.
 func ParseTarget(target string) (plan.Destination, error) {
