@@ -12,6 +12,13 @@
 //     target name ("xds:///api.example.com:443"); each requested target gets an
 //     api_listener, a route configuration, and EDS or LOGICAL_DNS clusters
 //     (TranslateProxyless), decided with plan.Decide for exactly that target.
+//     A redirect to a TLS sandbox uses TLS with the system roots and the
+//     sandbox's name as SNI and accepted certificate name (grpcSandboxTLS);
+//     a deny aborts with PERMISSION_DENIED and grpc-go's fixed message (the
+//     README says why the rule cannot ride along). GRPCBootstrap writes such
+//     a client's bootstrap; a client in a pod announces the proxyless form
+//     of its pod's node ID (ProxylessNodePrefix), resolved through the pod's
+//     sidecar ID.
 //
 // # Sidecar layout, and where it departs from plan.Decide
 //
