@@ -188,13 +188,21 @@ func (e *Enforcer) streamNode(streamID int64, n *corev3.Node) error {
 		}
 		return nil
 	}
-	e.streams[streamID] = id
 	ns, ok := e.nodes[id]
 	if ok {
+		// Several streams of one node are one node (grpc-go opens one per
+		// channel), served one configuration: of one kind.
+		if k := kindOf(n); k != ns.kind {
+			e.mu.Unlock()
+			return fmt.Errorf("node %q is connected as a %s; a %s needs a node ID of its own (a pod's gRPC client: %s...)",
+				id, ns.kind, k, ProxylessNodePrefix)
+		}
+		e.streams[streamID] = id
 		ns.streams++
 		e.mu.Unlock()
 		return nil
 	}
+	e.streams[streamID] = id
 	ns = &nodeState{id: id, kind: kindOf(n), port: e.outboundPort(n), streams: 1, targets: map[string]bool{}, rejected: map[string]bool{}}
 	e.nodes[id] = ns
 	e.metrics.connected.Set(float64(len(e.nodes)))

@@ -49,3 +49,21 @@ func TestProxylessNodeOfAPod(t *testing.T) {
 	assert.Equal(t, prod.Fingerprint(), enf.NodeSnapshot(sidecarID).Class)
 	assert.Equal(t, "staging", byID["grpc~10.9.9.9~stranger.x~x.svc.cluster.local"].Environment, "an unknown pod stays default")
 }
+
+// TestOneNodeIDOneKind: a stream whose client is of another kind than the
+// node's other streams (a gRPC client reusing its pod's sidecar ID) is
+// refused with a reason; the node's own streams go on.
+func TestOneNodeIDOneKind(t *testing.T) {
+	const id = "sidecar~10.244.3.17~ledger-0.payments~payments.svc.cluster.local"
+	enf, err := NewEnforcer(&switchPlans{}, staticInventory(t, id), Defaults(), zaptest.NewLogger(t), NewMetrics(nil))
+	require.NoError(t, err)
+	enf.plans.(*switchPlans).p.Store(mustCompile(t, smallSpec))
+	require.NoError(t, enf.streamNode(1, sidecarNode(id)))
+	err = enf.streamNode(2, proxylessNode(id))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is connected as a sidecar")
+	require.NoError(t, enf.streamNode(3, sidecarNode(id)))
+	views := enf.Nodes()
+	require.Len(t, views, 1)
+	assert.Equal(t, 2, views[0].Streams)
+}
