@@ -3,7 +3,6 @@ package xds
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"time"
 
@@ -60,15 +59,7 @@ const (
 // configuration over ADS from xdsAddress ("host:port"). The result is
 // validated (ValidateAll and every Any inside) before it is returned.
 func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
-	var errs []error
-	if nodeID == "" {
-		errs = append(errs, errors.New("node id: must not be empty"))
-	}
-	host, portStr, err := net.SplitHostPort(xdsAddress)
-	port, perr := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || host == "" || perr != nil || port == 0 {
-		errs = append(errs, fmt.Errorf("xds address: %q is not host:port", xdsAddress))
-	}
+	host, port, errs := checkXDSServer(nodeID, xdsAddress)
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		errs = append(errs, errors.New("tls: cert file and key file go together"))
 	}
@@ -99,7 +90,7 @@ func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
 		Name:                          XDSClusterName,
 		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
 		ConnectTimeout:                durationpb.New(5 * time.Second),
-		LoadAssignment:                singleEndpoint(XDSClusterName, host, uint32(port), ""),
+		LoadAssignment:                singleEndpoint(XDSClusterName, host, port, ""),
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
 	}
 	if o.CAFile != "" || o.CertFile != "" {

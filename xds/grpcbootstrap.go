@@ -60,15 +60,7 @@ type grpcNode struct {
 // proxyless gRPC client that gets its configuration over ADS from
 // xdsAddress ("host:port") as node nodeID.
 func GRPCBootstrap(nodeID, xdsAddress string, o GRPCBootstrapOptions) ([]byte, error) {
-	var errs []error
-	if nodeID == "" {
-		errs = append(errs, errors.New("node id: must not be empty"))
-	}
-	host, portStr, err := net.SplitHostPort(xdsAddress)
-	port, perr := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || host == "" || perr != nil || port == 0 {
-		errs = append(errs, fmt.Errorf("xds address: %q is not host:port", xdsAddress))
-	}
+	_, _, errs := checkXDSServer(nodeID, xdsAddress)
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		errs = append(errs, errors.New("cert file and key file go together"))
 	}
@@ -101,4 +93,19 @@ func GRPCBootstrap(nodeID, xdsAddress string, o GRPCBootstrapOptions) ([]byte, e
 		return nil, fmt.Errorf("xds: grpc bootstrap: %w", err)
 	}
 	return append(b, '\n'), nil
+}
+
+// checkXDSServer checks what every bootstrap needs, the node ID and the
+// control plane's "host:port", and returns the address's parts.
+func checkXDSServer(nodeID, xdsAddress string) (string, uint32, []error) {
+	var errs []error
+	if nodeID == "" {
+		errs = append(errs, errors.New("node id: must not be empty"))
+	}
+	host, portStr, err := net.SplitHostPort(xdsAddress)
+	port, perr := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || host == "" || perr != nil || port == 0 {
+		errs = append(errs, fmt.Errorf("xds address: %q is not host:port", xdsAddress))
+	}
+	return host, uint32(port), errs
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,9 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap/zaptest"
 
-	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy/plan"
 )
 
@@ -84,26 +81,9 @@ func TestReadmeProxylessClient(t *testing.T) {
 
 	// egressguard's xDS server, with the example catalog's production zone.
 	backendAddr := backend(t, "allowed")
-	plans := &switchPlans{}
-	plans.p.Store(mustCompile(t, plan.Spec{Default: plan.ActionAllow, Rules: []plan.Rule{
-		{ID: "zone:*.prod.example.com", Hosts: []string{"*.prod.example.com"}, Action: plan.ActionDeny, Reason: "production zone"}}}))
-	snap, err := inventory.NewSnapshot("staging", []inventory.Workload{{Name: "checkout", Namespace: "shop", Environment: "staging", NodeIDs: []string{nodeID}}})
-	require.NoError(t, err)
-	log := zaptest.NewLogger(t)
-	enf, err := NewEnforcer(plans, inventory.NewStatic(snap), Defaults(), log, NewMetrics(nil))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewServer(ctx, Defaults(), enf, log)
-	require.NoError(t, err)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-served)
-	})
-	bootstrap, err := GRPCBootstrap(nodeID, lis.Addr().String(), GRPCBootstrapOptions{})
+	env0 := startADS(t, Defaults(), plan.Spec{Default: plan.ActionAllow, Rules: []plan.Rule{
+		{ID: "zone:*.prod.example.com", Hosts: []string{"*.prod.example.com"}, Action: plan.ActionDeny, Reason: "production zone"}}}, nodeID)
+	bootstrap, err := GRPCBootstrap(nodeID, env0.addr, GRPCBootstrapOptions{})
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "xds-bootstrap.json"), bootstrap, 0o644))
 
@@ -130,7 +110,7 @@ func TestReadmeProxylessClient(t *testing.T) {
 		f := strings.Fields(l[0])
 		require.Equal(t, []string{"go", "run", "."}, f[:3])
 		target := strings.ReplaceAll(f[3], "127.0.0.1:50051", backendAddr)
-		rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
+		rctx, rcancel := context.WithTimeout(context.Background(), 60*time.Second)
 		cmd := exec.CommandContext(rctx, bin, target)
 		cmd.Env = append(os.Environ(), env...)
 		got, _ := cmd.Output() // a denied call exits 1
