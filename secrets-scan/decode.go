@@ -21,10 +21,6 @@ const (
 	fmtHCL
 )
 
-var formatNames = [...]string{"text", "yaml", "json", "toml", "ini", "env", "properties", "hcl"}
-
-func (f format) String() string { return formatNames[f] }
-
 // formatFor picks a decoder from the file name, then from the content.
 func formatFor(name string, content []byte) format {
 	base := strings.ToLower(path.Base(strings.ReplaceAll(name, "\\", "/")))

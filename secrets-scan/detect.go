@@ -844,8 +844,8 @@ func (st *fileState) db(it *item, kc keyClass, scheme, h string, port uint16, pw
 }
 
 func dbLike(scheme string) bool {
-	for s := range dbSchemes {
-		if strings.Contains(scheme, s) {
+	for s, isDB := range dbSchemes {
+		if isDB && strings.Contains(scheme, s) {
 			return true
 		}
 	}

@@ -3,7 +3,6 @@ package secretscan
 import (
 	"bytes"
 	"cmp"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -136,13 +135,4 @@ func compareFindings(a, b Finding) int {
 // lineIndex splits content into lines (without copying).
 func lineIndex(b []byte) [][]byte {
 	return bytes.Split(b, []byte{'\n'})
-}
-
-// RuleByID returns a rule of the detector.
-func (d *Detector) RuleByID(id string) (*Rule, error) {
-	r, ok := d.rule[id]
-	if !ok {
-		return nil, fmt.Errorf("secretscan: no rule %q", id)
-	}
-	return r, nil
 }

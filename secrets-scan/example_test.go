@@ -10,7 +10,12 @@ import (
 // PayPal mode marker makes the client secret a production credential, and
 // the test-mode Stripe key is not a finding.
 func ExampleDetector_Scan() {
-	d, err := secretscan.NewDetector(secretscan.ExampleProduction())
+	d, err := secretscan.NewDetector(secretscan.Production{
+		Zones: []string{"*.prod.example.com"},
+		Providers: []secretscan.ProviderEndpoint{
+			{Provider: "paypal", Live: "api-m.paypal.com", Sandbox: "api-m.sandbox.paypal.com"},
+		},
+	})
 	if err != nil {
 		panic(err)
 	}

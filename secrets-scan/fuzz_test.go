@@ -30,7 +30,7 @@ func fuzzSeeds(f *testing.F) {
 // redacted form never holds more than its public prefix.
 func FuzzScan(f *testing.F) {
 	fuzzSeeds(f)
-	d, err := NewDetector(ExampleProduction())
+	d, err := NewDetector(exampleProduction())
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -25,7 +25,7 @@ func (e envMode) String() string {
 }
 
 // Example is a true or false positive that ships beside its rule. Path picks
-// the decoder; the content is scanned against ExampleProduction.
+// the decoder; the content is scanned against exampleProduction.
 type Example struct {
 	Path    string
 	Content string

@@ -9,7 +9,7 @@ import (
 
 func newExampleDetector(t testing.TB) *Detector {
 	t.Helper()
-	d, err := NewDetector(ExampleProduction())
+	d, err := NewDetector(exampleProduction())
 	require.NoError(t, err)
 	return d
 }
