@@ -2,21 +2,21 @@
 # Secrets-scan throughput: egressguard's scanner vs gitleaks (default rules)
 # on the same generated tree, in one run. Not part of `make test`.
 #
-#   bench/scan.sh                 # 200 MB tree, seed 1
-#   SIZE=50MB bench/scan.sh       # smaller
+#   bench/scan.sh                 # 20 MB tree, seed 1
+#   SIZE=200MB bench/scan.sh      # larger (gitleaks needs about half an hour per 10 MB of this tree on 2 busy cores)
 #
 # Prints a Markdown table: wall MB/s, CPU seconds, peak RSS, and ratios.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-/tmp/egressguard-scan-bench}
-SIZE=${SIZE:-200MB}
+SIZE=${SIZE:-20MB}
 SEED=${SEED:-1}
 GITLEAKS_VERSION=${GITLEAKS_VERSION:-v8.30.1}
 mkdir -p "$WORK/bin"
 
 echo "# building the corpus generator and the scanner driver" >&2
-(cd "$ROOT" && go build -o "$WORK/bin/corpusgen" ./secrets-scan/testdata/corpusgen/cmd/corpusgen)
+(cd "$ROOT" && go build -o "$WORK/bin/stagegen" ./secrets-scan/testdata/stagegen/cmd/stagegen)
 (cd "$ROOT" && go build -o "$WORK/bin/egscan" ./bench/scan/egscan)
 (cd "$ROOT" && go build -o "$WORK/bin/egressguard" ./cmd/egressguard)
 
@@ -29,7 +29,7 @@ TREE="$WORK/tree-$SIZE-$SEED"
 CATALOG="$WORK/catalog-$SIZE-$SEED.yaml"
 if [ ! -d "$TREE" ]; then
 	echo "# generating $SIZE (seed $SEED) in $TREE" >&2
-	"$WORK/bin/corpusgen" -out "$TREE.tmp" -size "$SIZE" -seed "$SEED" -labels "$WORK/labels-$SIZE-$SEED.json" -catalog "$WORK/catalog-$SIZE-$SEED.yaml" >&2
+	"$WORK/bin/stagegen" -out "$TREE.tmp" -size "$SIZE" -seed "$SEED" -labels "$WORK/labels-$SIZE-$SEED.json" -catalog "$WORK/catalog-$SIZE-$SEED.yaml" >&2
 	mv "$TREE.tmp" "$TREE"
 fi
 BYTES=$(find "$TREE" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
@@ -48,7 +48,7 @@ measure() {
 }
 
 echo "# scanning $FILES files, $BYTES bytes" >&2
-[ -f "$CATALOG" ] || "$WORK/bin/corpusgen" -out "$WORK/unused" -size 1KB -seed "$SEED" -catalog "$CATALOG" >/dev/null
+[ -f "$CATALOG" ] || "$WORK/bin/stagegen" -out "$WORK/unused" -size 1KB -seed "$SEED" -catalog "$CATALOG" >/dev/null
 # The CLI exactly as users run it (catalog file; JWT issuers and Twilio SIDs are not in
 # the catalog schema yet), and the library with the corpus's complete production.
 CLI=$(measure egressguard-cli "$WORK/bin/egressguard" scan --catalog "$CATALOG" --format json -o "$WORK/egressguard-cli.json" "$TREE")
@@ -73,7 +73,7 @@ for name, wall, cpu, rss in rows:
     wall, cpu, rss = float(wall), float(cpu), int(rss)
     res[name] = dict(wall=wall, cpu=cpu, rss=rss / 1024, mbs=mb / wall, cpumbs=mb / cpu if cpu else 0, findings=findings(name))
 eg, gl = res["egressguard"], res["gitleaks"]
-print(f"Tree: {files} files, {mb:.1f} MB (corpusgen seed, page cache warm), 2 cores.\n")
+print(f"Tree: {files} files, {mb:.1f} MB (stagegen seed, page cache warm), 2 cores.\n")
 print("| scanner | wall s | MB/s (wall) | CPU s | MB per CPU-s | peak RSS MiB | findings |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 for name in ("egressguard", "egressguard-cli", "gitleaks"):

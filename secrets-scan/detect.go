@@ -11,71 +11,7 @@ import (
 	"strings"
 )
 
-// Anchor patterns: one Aho-Corasick pass per value finds which rules can
-// match at all. Order matters: the index is the bit in the mask.
-const (
-	aStripeSK = iota
-	aStripeRK
-	aStripePK
-	aBraintree
-	aSquareCSP
-	aSquareIDP
-	aSquareATP
-	aSquareEAAA
-	aAdyenLive
-	aAdyenAQE
-	aTwilioAC
-	aSendGrid
-	aMailgun
-	aSlackXox
-	aSlackXapp
-	aSlackHook
-	aGHP
-	aGHO
-	aGHU
-	aGHS
-	aGHR
-	aGHPat
-	aPEM
-	aAKIA
-	aASIA
-	aABIA
-	aACCA
-	aJWT
-	aURL
-	aJDBC
-	aGoDSN
-	aLibpq
-	aTestSK
-	aTestRK
-	aTestPK
-	aTestBT
-	aTestSquare
-	aTestAdyen
-	nAnchors
-)
-
-var anchorText = [nAnchors]string{
-	aStripeSK: "sk_live_", aStripeRK: "rk_live_", aStripePK: "pk_live_", aBraintree: "$production$",
-	aSquareCSP: "sq0csp-", aSquareIDP: "sq0idp-", aSquareATP: "sq0atp-", aSquareEAAA: "EAAA",
-	aAdyenLive: "live_", aAdyenAQE: "AQE", aTwilioAC: "AC", aSendGrid: "SG.", aMailgun: "key-",
-	aSlackXox: "xox", aSlackXapp: "xapp-", aSlackHook: "hooks.slack.com/",
-	aGHP: "ghp_", aGHO: "gho_", aGHU: "ghu_", aGHS: "ghs_", aGHR: "ghr_", aGHPat: "github_pat_",
-	aPEM: "-----BEGIN", aAKIA: "AKIA", aASIA: "ASIA", aABIA: "ABIA", aACCA: "ACCA", aJWT: "eyJ",
-	aURL: "://", aJDBC: "jdbc:", aGoDSN: "@tcp(", aLibpq: "host=",
-	aTestSK: "sk_test_", aTestRK: "rk_test_", aTestPK: "pk_test_", aTestBT: "$sandbox$",
-	aTestSquare: "sandbox-sq0", aTestAdyen: "test_",
-}
-
-const (
-	maskGitHub = 1<<aGHP | 1<<aGHO | 1<<aGHU | 1<<aGHS | 1<<aGHR | 1<<aGHPat
-	maskAWS    = 1<<aAKIA | 1<<aASIA | 1<<aABIA | 1<<aACCA
-	maskTest   = 1<<aTestSK | 1<<aTestRK | 1<<aTestPK | 1<<aTestBT | 1<<aTestSquare
-	maskDB     = 1<<aURL | 1<<aJDBC | 1<<aGoDSN | 1<<aLibpq
-)
-
 var (
-	reAdyenTest = regexp.MustCompile(`\btest_[A-Z0-9]{32}\b`)
 	reMailgunV2 = regexp.MustCompile(`\b[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8}\b`)
 	reUUID      = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	reHex32     = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -111,6 +47,15 @@ type scopeInfo struct {
 	markers     []marker // markers anywhere in this scope's subtree
 	provider    string   // provider named by the block's key or an enclosing one
 	gcp         *gcpInfo
+	conns       []conn // production hosts set directly in this block
+}
+
+// conn is a production host setting: a generic credential of the same
+// block and connection prefix (DB_HOST / DB_PASSWORD) belongs to it.
+type conn struct {
+	prefix string
+	line   int
+	host   string
 }
 
 type gcpInfo struct {
@@ -124,25 +69,15 @@ type gcpInfo struct {
 	keyLength int
 }
 
-// candidate is a match whose verdict depends on its block.
+// candidate is a match whose verdict depends on evidence elsewhere in its
+// block.
 type candidate struct {
 	rule     *Rule
-	provider string // whose markers decide; "" = any
+	provider string // whose markers decide
 	scope    int32
 	f        Finding
-	shape    valueShape
-	fpFor    func(rule string) string // re-fingerprints under another rule
+	prefix   string // generic credentials: the connection prefix of the key
 }
-
-// valueShape is what a generic credential looks like, so that a provider
-// named by its block can claim it.
-type valueShape uint8
-
-const (
-	shapeOther valueShape = iota
-	shapeHex32
-	shapeAWSSecret
-)
 
 // fileState is the per-file detection state. Decoders feed it items.
 type fileState struct {
@@ -257,7 +192,7 @@ func (st *fileState) newFinding(r *Rule, it *item, start, end int, msg string) F
 	v := it.val[start:end]
 	f := Finding{
 		File: st.path, Line: line, Column: col, Rule: r.ID, Severity: r.Severity, Kind: r.Kind,
-		Message: msg, Key: string(it.key), Redacted: redact(v, r.prefix),
+		Environment: EnvProduction, Message: msg, Key: string(it.key), Redacted: redact(v, r.prefix),
 		Fingerprint: findingFingerprint(r.ID, st.path, v),
 	}
 	if st.override != nil {
@@ -300,18 +235,20 @@ func (st *fileState) emit(it item) {
 			return
 		}
 	}
+	if inner, via := nestedContent(v); inner != nil {
+		line, col := st.pos(&it, 0) // the outermost key's position when nested
+		st.decodedContent(it.key, inner, line, col, it.scope, via)
+		return
+	}
 	st.modeMarker(&it, kc)
 	st.gcpItem(&it)
 
 	m := d.anch.mask(v)
-	handled := m&maskTest != 0
-	if m&1<<aTestAdyen != 0 && reAdyenTest.Match(v) {
-		handled = true
-	}
+	handled := false
 	if m != 0 {
-		handled = st.anchored(&it, m, kc) || handled
+		handled = st.anchored(&it, m, kc)
 	}
-	if m&maskDB == 0 && (kc.host || looksLikeHostValue(v)) {
+	if !d.urlRule.hit(m) && (kc.host || looksLikeHostValue(v)) {
 		st.hostValue(&it, kc)
 	}
 	if handled || isReferenceValue(v) {
@@ -335,7 +272,9 @@ func (st *fileState) modeMarker(it *item, kc keyClass) {
 			}
 		}
 	}
-	if prod != 0 {
+	// A mode marker is evidence for its provider only (PAYPAL_MODE=live,
+	// mode: live under paypal:); ENVIRONMENT=production names no provider.
+	if prod != 0 && kc.provider != "" {
 		st.addMarker(it.scope, marker{prod: prod > 0, provider: kc.provider, line: it.line,
 			what: fmt.Sprintf("%s=%s", it.key, it.val)})
 	}
@@ -377,89 +316,54 @@ func (st *fileState) gcp(scope int32) *gcpInfo {
 	return s.gcp
 }
 
-// anchored runs the rules whose anchors occur in the value. It reports
-// whether the value was recognised by one (then no generic rule applies).
+// anchored runs the rules whose anchors occur in the value; a test-mode
+// anchor (sk_test_) is sandbox evidence for its provider. It reports
+// whether the value was recognised by a rule (then no generic rule
+// applies).
 func (st *fileState) anchored(it *item, m uint64, kc keyClass) bool {
-	d := st.d
+	handled := false
+	for i, r := range st.d.rules {
+		ra := &st.d.ruleAnch[i]
+		if ra.test&m != 0 && (r.testRe == nil || r.testRe.Match(it.val)) {
+			handled = true
+			st.addMarker(it.scope, marker{prod: false, provider: r.Provider, line: it.line, what: r.Provider + " test-mode value"})
+		}
+		if !ra.hit(m) {
+			continue
+		}
+		detect := r.detect
+		if detect == nil {
+			detect = (*fileState).match
+		}
+		handled = detect(st, it, kc, r) || handled
+	}
+	return handled
+}
+
+// match runs a rule's pattern: in-value and identity rules report at once
+// (identifiers are also live-mode evidence for their provider), always-live
+// and context rules wait for the evidence of the rest of the file.
+func (st *fileState) match(it *item, _ keyClass, r *Rule) bool {
 	v := it.val
 	handled := false
-	simple := func(a int, id string, msg string) {
-		if m&(1<<uint(a)) == 0 {
-			return
+	for _, loc := range r.re.FindAllIndex(v, -1) {
+		if longer(v, loc) {
+			continue
 		}
-		r := d.rule[id]
-		for _, loc := range r.re.FindAllIndex(v, -1) {
-			if longer(v, loc) {
-				continue
-			}
-			handled = true
-			if isPlaceholder(v[loc[0]:loc[1]]) {
-				continue
-			}
-			f := st.newFinding(r, it, loc[0], loc[1], msg)
-			if r.Env == envAlwaysLive {
-				st.defer_(r, r.Provider, it.scope, f)
-			} else {
-				st.report(f)
-			}
+		handled = true
+		if isPlaceholder(v[loc[0]:loc[1]]) {
+			continue
 		}
-	}
-	simple(aStripeSK, RuleStripeSecret, "Stripe live-mode secret key (sk_live_)")
-	simple(aStripeRK, RuleStripeRestricted, "Stripe live-mode restricted key (rk_live_)")
-	simple(aStripePK, RuleStripePublish, "Stripe live-mode publishable key (pk_live_)")
-	simple(aBraintree, RuleBraintree, "Braintree access token for the production environment")
-	simple(aSquareCSP, RuleSquareSecret, "Square production application secret (sq0csp-)")
-	simple(aSquareIDP, RuleSquareAppID, "Square production application id (sq0idp-)")
-	simple(aSquareATP, RuleSquareOAuth, "Square production OAuth token (sq0atp-)")
-	simple(aAdyenLive, RuleAdyenClientKey, "Adyen live client key (live_)")
-	simple(aSendGrid, RuleSendGrid, "SendGrid API key (SendGrid has no test keys)")
-	simple(aMailgun, RuleMailgun, "Mailgun API key")
-	if m&(1<<aSlackXox|1<<aSlackXapp) != 0 {
-		simple(aSlackXox, RuleSlackToken, "Slack token (Slack has no test tokens)")
-		if m&(1<<aSlackXox) == 0 {
-			simple(aSlackXapp, RuleSlackToken, "Slack app token")
+		f := st.newFinding(r, it, loc[0], loc[1], r.message)
+		switch {
+		case r.Env == envAlwaysLive || r.Env == envContext:
+			st.defer_(r, r.Provider, it.scope, f)
+		case r.Kind == KindIdentifier:
+			st.report(f)
+			st.addMarker(it.scope, marker{prod: true, provider: r.Provider, line: it.line, what: r.Title})
+		default:
+			st.report(f)
 		}
-	}
-	simple(aSlackHook, RuleSlackWebhook, "Slack incoming webhook URL")
-	if m&maskGitHub != 0 {
-		m |= 1 << aGHP
-		simple(aGHP, RuleGitHub, "GitHub token")
-	}
-	if m&(1<<aPEM) != 0 {
-		handled = st.pem(it) || handled
-	}
-	if m&(1<<aSquareEAAA) != 0 {
-		r := d.rule[RuleSquareAccess]
-		for _, loc := range r.re.FindAllIndex(v, -1) {
-			if longer(v, loc) {
-				continue
-			}
-			handled = true
-			if !isPlaceholder(v[loc[0]:loc[1]]) {
-				st.defer_(r, "square", it.scope, st.newFinding(r, it, loc[0], loc[1], "Square access token"))
-			}
-		}
-	}
-	if m&(1<<aAdyenAQE) != 0 {
-		r := d.rule[RuleAdyenAPIKey]
-		for _, loc := range r.re.FindAllIndex(v, -1) {
-			handled = true
-			if !isPlaceholder(v[loc[0]:loc[1]]) {
-				st.defer_(r, "adyen", it.scope, st.newFinding(r, it, loc[0], loc[1], "Adyen API key"))
-			}
-		}
-	}
-	if m&(1<<aTwilioAC) != 0 && len(v) >= 34 {
-		handled = st.twilioSID(it) || handled
-	}
-	if m&maskAWS != 0 {
-		handled = st.awsKeyID(it) || handled
-	}
-	if m&(1<<aJWT) != 0 {
-		handled = st.jwt(it) || handled
-	}
-	if m&maskDB != 0 {
-		handled = st.urls(it, m, kc) || handled
 	}
 	return handled
 }
@@ -470,8 +374,10 @@ func longer(v []byte, loc []int) bool {
 	return loc[1] < len(v) && isIdentByte(v[loc[1]])
 }
 
-func (st *fileState) twilioSID(it *item) bool {
-	r := st.d.rule[RuleTwilioSID]
+func (st *fileState) twilioSID(it *item, _ keyClass, r *Rule) bool {
+	if len(it.val) < 34 {
+		return false
+	}
 	found := false
 	for _, loc := range r.re.FindAllIndex(it.val, -1) {
 		if longer(it.val, loc) {
@@ -492,8 +398,7 @@ func (st *fileState) twilioSID(it *item) bool {
 	return found
 }
 
-func (st *fileState) awsKeyID(it *item) bool {
-	r := st.d.rule[RuleAWSKeyID]
+func (st *fileState) awsKeyID(it *item, _ keyClass, r *Rule) bool {
 	found := false
 	for _, loc := range r.re.FindAllIndex(it.val, -1) {
 		if longer(it.val, loc) {
@@ -519,8 +424,7 @@ func (st *fileState) awsKeyID(it *item) bool {
 	return found
 }
 
-func (st *fileState) jwt(it *item) bool {
-	r := st.d.rule[RuleJWT]
+func (st *fileState) jwt(it *item, _ keyClass, r *Rule) bool {
 	found := false
 	for _, loc := range r.re.FindAllIndex(it.val, -1) {
 		iss, aud, ok := jwtClaims(it.val[loc[0]:loc[1]])
@@ -546,8 +450,7 @@ func (st *fileState) jwt(it *item) bool {
 
 // pem finds private-key blocks with a real body. Keys inside GCP
 // service-account objects are judged by the project instead.
-func (st *fileState) pem(it *item) bool {
-	r := st.d.rule[RulePrivateKey]
+func (st *fileState) pem(it *item, _ keyClass, r *Rule) bool {
 	v := it.val
 	found := false
 	for _, loc := range r.re.FindAllIndex(v, -1) {
@@ -564,7 +467,7 @@ func (st *fileState) pem(it *item) bool {
 			continue
 		}
 		stop := loc[1] + end
-		f := st.newFinding(r, it, loc[0], stop, "private key")
+		f := st.newFinding(r, it, loc[0], stop, r.message)
 		f.Redacted = string(v[loc[0]:loc[1]]) + "****"
 		st.defer_(r, "", it.scope, f)
 	}
@@ -641,7 +544,8 @@ func (st *fileState) host(it *item, kc keyClass, h string, port uint16, start, e
 	cls, prov := st.d.c.classifyHost(h, port)
 	switch cls {
 	case hostProduction:
-		st.addMarker(it.scope, marker{prod: true, line: it.line, what: "production host " + h})
+		s := &st.scopes[st.resolve(it.scope)]
+		s.conns = append(s.conns, conn{prefix: connPrefix(st.keyBuf), line: it.line, host: h})
 		if scheme == "" {
 			r := st.d.rule[RuleEndpoint]
 			f := st.newFinding(r, it, start, end, "points at production host "+h)
@@ -670,22 +574,23 @@ func providerInName(h string) string {
 }
 
 // urls finds URLs, JDBC strings and DSNs in a value.
-func (st *fileState) urls(it *item, m uint64, kc keyClass) bool {
+func (st *fileState) urls(it *item, kc keyClass, _ *Rule) bool {
 	v := it.val
 	handled := false
-	if m&(1<<aJDBC) != 0 {
+	jdbc := bytes.Contains(v, []byte("jdbc:"))
+	if jdbc {
 		for _, loc := range reJDBC.FindAllIndex(v, -1) {
 			if st.jdbc(it, kc, loc[0], loc[1]) {
 				handled = true
 			}
 		}
 	}
-	if m&(1<<aURL) != 0 {
+	if bytes.Contains(v, []byte("://")) {
 		for _, loc := range reURL.FindAllIndex(v, -1) {
 			if loc[0] >= 5 && bytes.HasSuffix(v[:loc[0]], []byte("jdbc:")) {
 				continue
 			}
-			if m&(1<<aJDBC) != 0 && insideJDBC(v, loc[0]) {
+			if jdbc && insideJDBC(v, loc[0]) {
 				continue
 			}
 			raw := string(v[loc[0]:loc[1]])
@@ -698,7 +603,7 @@ func (st *fileState) urls(it *item, m uint64, kc keyClass) bool {
 			}
 		}
 	}
-	if m&(1<<aGoDSN) != 0 {
+	if bytes.Contains(v, []byte("@tcp(")) {
 		for _, sm := range reGoDSN.FindAllSubmatchIndex(v, -1) {
 			h, p := splitHostPort(string(v[sm[6]:sm[7]]))
 			pw := ""
@@ -710,7 +615,7 @@ func (st *fileState) urls(it *item, m uint64, kc keyClass) bool {
 			}
 		}
 	}
-	if m&(1<<aLibpq) != 0 {
+	if bytes.Contains(v, []byte("host=")) {
 		if sm := reLibpq.FindSubmatchIndex(v); sm != nil {
 			pw := ""
 			if pm := reLibpqPass.FindSubmatch(v); pm != nil {
@@ -892,31 +797,26 @@ func (st *fileState) keyed(it *item, kc keyClass) {
 	default:
 		r = d.rule[RuleGeneric]
 	}
-	f := st.newFinding(r, it, 0, len(v), "")
-	st.defer_(r, prov, it.scope, f)
-	c := &st.deferred[len(st.deferred)-1]
-	switch {
-	case reHex32.Match(v):
-		c.shape = shapeHex32
-	case reAWSSecret.Match(v):
-		c.shape = shapeAWSSecret
-	}
-	val, path := append([]byte(nil), v...), st.path
-	c.fpFor = func(rule string) string { return findingFingerprint(rule, path, val) }
+	st.defer_(r, prov, it.scope, st.newFinding(r, it, 0, len(v), ""))
+	st.deferred[len(st.deferred)-1].prefix = connPrefix(k)
 }
 
-// providerRule is the provider-specific rule that claims a generic
-// credential in a block whose production marker names that provider.
-func (d *Detector) providerRule(provider string, shape valueShape) *Rule {
-	switch {
-	case provider == "paypal":
-		return d.rule[RulePayPalSecret]
-	case provider == "twilio" && shape == shapeHex32:
-		return d.rule[RuleTwilioAuthToken]
-	case provider == "aws" && shape == shapeAWSSecret:
-		return d.rule[RuleAWSSecret]
+// roleSuffixes end setting names that say what part of a connection they
+// hold; what comes before is the connection's name (DB_HOST, DB_PASSWORD:
+// "db"; spring.datasource.url, spring.datasource.password:
+// "spring.datasource"). Longer words first.
+var roleSuffixes = []string{"hostname", "username", "password", "passwd", "address", "endpoint", "secret", "server",
+	"token", "host", "user", "addr", "pass", "pwd", "dsn", "url", "uri", "key"}
+
+// connPrefix is a lower-case key without its role suffix and separators.
+func connPrefix(k []byte) string {
+	for _, r := range roleSuffixes {
+		if bytes.HasSuffix(k, []byte(r)) {
+			k = k[:len(k)-len(r)]
+			break
+		}
 	}
-	return nil
+	return string(bytes.TrimRight(k, "_-. "))
 }
 
 // credentialLike: long enough, no spaces, not a path, URL, number, boolean
@@ -983,36 +883,47 @@ func isPathLike(v []byte) bool {
 	return true
 }
 
-// finish resolves deferred candidates against their blocks, judges GCP
-// service accounts and returns the file's findings.
+// finish resolves deferred candidates against the evidence of their
+// blocks, judges GCP service accounts and returns the file's findings.
+//
+// Evidence binds by provider: a candidate of provider P is judged by P's
+// markers only (P's live or sandbox endpoints, P's mode settings, P's
+// identities and live-mode identifiers), never by another provider's or by
+// a production host. A generic credential is judged by the production
+// connections of its own block (a host setting with the same connection
+// prefix).
 func (st *fileState) finish() {
 	for i := range st.deferred {
 		c := &st.deferred[i]
-		switch c.rule.Env {
-		case envAlwaysLive:
+		switch {
+		case c.rule.ID == RuleGeneric:
+			h, ok := st.connection(c.scope, c.prefix)
+			if !ok {
+				continue
+			}
+			c.f.Message = fmt.Sprintf("%s: part of a connection to production host %s (line %d)", c.rule.Title, h.host, h.line)
+			st.report(c.f)
+		case c.rule.Env == envAlwaysLive:
 			if c.rule.ID == RulePrivateKey && st.inServiceAccount(c.scope) {
 				continue
 			}
-			if prod, m, ok := st.verdict(c.scope, c.provider, true); ok && !prod {
-				_ = m
+			prod, m, ok := st.verdict(c.scope, c.provider)
+			switch {
+			case ok && !prod:
 				continue
+			case ok:
+				c.f.Message = fmt.Sprintf("%s: %s says production (line %d)", c.f.Message, m.what, m.line)
+			default:
+				c.f.Kind, c.f.Environment, c.f.Severity = KindCredential, EnvUnknown, SeverityLow
+				c.f.Message += ": nothing in its block says which environment it belongs to"
 			}
 			st.report(c.f)
 		default: // envContext, legacy AWS ids
-			prod, m, ok := st.verdict(c.scope, c.provider, false)
+			prod, m, ok := st.verdict(c.scope, c.provider)
 			if !ok || !prod {
 				continue
 			}
-			if c.rule.ID == RuleGeneric {
-				if r := st.d.providerRule(m.provider, c.shape); r != nil {
-					c.rule = r
-					c.f.Rule, c.f.Severity, c.f.Kind = r.ID, r.Severity, r.Kind
-					c.f.Fingerprint = c.fpFor(r.ID)
-				}
-			}
-			if c.f.Message == "" || c.rule.ID == RuleGeneric || c.rule.Env == envContext {
-				c.f.Message = fmt.Sprintf("%s: the block names production (%s, line %d)", c.rule.Title, m.what, m.line)
-			}
+			c.f.Message = fmt.Sprintf("%s: %s (line %d)", c.rule.Title, m.what, m.line)
 			st.report(c.f)
 		}
 	}
@@ -1022,7 +933,7 @@ func (st *fileState) finish() {
 			continue
 		}
 		r := st.d.rule[RuleGCPServiceAcct]
-		f := Finding{File: st.path, Line: g.keyLine, Column: g.keyCol, Rule: r.ID, Severity: r.Severity, Kind: r.Kind,
+		f := Finding{File: st.path, Line: g.keyLine, Column: g.keyCol, Rule: r.ID, Severity: r.Severity, Kind: r.Kind, Environment: EnvProduction,
 			Message:  "service-account key of production GCP project " + g.project,
 			Key:      "private_key",
 			Redacted: fmt.Sprintf("-----BEGIN PRIVATE KEY-----****(%d chars)", g.keyLength), Fingerprint: g.keyFP, Decoded: g.keyVia}
@@ -1042,19 +953,16 @@ func (st *fileState) inServiceAccount(scope int32) bool {
 }
 
 // verdict walks from a block outwards to the nearest block whose subtree
-// has a relevant marker. Production wins within one block. specific limits
-// the markers to the provider's own (always-live rules ignore generic
-// markers such as ENVIRONMENT=staging).
-func (st *fileState) verdict(scope int32, provider string, specific bool) (prod bool, m marker, ok bool) {
+// has a marker of the provider. Production wins within one block.
+func (st *fileState) verdict(scope int32, provider string) (prod bool, m marker, ok bool) {
+	if provider == "" {
+		return false, marker{}, false
+	}
 	for id := st.resolve(scope); ; id = st.scopes[id].parent {
 		var best *marker
 		for i := range st.scopes[id].markers {
 			mk := &st.scopes[id].markers[i]
-			relevant := mk.provider == provider && (provider != "" || !specific)
-			if !specific && (mk.provider == "" || provider == "") {
-				relevant = true
-			}
-			if !relevant {
+			if mk.provider != provider {
 				continue
 			}
 			if mk.prod {
@@ -1072,6 +980,17 @@ func (st *fileState) verdict(scope int32, provider string, specific bool) (prod 
 			return false, marker{}, false
 		}
 	}
+}
+
+// connection finds a production host set in the same block under the same
+// connection prefix.
+func (st *fileState) connection(scope int32, prefix string) (conn, bool) {
+	for _, c := range st.scopes[st.resolve(scope)].conns {
+		if c.prefix == prefix {
+			return c, true
+		}
+	}
+	return conn{}, false
 }
 
 // decodeBase64 decodes Kubernetes Secret data (standard base64, padding

@@ -1,0 +1,35 @@
+package secretscan
+
+func awsRules() []*Rule {
+	return []*Rule{
+		{
+			ID: RuleAWSKeyID, Title: "AWS access key id of a production account", Provider: "aws",
+			Severity: SeverityCritical, Kind: KindSecret, Env: envIdentity, prefix: 4,
+			Format:  "AKIA/ASIA + 16 base32; the account is decoded from the key id (legacy AKIAI/AKIAJ keys: by context)",
+			re:      mustRe(`\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}`),
+			anchors: []string{"AKIA", "ASIA", "ABIA", "ACCA"}, detect: (*fileState).awsKeyID,
+			TruePositives: []Example{
+				{"aws.ini", "[default]\naws_access_key_id = AKIARZPUZDIKGLB5JZPW\n"},
+			},
+			FalsePositives: []Example{
+				{"aws.ini", "[default]\naws_access_key_id = AKIATCH6YDSY6AAREIZU\n"},
+				{"aws.ini", "[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"},
+			},
+		},
+		{
+			ID: RuleAWSSecret, Title: "AWS secret access key of a production account", Provider: "aws",
+			Severity: SeverityCritical, Kind: KindSecret, Env: envContext, prefix: 0,
+			Format: "40 [A-Za-z0-9/+] under a *secret* key; the access key id beside it (or the block) decides",
+			TruePositives: []Example{
+				// the pair read the other way: the secret before its key id
+				{"aws.yaml", "aws:\n  secret_access_key: q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\n  access_key_id: AKIARZPUZDIKGLB5JZPW\n"},
+				{"aws.ini", "[prod]\naws_access_key_id = AKIARZPUZDIKGLB5JZPW\naws_secret_access_key = q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\n"},
+			},
+			FalsePositives: []Example{
+				// a staging pair beside a production database host: the host is not AWS's evidence
+				{"app.env", "AWS_ACCESS_KEY_ID=AKIATCH6YDSY6AAREIZU\nAWS_SECRET_ACCESS_KEY=q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\nDB_HOST=db.prod.example.com\n"},
+				{"aws.ini", "[dev]\naws_access_key_id = AKIATCH6YDSY6AAREIZU\naws_secret_access_key = q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\n"},
+			},
+		},
+	}
+}

@@ -1,0 +1,32 @@
+package secretscan
+
+func twilioRules() []*Rule {
+	return []*Rule{
+		{
+			ID: RuleTwilioAuthToken, Title: "Twilio auth token of a production account", Provider: "twilio",
+			Severity: SeverityCritical, Kind: KindSecret, Env: envContext, prefix: 0,
+			Format: "32 hex under a *token*/*auth* key; the account SID next to it (or the block) decides",
+			TruePositives: []Example{
+				{"twilio.env", "TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef\nTWILIO_AUTH_TOKEN=9f8e7d6c5b4a39281706f5e4d3c2b1a0\n"},
+			},
+			FalsePositives: []Example{
+				// a test account's token beside a production host
+				{"twilio.env", "TWILIO_ACCOUNT_SID=ACfedcba9876543210fedcba9876543210\nTWILIO_AUTH_TOKEN=9f8e7d6c5b4a39281706f5e4d3c2b1a0\nCACHE_HOST=10.20.9.9\n"},
+				{"twilio.env", "TWILIO_ACCOUNT_SID=ACfedcba9876543210fedcba9876543210\nTWILIO_AUTH_TOKEN=9f8e7d6c5b4a39281706f5e4d3c2b1a0\n"},
+			},
+		},
+		{
+			ID: RuleTwilioSID, Title: "Twilio production account SID", Provider: "twilio",
+			Severity: SeverityLow, Kind: KindIdentifier, Env: envIdentity, prefix: 2,
+			Format:  "AC + 32 hex, listed as production in the catalog",
+			re:      mustRe(`\bAC[0-9a-f]{32}`),
+			anchors: []string{"AC"}, detect: (*fileState).twilioSID,
+			TruePositives: []Example{
+				{"twilio.env", "TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef\n"},
+			},
+			FalsePositives: []Example{
+				{"twilio.env", "TWILIO_ACCOUNT_SID=ACfedcba9876543210fedcba9876543210\n"},
+			},
+		},
+	}
+}
