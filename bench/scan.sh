@@ -43,7 +43,8 @@ measure() {
 	local name=$1; shift
 	local tf="$WORK/time-$name.txt"
 	/usr/bin/time -f '%e %U %S %M' -o "$tf" "$@" >"$WORK/out-$name.log" 2>&1 || true
-	read -r wall user sys rss <"$tf"
+	# the last line: GNU time first notes a non-zero exit status (findings)
+	read -r wall user sys rss < <(tail -n 1 "$tf")
 	echo "$name $wall $(echo "$user + $sys" | bc) $rss"
 }
 
@@ -56,11 +57,11 @@ EG=$(measure egressguard "$WORK/bin/egscan" -seed "$SEED" -o "$WORK/egressguard.
 GL=$(measure gitleaks "$WORK/bin/gitleaks" dir "$TREE" --no-banner --log-level error --exit-code 0 --report-format json --report-path "$WORK/gitleaks.json")
 tail -n 2 "$WORK/out-egressguard.log" >&2
 
-python3 - "$BYTES" "$FILES" "$WORK" "$EG" "$CLI" "$GL" <<'PY'
+python3 - "$BYTES" "$FILES" "$WORK" "$TREE" "$WORK/labels-$SIZE-$SEED.json" "$EG" "$CLI" "$GL" <<'PY'
 import json, sys
 nbytes, files = int(sys.argv[1]), int(sys.argv[2])
-work = sys.argv[3]
-rows = [r.split() for r in sys.argv[4:]]
+work, tree, labels = sys.argv[3], sys.argv[4], sys.argv[5]
+rows = [r.split() for r in sys.argv[6:]]
 mb = nbytes / 1e6
 def findings(name):
     try:
@@ -83,4 +84,40 @@ cli = res["egressguard-cli"]
 print(f"\negressguard = library with the corpus's full production; egressguard-cli = `egressguard scan --catalog`.")
 print(f"Ratios egressguard-cli/gitleaks: throughput ×{cli['mbs']/gl['mbs']:.1f} (wall), ×{cli['cpumbs']/gl['cpumbs']:.1f} (per CPU-second); peak RSS ×{cli['rss']/gl['rss']:.2f}.")
 print(f"Ratios egressguard/gitleaks: throughput ×{eg['mbs']/gl['mbs']:.1f} (wall), ×{eg['cpumbs']/gl['cpumbs']:.1f} (per CPU-second); peak RSS ×{eg['rss']/gl['rss']:.2f}.")
+
+# Precision and recall against the generator's labels (file, line, kind; a
+# label may span lines). gitleaks has no kinds: any finding on a line
+# labeled secret or credential counts as found, any other is a false positive.
+want = {}
+for l in json.load(open(labels))["labels"]:
+    for d in range(l["span"]):
+        want[(l["file"], l["line"] + d, l["kind"])] = (l["file"], l["line"], l["kind"])
+def rel(p):
+    return p[len(tree) + 1:] if p.startswith(tree + "/") else p
+def score(hits, kinds):
+    pos = {v for v in want.values() if v[2] in kinds}
+    found, fp = set(), 0
+    for h in hits:
+        m = [want.get((h[0], h[1], k)) for k in kinds]
+        m = [x for x in m if x]
+        if m:
+            found.add(m[0])
+        else:
+            fp += 1
+    tp = len(found)
+    p = tp / max(tp + fp, 1)
+    r = tp / max(len(pos), 1)
+    return p, r, 2 * p * r / max(p + r, 1e-9)
+print("\n| scanner | kind | precision | recall | F1 |")
+print("|---|---|---:|---:|---:|")
+for name in ("egressguard", "egressguard-cli"):
+    fs = json.load(open(f"{work}/{name}.json"))["findings"]
+    for kind in ("secret", "endpoint", "identifier", "credential"):
+        hits = {(rel(f["file"]), f["line"]) for f in fs if f["kind"] == kind}
+        p, r, f1 = score(hits, [kind])
+        print(f"| {name} | {kind} | {p:.4f} | {r:.4f} | {f1:.4f} |")
+gl = json.load(open(f"{work}/gitleaks.json"))
+hits = {(rel(f["File"]), f["StartLine"]) for f in gl}
+p, r, f1 = score(hits, ["secret", "credential"])
+print(f"| gitleaks | any finding vs secret+credential labels | {p:.4f} | {r:.4f} | {f1:.4f} |")
 PY

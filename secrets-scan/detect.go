@@ -38,6 +38,10 @@ type marker struct {
 	provider string
 	line     int
 	what     string
+	// paired: an identity a secret pairs with (an AWS key id, a Twilio
+	// account SID), under the pair prefix of its key.
+	paired bool
+	pair   string
 }
 
 type scopeInfo struct {
@@ -76,7 +80,10 @@ type candidate struct {
 	provider string // whose markers decide
 	scope    int32
 	f        Finding
-	prefix   string // generic credentials: the connection prefix of the key
+	// prefix: the connection prefix of a generic credential's key, or the
+	// pair prefix of a paired secret's (paired).
+	prefix string
+	paired bool
 }
 
 // fileState is the per-file detection state. Decoders feed it items.
@@ -388,9 +395,9 @@ func (st *fileState) twilioSID(it *item, _ keyClass, r *Rule) bool {
 		prov, prod := st.d.c.accounts[sid]
 		if prod {
 			st.report(st.newFinding(r, it, loc[0], loc[1], "Twilio account SID listed as production ("+prov+")"))
-			st.addMarker(it.scope, marker{prod: true, provider: "twilio", line: it.line, what: "production Twilio account " + sid[:6] + "…"})
+			st.addMarker(it.scope, marker{prod: true, provider: "twilio", line: it.line, what: "production Twilio account " + sid[:6] + "…", paired: true, pair: pairPrefix(st.keyBuf)})
 		} else if st.d.hasAccounts {
-			st.addMarker(it.scope, marker{prod: false, provider: "twilio", line: it.line, what: "non-production Twilio account"})
+			st.addMarker(it.scope, marker{prod: false, provider: "twilio", line: it.line, what: "non-production Twilio account", paired: true, pair: pairPrefix(st.keyBuf)})
 		}
 	}
 	// A SID is an identifier, never a credential: generic rules may still
@@ -416,9 +423,9 @@ func (st *fileState) awsKeyID(it *item, _ keyClass, r *Rule) bool {
 			st.defer_(r, "aws", it.scope, st.newFinding(r, it, loc[0], loc[1], "AWS access key id (legacy format, account not encoded) in a production block"))
 		case st.d.c.aws[acct]:
 			st.report(st.newFinding(r, it, loc[0], loc[1], "AWS access key id of production account "+acct))
-			st.addMarker(it.scope, marker{prod: true, provider: "aws", line: it.line, what: "AWS key of production account " + acct})
+			st.addMarker(it.scope, marker{prod: true, provider: "aws", line: it.line, what: "AWS key of production account " + acct, paired: true, pair: pairPrefix(st.keyBuf)})
 		case len(st.d.c.aws) > 0:
-			st.addMarker(it.scope, marker{prod: false, provider: "aws", line: it.line, what: "AWS key of account " + acct})
+			st.addMarker(it.scope, marker{prod: false, provider: "aws", line: it.line, what: "AWS key of account " + acct, paired: true, pair: pairPrefix(st.keyBuf)})
 		}
 	}
 	return found
@@ -798,7 +805,31 @@ func (st *fileState) keyed(it *item, kc keyClass) {
 		r = d.rule[RuleGeneric]
 	}
 	st.defer_(r, prov, it.scope, st.newFinding(r, it, 0, len(v), ""))
-	st.deferred[len(st.deferred)-1].prefix = connPrefix(k)
+	c := &st.deferred[len(st.deferred)-1]
+	if r.ID == RuleGeneric {
+		c.prefix = connPrefix(k)
+	} else {
+		c.prefix, c.paired = pairPrefix(k), true
+	}
+}
+
+// pairSuffixes end the names of paired settings (an access key id and its
+// secret, an account SID and its auth token); what comes before names the
+// pair (PROD_AWS_ACCESS_KEY_ID and PROD_AWS_SECRET_ACCESS_KEY: "prod_aws").
+// Longer words first.
+var pairSuffixes = []string{"secret_access_key", "secret-access-key", "secretaccesskey", "access_key_id", "access-key-id",
+	"accesskeyid", "account_sid", "account-sid", "accountsid", "auth_token", "auth-token", "authtoken", "secret_key",
+	"secretkey", "access_key", "accesskey", "key_id", "keyid", "secret", "token", "sid", "key", "id"}
+
+// pairPrefix is a lower-case key without its pair suffix and separators.
+func pairPrefix(k []byte) string {
+	for _, r := range pairSuffixes {
+		if bytes.HasSuffix(k, []byte(r)) {
+			k = k[:len(k)-len(r)]
+			break
+		}
+	}
+	return string(bytes.TrimRight(k, "_-. "))
 }
 
 // roleSuffixes end setting names that say what part of a connection they
@@ -907,7 +938,7 @@ func (st *fileState) finish() {
 			if c.rule.ID == RulePrivateKey && st.inServiceAccount(c.scope) {
 				continue
 			}
-			prod, m, ok := st.verdict(c.scope, c.provider)
+			prod, m, ok := st.verdict(c.scope, c.provider, nil)
 			switch {
 			case ok && !prod:
 				continue
@@ -919,7 +950,11 @@ func (st *fileState) finish() {
 			}
 			st.report(c.f)
 		default: // envContext, legacy AWS ids
-			prod, m, ok := st.verdict(c.scope, c.provider)
+			var pair *string
+			if c.paired {
+				pair = &c.prefix
+			}
+			prod, m, ok := st.verdict(c.scope, c.provider, pair)
 			if !ok || !prod {
 				continue
 			}
@@ -953,16 +988,25 @@ func (st *fileState) inServiceAccount(scope int32) bool {
 }
 
 // verdict walks from a block outwards to the nearest block whose subtree
-// has a marker of the provider. Production wins within one block.
-func (st *fileState) verdict(scope int32, provider string) (prod bool, m marker, ok bool) {
+// has a marker of the provider. Production wins within one block. A paired
+// secret (pair != nil) is judged by the identities of its own pair when the
+// block has some (PROD_AWS_... and STAGING_AWS_... in one file), else by
+// all of the provider's evidence.
+func (st *fileState) verdict(scope int32, provider string, pair *string) (prod bool, m marker, ok bool) {
 	if provider == "" {
 		return false, marker{}, false
 	}
 	for id := st.resolve(scope); ; id = st.scopes[id].parent {
 		var best *marker
+		own := false
+		if pair != nil {
+			for _, mk := range st.scopes[id].markers {
+				own = own || mk.provider == provider && mk.paired && mk.pair == *pair
+			}
+		}
 		for i := range st.scopes[id].markers {
 			mk := &st.scopes[id].markers[i]
-			if mk.provider != provider {
+			if mk.provider != provider || own && !(mk.paired && mk.pair == *pair) {
 				continue
 			}
 			if mk.prod {

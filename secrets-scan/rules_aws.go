@@ -21,11 +21,15 @@ func awsRules() []*Rule {
 			Severity: SeverityCritical, Kind: KindSecret, Env: envContext, prefix: 0,
 			Format: "40 [A-Za-z0-9/+] under a *secret* key; the access key id beside it (or the block) decides",
 			TruePositives: []Example{
+				// two pairs in one flat file: each secret goes with the key id of its own prefix
+				{"app.env", "PROD_AWS_ACCESS_KEY_ID=AKIARZPUZDIKGLB5JZPW\nPROD_AWS_SECRET_ACCESS_KEY=q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\n"},
 				// the pair read the other way: the secret before its key id
 				{"aws.yaml", "aws:\n  secret_access_key: q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\n  access_key_id: AKIARZPUZDIKGLB5JZPW\n"},
 				{"aws.ini", "[prod]\naws_access_key_id = AKIARZPUZDIKGLB5JZPW\naws_secret_access_key = q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\n"},
 			},
 			FalsePositives: []Example{
+				// the staging pair of a file that also holds a production pair
+				{"app.env", "PROD_AWS_ACCESS_KEY_ID=AKIARZPUZDIKGLB5JZPW\nSTAGING_AWS_ACCESS_KEY_ID=AKIATCH6YDSY6AAREIZU\nSTAGING_AWS_SECRET_ACCESS_KEY=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\n"},
 				// a staging pair beside a production database host: the host is not AWS's evidence
 				{"app.env", "AWS_ACCESS_KEY_ID=AKIATCH6YDSY6AAREIZU\nAWS_SECRET_ACCESS_KEY=q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\nDB_HOST=db.prod.example.com\n"},
 				{"aws.ini", "[dev]\naws_access_key_id = AKIATCH6YDSY6AAREIZU\naws_secret_access_key = q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\n"},

@@ -10,6 +10,8 @@ func twilioRules() []*Rule {
 				{"twilio.env", "TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef\nTWILIO_AUTH_TOKEN=9f8e7d6c5b4a39281706f5e4d3c2b1a0\n"},
 			},
 			FalsePositives: []Example{
+				// a test account's token in a file that also holds the production account
+				{"twilio.env", "LIVE_TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef\nTEST_TWILIO_ACCOUNT_SID=ACfedcba9876543210fedcba9876543210\nTEST_TWILIO_AUTH_TOKEN=9f8e7d6c5b4a39281706f5e4d3c2b1a0\n"},
 				// a test account's token beside a production host
 				{"twilio.env", "TWILIO_ACCOUNT_SID=ACfedcba9876543210fedcba9876543210\nTWILIO_AUTH_TOKEN=9f8e7d6c5b4a39281706f5e4d3c2b1a0\nCACHE_HOST=10.20.9.9\n"},
 				{"twilio.env", "TWILIO_ACCOUNT_SID=ACfedcba9876543210fedcba9876543210\nTWILIO_AUTH_TOKEN=9f8e7d6c5b4a39281706f5e4d3c2b1a0\n"},

@@ -170,7 +170,14 @@ func (g gen) prodHost() string {
 func (c *Catalog) cases(g gen) kase {
 	prodAcct := func() uint64 { var n uint64; fmt.Sscan(g.pick(c.AWSAccounts...), &n); return n }
 	stagAcct := func() uint64 { var n uint64; fmt.Sscan(g.pick(c.NonProdAWSAccounts...), &n); return n }
-	switch g.r.IntN(30) {
+	switch g.r.IntN(31) {
+	case 30: // a production and a staging pair side by side: each secret goes with its own key id
+		return kase{name: "aws production and staging pairs together", providers: []string{"aws"}, sets: []setting{
+			s("aws_live", "access_key_id", g.awsKeyID(prodAcct()), Secret),
+			s("aws_live", "secret_access_key", g.awsSecret(), Secret),
+			s("aws_staging", "access_key_id", g.awsKeyID(stagAcct()), ""),
+			s("aws_staging", "secret_access_key", g.awsSecret(), ""),
+		}}
 	case 0: // a live Stripe key says so itself
 		return kase{name: "stripe live secret key", providers: []string{"stripe"}, sets: []setting{
 			s("stripe", "secret_key", g.stripe("sk", "live"), Secret),

@@ -98,7 +98,7 @@ func catalogYAML(c *stagegen.Catalog) string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "  - name: twilio\n    category: sms\n    accounts: %s\n", list(c.TwilioSIDs))
+	fmt.Fprintf(&b, "  - name: twilio\n    category: sms\n    accounts: %s\n    endpoints:\n      - live: \"api.twilio.com\"\n", list(c.TwilioSIDs))
 	fmt.Fprintf(&b, "cloud:\n  aws_accounts: %s\n  gcp_projects: %s\n", list(c.AWSAccounts), list(c.GCPProjects))
 	fmt.Fprintf(&b, "jwt:\n  issuers: %s\n", list(c.JWTIssuers))
 	fmt.Fprintf(&b, "fingerprints:\n  - algorithm: sha256\n    salt: %s\n    source: stagegen\n    values: %s\n",
