@@ -100,6 +100,32 @@ func FuzzNestedDecoding(f *testing.F) {
 	})
 }
 
+// FuzzDSN: the URL and JDBC parsers never panic, and what they return
+// (host, password) is text of the input, never invented.
+func FuzzDSN(f *testing.F) {
+	f.Add("jdbc:postgresql://app:Zk4@db.prod.example.com:5432/app?user=app&password=Zk4Qm8")
+	f.Add("jdbc:oracle:thin:@10.20.4.7:1521:ORCL")
+	f.Add("jdbc:sqlserver://db:1433;databaseName=app;password=x")
+	f.Add("mongodb+srv://u:p#w/d@a.example.com,b.example.com/db?x=1")
+	f.Add("postgres://[::1]:5432/db")
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, h, _, pw, ok := parseJDBC(s); ok && (!strings.Contains(s, h) || !strings.Contains(s, pw)) {
+			t.Fatalf("parseJDBC(%q): host %q password %q not in the input", s, h, pw)
+		}
+		if strings.Contains(s, "://") {
+			_, pw, hosts := parseAuthority(s)
+			for _, h := range hosts {
+				if !strings.Contains(s, h) {
+					t.Fatalf("parseAuthority(%q): host %q not in the input", s, h)
+				}
+			}
+			if !strings.Contains(s, pw) {
+				t.Fatalf("parseAuthority(%q): password %q not in the input", s, pw)
+			}
+		}
+	})
+}
+
 // FuzzDecodeBase64 checks the Secret-data decoder against the standard
 // encoder: a fixpoint for every byte string.
 func FuzzDecodeBase64(f *testing.F) {

@@ -37,3 +37,29 @@ func awsRules() []*Rule {
 		},
 	}
 }
+
+func (st *fileState) awsKeyID(it *item, _ keyClass, r *Rule) bool {
+	found := false
+	for _, loc := range r.re.FindAllIndex(it.val, -1) {
+		if longer(it.val, loc) {
+			continue
+		}
+		found = true
+		kid := it.val[loc[0]:loc[1]]
+		if isPlaceholder(kid) {
+			continue
+		}
+		acct, ok := awsAccountFromKeyID(kid)
+		switch {
+		case !ok:
+			// Legacy key id: only the block can tell.
+			st.defer_(r, "aws", it.scope, st.newFinding(r, it, loc[0], loc[1], "AWS access key id (legacy format, account not encoded) in a production block"))
+		case st.d.c.aws[acct]:
+			st.report(st.newFinding(r, it, loc[0], loc[1], "AWS access key id of production account "+acct))
+			st.addMarker(it.scope, marker{prod: true, provider: "aws", line: it.line, what: "AWS key of production account " + acct, paired: true, pair: pairPrefix(st.keyBuf)})
+		case len(st.d.c.aws) > 0:
+			st.addMarker(it.scope, marker{prod: false, provider: "aws", line: it.line, what: "AWS key of account " + acct, paired: true, pair: pairPrefix(st.keyBuf)})
+		}
+	}
+	return found
+}

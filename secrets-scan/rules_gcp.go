@@ -1,5 +1,7 @@
 package secretscan
 
+import "strings"
+
 func gcpRules() []*Rule {
 	return []*Rule{
 		{
@@ -19,4 +21,51 @@ func gcpRules() []*Rule {
 			},
 		},
 	}
+}
+
+type gcpInfo struct {
+	isSA      bool
+	project   string
+	projLine  int
+	keyLine   int
+	keyCol    int
+	keyFP     string
+	keyVia    string
+	keyLength int
+}
+
+// gcpItem follows service-account JSON objects.
+func (st *fileState) gcpItem(it *item) {
+	if len(it.key) == 0 {
+		return
+	}
+	switch string(it.key) {
+	case "type":
+		if string(it.val) == "service_account" {
+			st.gcp(it.scope).isSA = true
+		}
+	case "project_id":
+		g := st.gcp(it.scope)
+		g.project, g.projLine = string(it.val), it.line
+		if len(st.d.c.gcp) > 0 {
+			prod := st.d.c.gcp[strings.ToLower(g.project)]
+			st.addMarker(it.scope, marker{prod: prod, provider: "gcp", line: it.line, what: "GCP project " + g.project})
+		}
+	case "private_key":
+		g := st.gcp(it.scope)
+		g.keyLine, g.keyCol = st.pos(it, 0)
+		g.keyFP = findingFingerprint(RuleGCPServiceAcct, st.path, it.val)
+		g.keyLength = len(it.val)
+		if st.override != nil {
+			g.keyVia = st.override.via
+		}
+	}
+}
+
+func (st *fileState) gcp(scope int32) *gcpInfo {
+	s := &st.scopes[scope]
+	if s.gcp == nil {
+		s.gcp = &gcpInfo{}
+	}
+	return s.gcp
 }

@@ -19,3 +19,27 @@ func jwtRules() []*Rule {
 		},
 	}
 }
+
+func (st *fileState) jwt(it *item, _ keyClass, r *Rule) bool {
+	found := false
+	for _, loc := range r.re.FindAllIndex(it.val, -1) {
+		iss, aud, ok := jwtClaims(it.val[loc[0]:loc[1]])
+		if !ok {
+			continue
+		}
+		found = true
+		var why string
+		if st.d.c.issuers[iss] {
+			why = "JWT issued by production issuer " + iss
+		}
+		for _, a := range aud {
+			if why == "" && st.d.c.audiences[a] {
+				why = "JWT for production audience " + a
+			}
+		}
+		if why != "" {
+			st.report(st.newFinding(r, it, loc[0], loc[1], why))
+		}
+	}
+	return found
+}

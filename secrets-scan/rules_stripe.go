@@ -9,6 +9,8 @@ func stripeRules() []*Rule {
 			re:      mustRe(`\bsk_live_[0-9A-Za-z]{24,247}`),
 			anchors: []string{"sk_live_"}, testAnchors: []string{"sk_test_"}, message: "Stripe live-mode secret key (sk_live_)",
 			TruePositives: []Example{
+				// a random key that happens to hold "xxxx" is no placeholder
+				{"app.env", "STRIPE_SECRET_KEY=sk_live_4eC39HqLxxxxDarjtT1zdp7dcQ\n"},
 				// base64 of JSON inside YAML
 				{"values.yaml", "settings_b64: eyJzdHJpcGUiOiB7InNlY3JldF9rZXkiOiAic2tfbGl2ZV9VYmJZckVxbVNNOXdDWjdVdzl4Zm9nb0UifX0=\n"},
 				{"app.env", "STRIPE_SECRET_KEY=sk_live_UbbYrEqmSM9wCZ7Uw9xfogoE\n"},

@@ -32,3 +32,27 @@ func twilioRules() []*Rule {
 		},
 	}
 }
+
+func (st *fileState) twilioSID(it *item, _ keyClass, r *Rule) bool {
+	if len(it.val) < 34 {
+		return false
+	}
+	found := false
+	for _, loc := range r.re.FindAllIndex(it.val, -1) {
+		if longer(it.val, loc) {
+			continue
+		}
+		found = true
+		sid := string(it.val[loc[0]:loc[1]])
+		prov, prod := st.d.c.accounts[sid]
+		if prod {
+			st.report(st.newFinding(r, it, loc[0], loc[1], "Twilio account SID listed as production ("+prov+")"))
+			st.addMarker(it.scope, marker{prod: true, provider: "twilio", line: it.line, what: "production Twilio account " + sid[:6] + "…", paired: true, pair: pairPrefix(st.keyBuf)})
+		} else if st.d.hasAccounts {
+			st.addMarker(it.scope, marker{prod: false, provider: "twilio", line: it.line, what: "non-production Twilio account", paired: true, pair: pairPrefix(st.keyBuf)})
+		}
+	}
+	// A SID is an identifier, never a credential: generic rules may still
+	// look at the value only if it is something else.
+	return found
+}
