@@ -1,5 +1,6 @@
 // Package stagegen writes a seeded, labeled tree of staging configuration
-// for measuring the secrets scanner.
+// (YAML, JSON, .env, INI, TOML, Java properties, Deployment env lists,
+// Kubernetes Secrets) for measuring the secrets scanner.
 //
 // It is written from the evidence contract a user reads in the scanner's
 // README, not from the scanner's code, and it does not import the scanner.
@@ -423,7 +424,7 @@ func (w *writer) plant(line, span int, st setting, k *kase) {
 func Generate(dir string, c *Catalog, opts Options) (*Manifest, error) {
 	g := gen{rand.New(rand.NewPCG(opts.Seed, 0x9e4e7a7e))}
 	m := &Manifest{Seed: opts.Seed, Cases: map[string]int{}, Where: map[string]string{}}
-	formats := []string{"yaml", "yaml", "json", "env", "env", "ini", "deployment", "secret"}
+	formats := []string{"yaml", "yaml", "json", "env", "env", "ini", "toml", "properties", "deployment", "secret"}
 	for i := 0; m.Bytes < opts.Bytes; i++ {
 		f := formats[g.r.IntN(len(formats))]
 		var ks []kase
@@ -443,7 +444,7 @@ func Generate(dir string, c *Catalog, opts Options) (*Manifest, error) {
 			m.Cases[k.name]++
 		}
 		rel := fmt.Sprintf("svc-%02d/%s/f%05d%s", i%53, f, i, map[string]string{
-			"yaml": ".yaml", "json": ".json", "env": ".env", "ini": ".ini", "deployment": "-deploy.yaml", "secret": "-secret.yaml"}[f])
+			"yaml": ".yaml", "json": ".json", "env": ".env", "ini": ".ini", "toml": ".toml", "properties": ".properties", "deployment": "-deploy.yaml", "secret": "-secret.yaml"}[f])
 		w := &writer{path: rel, where: m.Where}
 		render(w, g, f, ks)
 		full := filepath.Join(dir, filepath.FromSlash(rel))
@@ -575,6 +576,32 @@ func render(w *writer, g gen, f string, ks []kase) {
 					continue
 				}
 				w.plant(w.add(st.key+" = "+st.val), 1, st, &ks[i])
+			}
+		}
+	case "properties": // Java properties: dotted keys, one file of settings
+		for i := range ks {
+			for _, st := range ks[i].sets {
+				key := svc(i) + "."
+				if st.group != "" {
+					key += st.group + "."
+				}
+				w.plant(w.add(key+st.key+"="+st.val), 1, st, &ks[i])
+			}
+		}
+	case "toml":
+		for i := range ks {
+			section := ""
+			for _, st := range ks[i].sets {
+				name := svc(i)
+				if st.group != "" {
+					name += "." + st.group
+				}
+				if name != section {
+					w.add("[" + name + "]")
+					section = name
+				}
+				b, _ := json.Marshal(st.val)
+				w.plant(w.add(st.key+" = "+string(b)), 1, st, &ks[i])
 			}
 		}
 	case "deployment": // one container's env list: one flat list of settings
