@@ -257,15 +257,7 @@ var roleSuffixes = []string{"hostname", "username", "password", "passwd", "addre
 	"token", "host", "user", "addr", "pass", "pwd", "dsn", "url", "uri", "key"}
 
 // connPrefix is a lower-case key without its role suffix and separators.
-func connPrefix(k []byte) string {
-	for _, r := range roleSuffixes {
-		if bytes.HasSuffix(k, []byte(r)) {
-			k = k[:len(k)-len(r)]
-			break
-		}
-	}
-	return string(bytes.TrimRight(k, "_-. "))
-}
+func connPrefix(k []byte) string { return keyPrefix(k, roleSuffixes) }
 
 // pairSuffixes end the names of paired settings (an access key id and its
 // secret, an account SID and its auth token); what comes before names the
@@ -276,8 +268,11 @@ var pairSuffixes = []string{"secret_access_key", "secret-access-key", "secretacc
 	"secretkey", "access_key", "accesskey", "key_id", "keyid", "secret", "token", "sid", "key", "id"}
 
 // pairPrefix is a lower-case key without its pair suffix and separators.
-func pairPrefix(k []byte) string {
-	for _, r := range pairSuffixes {
+func pairPrefix(k []byte) string { return keyPrefix(k, pairSuffixes) }
+
+// keyPrefix drops the first of the suffixes k ends with, then separators.
+func keyPrefix(k []byte, suffixes []string) string {
+	for _, r := range suffixes {
 		if bytes.HasSuffix(k, []byte(r)) {
 			k = k[:len(k)-len(r)]
 			break

@@ -555,7 +555,7 @@ func render(w *writer, g gen, f string, ks []kase) {
 				w.plant(w.add(envName(svc(i), st)+"="+st.val), 1, st, &ks[i])
 			}
 		}
-	case "ini":
+	case "ini", "toml": // a section per service and group
 		for i := range ks {
 			section := ""
 			for _, st := range ks[i].sets {
@@ -567,15 +567,19 @@ func render(w *writer, g gen, f string, ks []kase) {
 					w.add("[" + name + "]")
 					section = name
 				}
-				if st.pem != nil {
+				switch {
+				case st.pem != nil: // INI only (fits)
 					n := w.add(st.key + " = " + st.pem[0])
 					for _, l := range st.pem[1:] {
 						w.add("  " + l)
 					}
 					w.plant(n, 1, st, &ks[i])
-					continue
+				case f == "toml":
+					b, _ := json.Marshal(st.val)
+					w.plant(w.add(st.key+" = "+string(b)), 1, st, &ks[i])
+				default:
+					w.plant(w.add(st.key+" = "+st.val), 1, st, &ks[i])
 				}
-				w.plant(w.add(st.key+" = "+st.val), 1, st, &ks[i])
 			}
 		}
 	case "properties": // Java properties: dotted keys, one file of settings
@@ -586,22 +590,6 @@ func render(w *writer, g gen, f string, ks []kase) {
 					key += st.group + "."
 				}
 				w.plant(w.add(key+st.key+"="+st.val), 1, st, &ks[i])
-			}
-		}
-	case "toml":
-		for i := range ks {
-			section := ""
-			for _, st := range ks[i].sets {
-				name := svc(i)
-				if st.group != "" {
-					name += "." + st.group
-				}
-				if name != section {
-					w.add("[" + name + "]")
-					section = name
-				}
-				b, _ := json.Marshal(st.val)
-				w.plant(w.add(st.key+" = "+string(b)), 1, st, &ks[i])
 			}
 		}
 	case "deployment": // one container's env list: one flat list of settings
