@@ -156,6 +156,10 @@ func (st *fileState) finish() {
 				continue
 			case ok:
 				c.f.Message = fmt.Sprintf("%s: %s says production (line %d)", c.f.Message, m.what, m.line)
+			case st.d.c.fpProviders[c.provider]:
+				// Every production value of the provider is fingerprinted
+				// and this one matched none (a match ends emit early).
+				continue
 			default:
 				c.f.Kind, c.f.Environment, c.f.Severity = KindCredential, EnvUnknown, SeverityLow
 				c.f.Message += ": nothing in its block says which environment it belongs to"

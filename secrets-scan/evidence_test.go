@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestEvidenceBindsToItsProvider checks the package's property: evidence
@@ -99,4 +100,33 @@ func TestEvidenceBindsToItsProvider(t *testing.T) {
 			assert.Contains(t, got[0], "production", "%s's own evidence %v", c.provider, e.lines)
 		}
 	}
+}
+
+// TestFingerprintedProviderUnmatchedIsStaging: when the catalog
+// fingerprints all of a provider's production values, that provider's
+// credential matching none is staging's; one matching is production.
+func TestFingerprintedProviderUnmatchedIsStaging(t *testing.T) {
+	const prod, staging = "ghp_FLZDe1f8rESQedUStPKR0CsTy4Qwb8DwkNhF", "ghp_Q2w7Lk9Zx4Cv1Bn8Mm3As6Df0Gh5Jk2Lp9Qr"
+	salt := []byte("fingerprint-salt-16b")
+	set, _, err := MakeFingerprints(strings.NewReader(prod+"\n"), salt, "vault github")
+	require.NoError(t, err)
+	p := exampleProduction()
+	without, err := NewDetector(p)
+	require.NoError(t, err)
+	set.Provider = "github"
+	p.Fingerprints = append(p.Fingerprints, set)
+	with, err := NewDetector(p)
+	require.NoError(t, err)
+
+	fs, _ := without.Scan("ci.env", []byte("GITHUB_TOKEN="+staging+"\n"))
+	require.Len(t, fs, 1)
+	assert.Equal(t, KindCredential, fs[0].Kind, "no fingerprints for GitHub: environment unknown")
+
+	fs, _ = with.Scan("ci.env", []byte("GITHUB_TOKEN="+staging+"\n"))
+	assert.Empty(t, fs, "GitHub's production values are all fingerprinted and this is not one")
+
+	fs, _ = with.Scan("ci.env", []byte("GITHUB_TOKEN="+prod+"\n"))
+	require.Len(t, fs, 1)
+	assert.Equal(t, RuleFingerprint, fs[0].Rule)
+	assert.Equal(t, KindSecret, fs[0].Kind)
 }

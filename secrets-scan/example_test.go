@@ -32,3 +32,22 @@ paypal:
 	// Output:
 	// 6 paypal-client-secret secret EK****(63 chars)
 }
+
+// A GitHub token with nothing around it saying which environment it
+// belongs to is reported as a credential of unknown environment; by
+// default it does not fail the scan, FailOn{Unknown: true} makes it.
+func ExampleFailOn() {
+	d, err := secretscan.NewDetector(secretscan.Production{Zones: []string{"*.prod.example.com"}})
+	if err != nil {
+		panic(err)
+	}
+	findings, _ := d.Scan("ci.env", []byte("GITHUB_TOKEN=ghp_FLZDe1f8rESQedUStPKR0CsTy4Qwb8DwkNhF\n"))
+	res := &secretscan.Result{Findings: findings}
+	strict, err := secretscan.ParseFailOn([]string{"unknown"})
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(findings[0].Kind, findings[0].Environment, res.Failing(secretscan.FailOn{}), res.Failing(strict))
+	// Output:
+	// credential unknown 0 1
+}
