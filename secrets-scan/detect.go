@@ -8,10 +8,6 @@ import (
 )
 
 var (
-	reMailgunV2 = regexp.MustCompile(`\b[0-9a-f]{32}-[0-9a-f]{8}-[0-9a-f]{8}\b`)
-	reUUID      = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	reHex32     = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	reAWSSecret = regexp.MustCompile(`^[A-Za-z0-9/+]{40}$`)
 	reURL       = regexp.MustCompile(`\b[a-zA-Z][a-zA-Z0-9+.-]{1,20}://[^\s'"<>\x60,;]+`)
 	reJDBC      = regexp.MustCompile(`jdbc:[a-z0-9]+:[^\s'"<>\x60]+`)
 	reGoDSN     = regexp.MustCompile(`([^\s'"/:@]*)(?::([^\s'"@]*))?@tcp\(([^)\s]+)\)`)
@@ -204,42 +200,34 @@ func longer(v []byte, loc []int) bool {
 
 // keyed runs the rules that are selected by the setting's name.
 func (st *fileState) keyed(it *item, kc keyClass) {
-	v := it.val
-	d := st.d
-	if kc.provider == "mailgun" {
-		if loc := reMailgunV2.FindIndex(v); loc != nil && !isPlaceholder(v[loc[0]:loc[1]]) {
-			r := d.rule[RuleMailgun]
-			st.defer_(r, r.Provider, it.scope, st.newFinding(r, it, loc[0], loc[1], "Mailgun API key"))
-			return
+	v, k := it.val, st.keyBuf // k: the lower-case key from classifyKey
+	secretLike := kc.secret && credentialLike(v)
+	for _, r := range st.d.keyRules {
+		s := r.byKey
+		if r.Provider != "" && kc.provider != r.Provider && !hasAny(k, s.names...) || s.secretKey && !secretLike {
+			continue
 		}
-	}
-	if kc.provider == "postmark" && reUUID.Match(v) {
-		r := d.rule[RulePostmark]
-		st.defer_(r, r.Provider, it.scope, st.newFinding(r, it, 0, len(v), "Postmark server token"))
+		start, end := 0, len(v)
+		switch {
+		case s.value == nil:
+		case s.find:
+			loc := s.value.FindIndex(v)
+			if loc == nil || isPlaceholder(v[loc[0]:loc[1]]) {
+				continue
+			}
+			start, end = loc[0], loc[1]
+		case !s.value.Match(v):
+			continue
+		}
+		st.defer_(r, r.Provider, it.scope, st.newFinding(r, it, start, end, r.message))
+		c := &st.deferred[len(st.deferred)-1]
+		switch {
+		case r.ID == RuleGeneric:
+			c.prefix = connPrefix(k)
+		case s.paired:
+			c.prefix, c.paired = pairPrefix(k), true
+		}
 		return
-	}
-	if !kc.secret || !credentialLike(v) {
-		return
-	}
-	k := st.keyBuf // lower-case key from classifyKey
-	var r *Rule
-	prov := kc.provider
-	switch {
-	case prov == "paypal":
-		r = d.rule[RulePayPalSecret]
-	case prov == "twilio" && reHex32.Match(v):
-		r = d.rule[RuleTwilioAuthToken]
-	case (prov == "aws" || hasAny(k, "secret_access_key", "secretaccesskey", "secret-access-key")) && reAWSSecret.Match(v):
-		r, prov = d.rule[RuleAWSSecret], "aws"
-	default:
-		r = d.rule[RuleGeneric]
-	}
-	st.defer_(r, prov, it.scope, st.newFinding(r, it, 0, len(v), ""))
-	c := &st.deferred[len(st.deferred)-1]
-	if r.ID == RuleGeneric {
-		c.prefix = connPrefix(k)
-	} else {
-		c.prefix, c.paired = pairPrefix(k), true
 	}
 }
 

@@ -17,6 +17,7 @@ type Detector struct {
 	rules    []*Rule
 	ruleAnch []ruleAnchors // per rule: its anchors' bits in anch
 	urlRule  ruleAnchors   // the database-URL rule's
+	keyRules []*Rule       // rules selected by the setting's name, in order
 
 	rule        map[string]*Rule
 	hasAccounts bool
@@ -86,6 +87,9 @@ func NewDetector(p Production) (*Detector, error) {
 	for _, r := range d.rules {
 		d.rule[r.ID] = r
 		d.ruleAnch = append(d.ruleAnch, ruleAnchors{own: bits(r.anchors), test: bits(r.testAnchors)})
+		if r.byKey != nil {
+			d.keyRules = append(d.keyRules, r)
+		}
 	}
 	d.anch = newAnchors(pats)
 	d.urlRule = d.ruleAnch[slices.Index(d.rules, d.rule[RuleDatabaseURL])]

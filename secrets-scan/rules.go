@@ -71,6 +71,26 @@ type Rule struct {
 	// occurred; nil runs re and judges each match by Env and Kind. It
 	// reports whether the value was recognised (no generic rule then).
 	detect func(st *fileState, it *item, kc keyClass, r *Rule) bool
+	// byKey selects the rule by the setting's name, for values no anchor
+	// recognised (rules are tried in Rules() order; the generic one last).
+	byKey *keyRule
+}
+
+// keyRule selects a rule by the setting's name: the key names the rule's
+// provider (its own name or an enclosing block's), or contains one of
+// names; a rule of no provider takes any key.
+type keyRule struct {
+	// secretKey: the key must be credential-named (password, secret, token,
+	// api key, ...) and the value credential-like.
+	secretKey bool
+	names     []string
+	// value must match the whole value, or with find a part of it (which
+	// is then the finding).
+	value *regexp.Regexp
+	find  bool
+	// paired: judged with the identity of its pair prefix (an AWS secret
+	// with its key id, a Twilio auth token with its account SID).
+	paired bool
 }
 
 // Rule IDs.
