@@ -20,7 +20,7 @@ func awsRules() []*Rule {
 			ID: RuleAWSSecret, Title: "AWS secret access key of a production account", Provider: "aws",
 			Severity: SeverityCritical, Kind: KindSecret, Env: envContext, prefix: 0,
 			Format: "40 [A-Za-z0-9/+] under a *secret* key; the access key id beside it (or the block) decides",
-			byKey: &keyRule{secretKey: true, names: []string{"secret_access_key", "secretaccesskey", "secret-access-key"}, value: mustRe(`^[A-Za-z0-9/+]{40}$`), paired: true},
+			byKey:  &keyRule{secretKey: true, names: []string{"secret_access_key", "secretaccesskey", "secret-access-key"}, value: mustRe(`^[A-Za-z0-9/+]{40}$`), paired: true},
 			TruePositives: []Example{
 				// two pairs in one flat file: each secret goes with the key id of its own prefix
 				{"app.env", "PROD_AWS_ACCESS_KEY_ID=AKIARZPUZDIKGLB5JZPW\nPROD_AWS_SECRET_ACCESS_KEY=q8Lm3Nc7Xv2Bt5Ry9Wp4Ks6Dh1Gf0Jz8Qe3Ua7I/\n"},

@@ -6,7 +6,7 @@ func genericRules() []*Rule {
 			ID: RuleGeneric, Title: "Credential of a production connection", Provider: "",
 			Severity: SeverityHigh, Kind: KindSecret, Env: envContext, prefix: 0,
 			Format: "a credential-looking value under a *password*/*secret*/*token*/*key* setting whose block sets a production host under the same connection prefix (DB_HOST / DB_PASSWORD)",
-			byKey: &keyRule{secretKey: true}, // last of the rules: it takes what no other claims
+			byKey:  &keyRule{secretKey: true}, // last of the rules: it takes what no other claims
 			TruePositives: []Example{
 				{"app.yaml", "orders:\n  db_host: db.prod.example.com\n  db_password: Tq8Zm3Xc7Lv2Nb5W\n"},
 				// one connection in a flat file: the same prefix names it

@@ -6,7 +6,7 @@ func twilioRules() []*Rule {
 			ID: RuleTwilioAuthToken, Title: "Twilio auth token of a production account", Provider: "twilio",
 			Severity: SeverityCritical, Kind: KindSecret, Env: envContext, prefix: 0,
 			Format: "32 hex under a *token*/*auth* key; the account SID next to it (or the block) decides",
-			byKey: &keyRule{secretKey: true, value: mustRe(`^[0-9a-f]{32}$`), paired: true},
+			byKey:  &keyRule{secretKey: true, value: mustRe(`^[0-9a-f]{32}$`), paired: true},
 			TruePositives: []Example{
 				{"twilio.env", "TWILIO_ACCOUNT_SID=AC0123456789abcdef0123456789abcdef\nTWILIO_AUTH_TOKEN=9f8e7d6c5b4a39281706f5e4d3c2b1a0\n"},
 			},
