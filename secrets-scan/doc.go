@@ -53,8 +53,9 @@
 // another provider's live key upgrades nothing. A generic credential (a
 // password, signing key or token of no known provider) is production only
 // as part of a production connection: its block sets a production host
-// under the same connection prefix (DB_HOST and DB_PASSWORD), or it
-// matches a fingerprint.
+// under the same connection prefix (DB_HOST and DB_PASSWORD) or the block
+// is named as one connection (db:, datasource:), or it matches a
+// fingerprint.
 //
 // Values that hold encoded configuration (a JSON object in a string,
 // base64 of JSON or KEY=value text) are decoded recursively, at most

@@ -27,7 +27,14 @@ type scopeInfo struct {
 	provider    string   // provider named by the block's key or an enclosing one
 	gcp         *gcpInfo
 	conns       []conn // production hosts set directly in this block
+	// connection: the block is named as one connection (db:, database:,
+	// datasource:, [postgres]): every credential in it goes with its host.
+	connection bool
 }
+
+// connectionNames name a block that is one connection.
+var connectionNames = []string{"db", "database", "datasource", "postgres", "mysql", "mariadb", "mongo", "redis",
+	"rabbitmq", "amqp", "kafka", "cassandra", "elasticsearch", "clickhouse", "mssql", "sqlserver", "oracle"}
 
 // conn is a production host setting: a generic credential of the same
 // block and connection prefix (DB_HOST / DB_PASSWORD) belongs to it.
@@ -71,8 +78,25 @@ func (st *fileState) newNamedScope(parent int32, name []byte) int32 {
 		if p := providerInName(string(name)); p != "" {
 			st.scopes[id].provider = p
 		}
+		st.scopes[id].connection = connectionName(name)
 	}
 	return id
+}
+
+// connectionName: the block's own name (the last dotted part of an INI or
+// TOML section) is one of connectionNames, possibly with a number or a
+// _primary-like suffix ("db", "database", "orders.db", "postgres_main").
+func connectionName(name []byte) bool {
+	n := string(bytes.ToLower(name))
+	if i := strings.LastIndexByte(n, '.'); i >= 0 {
+		n = n[i+1:]
+	}
+	for _, c := range connectionNames {
+		if rest, ok := strings.CutPrefix(n, c); ok && (rest == "" || rest[0] == '_' || rest[0] == '-' || '0' <= rest[0] && rest[0] <= '9') {
+			return true
+		}
+	}
+	return false
 }
 
 // setTransparent makes a scope share its parent's block: Kubernetes and ECS
@@ -243,10 +267,11 @@ func (st *fileState) verdict(scope int32, provider string, pair *string) (prod b
 }
 
 // connection finds a production host set in the same block under the same
-// connection prefix.
+// connection prefix, or anywhere in a block named as one connection.
 func (st *fileState) connection(scope int32, prefix string) (conn, bool) {
-	for _, c := range st.scopes[st.resolve(scope)].conns {
-		if c.prefix == prefix {
+	b := &st.scopes[st.resolve(scope)]
+	for _, c := range b.conns {
+		if c.prefix == prefix || b.connection {
 			return c, true
 		}
 	}
