@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/egressguard/egressguard/secrets-scan/testdata/corpusgen"
+	"github.com/egressguard/egressguard/secrets-scan/testdata/stagegen"
 )
 
 // BenchmarkScan measures single-core detection throughput (MB/s) over a
@@ -14,8 +14,8 @@ import (
 // against gitleaks).
 func BenchmarkScan(b *testing.B) {
 	dir := b.TempDir()
-	cat := corpusgen.NewCatalog(1)
-	if _, err := corpusgen.Generate(dir, cat, corpusgen.Options{Seed: 1, Bytes: 4 << 20}); err != nil {
+	cat := stagegen.NewCatalog(1)
+	if _, err := stagegen.Generate(dir, cat, stagegen.Options{Seed: 1, Bytes: 4 << 20}); err != nil {
 		b.Fatal(err)
 	}
 	type file struct {

@@ -2,9 +2,11 @@ package secretscan
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"path"
 	"strings"
+	"unicode/utf8"
 )
 
 // format is a decoder.
@@ -20,10 +22,6 @@ const (
 	fmtProperties
 	fmtHCL
 )
-
-var formatNames = [...]string{"text", "yaml", "json", "toml", "ini", "env", "properties", "hcl"}
-
-func (f format) String() string { return formatNames[f] }
 
 // formatFor picks a decoder from the file name, then from the content.
 func formatFor(name string, content []byte) format {
@@ -79,8 +77,11 @@ func decode(st *fileState, f format, buf []byte, parent int32) {
 // are decoded by the format their key's name suggests. Positions map back
 // to the key in the original text.
 func (st *fileState) decodedContent(key, content []byte, line, col int, scope int32, via string) {
-	if st.depth >= 2 {
+	if st.depth >= maxDecodeDepth || len(content) > maxDecodedSize {
 		return
+	}
+	if st.override != nil {
+		via = st.override.via + ", then " + via
 	}
 	prev := st.override
 	st.override = &overridePos{line: line, col: col, via: via}
@@ -99,6 +100,57 @@ func (st *fileState) decodedContent(key, content []byte, line, col int, scope in
 		f = fmtYAML
 	}
 	decode(st, f, t, st.newScope(scope))
+}
+
+// Limits of recursive decoding: a value decoded from a value decoded from
+// ... is followed this deep, and only when it is this small.
+const (
+	maxDecodeDepth = 4
+	maxDecodedSize = 1 << 20
+)
+
+// nestedContent recognises a value that holds encoded configuration: a
+// JSON object in a string (a service-account JSON in an env var, a config
+// blob in a ConfigMap) or base64 of text that looks like configuration
+// (JSON, KEY=value, key: value). It returns the content to decode and how
+// it was encoded, or nil.
+func nestedContent(v []byte) ([]byte, string) {
+	if len(v) < 16 || len(v) > maxDecodedSize {
+		return nil, ""
+	}
+	if v[0] == '{' && v[len(v)-1] == '}' {
+		if json.Valid(v) {
+			return v, "JSON in a string"
+		}
+		return nil, ""
+	}
+	if len(v) < 24 || len(v)%4 != 0 {
+		return nil, ""
+	}
+	body := bytes.TrimRight(v, "=")
+	if len(v)-len(body) > 2 {
+		return nil, ""
+	}
+	for _, c := range body {
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/') {
+			return nil, ""
+		}
+	}
+	dec := make([]byte, base64.StdEncoding.DecodedLen(len(v)))
+	n, err := base64.StdEncoding.Decode(dec, v)
+	if err != nil {
+		return nil, ""
+	}
+	dec = dec[:n]
+	if !utf8.Valid(dec) || !bytes.ContainsAny(dec, "{=:") {
+		return nil, ""
+	}
+	for _, c := range dec {
+		if c < 0x20 && c != '\n' && c != '\r' && c != '\t' || c == 0x7f {
+			return nil, ""
+		}
+	}
+	return dec, "base64"
 }
 
 // isBinary: a NUL byte in the first 8 KiB.

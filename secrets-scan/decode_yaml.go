@@ -2,6 +2,7 @@ package secretscan
 
 import (
 	"bytes"
+	"encoding/json"
 )
 
 // yamlFrame is an open block: a mapping under a key or a list item.
@@ -159,7 +160,16 @@ func decodeYAML(st *fileState, buf []byte, parent int32) {
 				}
 			}
 		}
-		y.value(key, v, li.n, ind+voff+qoff+1, top.scope, true)
+		raw := true
+		if val[0] == '"' && bytes.IndexByte(v, '\\') >= 0 {
+			// A double-quoted scalar with escapes (often JSON held in an
+			// env var's value): its escapes are JSON's.
+			var s string
+			if json.Unmarshal(val[:len(v)+2], &s) == nil {
+				v, raw = []byte(s), false
+			}
+		}
+		y.value(key, v, li.n, ind+voff+qoff+1, top.scope, raw)
 	}
 	flushBlock()
 	y.end()

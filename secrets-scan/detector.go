@@ -3,7 +3,6 @@ package secretscan
 import (
 	"bytes"
 	"cmp"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -13,9 +12,13 @@ import (
 // Detector holds the compiled rules and production description. It is
 // immutable and safe for concurrent use.
 type Detector struct {
-	c           *compiled
-	anch        *anchors
-	rules       []*Rule
+	c        *compiled
+	anch     *anchors
+	rules    []*Rule
+	ruleAnch []ruleAnchors // per rule: its anchors' bits in anch
+	urlRule  ruleAnchors   // the database-URL rule's
+	keyRules []*Rule       // rules selected by the setting's name, in order
+
 	rule        map[string]*Rule
 	hasAccounts bool
 	keys        keyCache
@@ -62,12 +65,41 @@ func NewDetector(p Production) (*Detector, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Detector{c: c, anch: newAnchors(anchorText[:]), rules: Rules(), rule: map[string]*Rule{}, hasAccounts: len(c.accounts) > 0}
+	d := &Detector{c: c, rules: Rules(), rule: map[string]*Rule{}, hasAccounts: len(c.accounts) > 0}
+	// One automaton over every rule's anchors; each rule keeps the bits of
+	// its own.
+	var pats []string
+	bit := map[string]uint64{}
+	bits := func(ss []string) uint64 {
+		var m uint64
+		for _, a := range ss {
+			if _, ok := bit[a]; !ok {
+				if len(pats) == 64 {
+					panic("secretscan: more than 64 distinct anchors")
+				}
+				bit[a] = 1 << uint(len(pats))
+				pats = append(pats, a)
+			}
+			m |= bit[a]
+		}
+		return m
+	}
 	for _, r := range d.rules {
 		d.rule[r.ID] = r
+		d.ruleAnch = append(d.ruleAnch, ruleAnchors{own: bits(r.anchors), test: bits(r.testAnchors)})
+		if r.byKey != nil {
+			d.keyRules = append(d.keyRules, r)
+		}
 	}
+	d.anch = newAnchors(pats)
+	d.urlRule = d.ruleAnch[slices.Index(d.rules, d.rule[RuleDatabaseURL])]
 	return d, nil
 }
+
+// ruleAnchors are a rule's bits in the detector's anchor mask.
+type ruleAnchors struct{ own, test uint64 }
+
+func (a ruleAnchors) hit(m uint64) bool { return a.own&m != 0 }
 
 // Rules lists the detector's rules.
 func (d *Detector) Rules() []*Rule { return d.rules }
@@ -136,13 +168,4 @@ func compareFindings(a, b Finding) int {
 // lineIndex splits content into lines (without copying).
 func lineIndex(b []byte) [][]byte {
 	return bytes.Split(b, []byte{'\n'})
-}
-
-// RuleByID returns a rule of the detector.
-func (d *Detector) RuleByID(id string) (*Rule, error) {
-	r, ok := d.rule[id]
-	if !ok {
-		return nil, fmt.Errorf("secretscan: no rule %q", id)
-	}
-	return r, nil
 }

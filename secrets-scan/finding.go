@@ -17,7 +17,75 @@ const (
 	// KindEndpoint is a non-production setting that points at a production
 	// host, network or account without carrying a credential.
 	KindEndpoint Kind = "endpoint"
+	// KindIdentifier is a live-mode public identifier (Stripe pk_live_, an
+	// Adyen live_ client key, a Square sq0idp- application id, a production
+	// account SID): not a secret, but proof that the setting's provider is
+	// in live mode (it is evidence for that provider's credentials).
+	KindIdentifier Kind = "identifier"
+	// KindCredential is a real credential whose environment nothing
+	// reveals (a GitHub or Slack token with no evidence either way): it may
+	// be staging's own. Environment is EnvUnknown.
+	KindCredential Kind = "credential"
 )
+
+// Environment says what the scanner knows of a finding's environment.
+type Environment string
+
+// Environments.
+const (
+	EnvProduction Environment = "production"
+	EnvUnknown    Environment = "unknown"
+)
+
+// FailOn says which findings fail a scan. The zero value fails on
+// production secrets and endpoints only, which is the default; identifiers
+// and credentials of unknown environment are reported but pass.
+type FailOn struct {
+	// Unknown also fails on credentials whose environment is unknown.
+	Unknown bool
+	// Identifiers also fails on live-mode identifiers.
+	Identifiers bool
+}
+
+// ParseFailOn reads a --fail-on list: "production" (always on), "unknown",
+// "identifier".
+func ParseFailOn(names []string) (FailOn, error) {
+	var o FailOn
+	for _, n := range names {
+		switch strings.TrimSpace(n) {
+		case "production", "":
+		case "unknown":
+			o.Unknown = true
+		case "identifier":
+			o.Identifiers = true
+		default:
+			return o, fmt.Errorf("secretscan: fail-on %q: want production, unknown or identifier", n)
+		}
+	}
+	return o, nil
+}
+
+// Fails reports whether f fails the scan.
+func (o FailOn) Fails(f Finding) bool {
+	switch f.Kind {
+	case KindCredential:
+		return o.Unknown
+	case KindIdentifier:
+		return o.Identifiers
+	}
+	return true
+}
+
+// Failing counts the findings that fail the scan (allowed ones excluded).
+func (r *Result) Failing(o FailOn) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Allowed == "" && o.Fails(f) {
+			n++
+		}
+	}
+	return n
+}
 
 // Severity orders findings for triage.
 type Severity string
@@ -40,6 +108,8 @@ type Finding struct {
 	Rule     string   `json:"rule"`
 	Severity Severity `json:"severity"`
 	Kind     Kind     `json:"kind"`
+	// Environment is production, or unknown for kind credential.
+	Environment Environment `json:"environment"`
 	// Message says why the value is production.
 	Message  string `json:"message"`
 	Key      string `json:"key,omitempty"`

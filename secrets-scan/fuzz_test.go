@@ -3,6 +3,7 @@ package secretscan
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +13,7 @@ import (
 // fuzzSeeds are the rule examples and the decoder fixtures.
 func fuzzSeeds(f *testing.F) {
 	for _, r := range Rules() {
-		for _, ex := range append(r.TruePositives, r.FalsePositives...) {
+		for _, ex := range append(append(r.TruePositives, r.UnknownPositives...), r.FalsePositives...) {
 			f.Add(ex.Path, []byte(ex.Content))
 		}
 	}
@@ -30,7 +31,7 @@ func fuzzSeeds(f *testing.F) {
 // redacted form never holds more than its public prefix.
 func FuzzScan(f *testing.F) {
 	fuzzSeeds(f)
-	d, err := NewDetector(ExampleProduction())
+	d, err := NewDetector(exampleProduction())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -51,6 +52,75 @@ func FuzzScan(f *testing.F) {
 				if nt.Line < 0 || nt.Line > lines {
 					t.Fatalf("%s: notice outside the input: %+v", n, nt)
 				}
+			}
+		}
+	})
+}
+
+// FuzzNestedDecoding wraps content in layers of base64 and JSON strings
+// inside one YAML value. Invariants: no panic; every finding points at the
+// YAML value's line (positions map back to the original file); a live key
+// under at most maxDecodeDepth-1 layers is found; nestedContent never
+// returns more than maxDecodedSize.
+func FuzzNestedDecoding(f *testing.F) {
+	planted := []byte("STRIPE_KEY=" + liveKey + "\n")
+	f.Add(planted, uint8(3))
+	f.Add(planted, uint8(7))
+	f.Add([]byte(`{"type": "service_account", "project_id": "acme-prod", "private_key": "x"}`), uint8(1))
+	f.Add([]byte("a: {b: [c, d]}\n"), uint8(2))
+	d, err := NewDetector(exampleProduction())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, inner []byte, layers uint8) {
+		if out, _ := nestedContent(inner); len(out) > maxDecodedSize {
+			t.Fatalf("nestedContent returned %d bytes", len(out))
+		}
+		v := inner
+		n := int(layers % 8)
+		for i := range n {
+			if i%2 == 0 {
+				v = []byte(encodeStd(v))
+			} else {
+				v, _ = json.Marshal(map[string]string{"v": string(v)})
+			}
+		}
+		q, _ := json.Marshal(string(v))
+		fs, _ := d.Scan("values.yaml", append([]byte("wrap:\n  blob: "), append(q, '\n')...))
+		found := false
+		for _, f := range fs {
+			if f.Line != 2 {
+				t.Fatalf("finding at line %d, not the value's line 2: %+v", f.Line, f)
+			}
+			found = found || f.Rule == RuleStripeSecret
+		}
+		if bytes.Equal(inner, planted) && n < maxDecodeDepth && !found {
+			t.Fatalf("live key under %d layers not found: %+v", n, fs)
+		}
+	})
+}
+
+// FuzzDSN: the URL and JDBC parsers never panic, and what they return
+// (host, password) is text of the input, never invented.
+func FuzzDSN(f *testing.F) {
+	f.Add("jdbc:postgresql://app:Zk4@db.prod.example.com:5432/app?user=app&password=Zk4Qm8")
+	f.Add("jdbc:oracle:thin:@10.20.4.7:1521:ORCL")
+	f.Add("jdbc:sqlserver://db:1433;databaseName=app;password=x")
+	f.Add("mongodb+srv://u:p#w/d@a.example.com,b.example.com/db?x=1")
+	f.Add("postgres://[::1]:5432/db")
+	f.Fuzz(func(t *testing.T, s string) {
+		if _, h, _, pw, ok := parseJDBC(s); ok && (!strings.Contains(s, h) || !strings.Contains(s, pw)) {
+			t.Fatalf("parseJDBC(%q): host %q password %q not in the input", s, h, pw)
+		}
+		if strings.Contains(s, "://") {
+			_, pw, hosts := parseAuthority(s)
+			for _, h := range hosts {
+				if !strings.Contains(s, h) {
+					t.Fatalf("parseAuthority(%q): host %q not in the input", s, h)
+				}
+			}
+			if !strings.Contains(s, pw) {
+				t.Fatalf("parseAuthority(%q): password %q not in the input", s, pw)
 			}
 		}
 	})

@@ -26,10 +26,29 @@ var placeholderMarks = [][]byte{
 	[]byte("POSTMARK_API_TEST"), []byte("insert"), []byte("INSERT"), []byte("replace"), []byte("REPLACE"),
 }
 
+// fillerMarks are the placeholderMarks that random text contains by
+// chance ("xxxx" in a 190-character Adyen key): they make a placeholder
+// only of a short value. Long fakes ("sk_live_xxxxxxxx…") are runs that
+// lowDiversity catches.
+var fillerMarks = func() uint64 {
+	var m uint64
+	for i, p := range placeholderMarks {
+		switch string(p) {
+		case "xxxx", "XXXX", "****", "....":
+			m |= 1 << uint(i)
+		}
+	}
+	return m
+}()
+
+// maxFillerPlaceholder is the longest value a filler mark makes a
+// placeholder.
+const maxFillerPlaceholder = 16
+
 // isPlaceholder reports whether a candidate value is a placeholder, a
 // reference to a secret store, or too uniform to be a generated secret.
 func isPlaceholder(v []byte) bool {
-	if placeholderAnchors.any(v) {
+	if m := placeholderAnchors.mask(v); m&^fillerMarks != 0 || m != 0 && len(v) <= maxFillerPlaceholder {
 		return true
 	}
 	return lowDiversity(v)

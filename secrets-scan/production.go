@@ -55,6 +55,10 @@ type FingerprintSet struct {
 	Salt      []byte
 	Values    []string
 	Source    string
+	// Provider, when set, says the set holds all of that provider's
+	// production values: a credential of the provider that matches none is
+	// staging's (no finding) rather than of unknown environment.
+	Provider string
 }
 
 // Rule IDs of the production matcher.
@@ -74,6 +78,8 @@ type compiled struct {
 	audiences map[string]bool
 	accounts  map[string]string // account id -> provider
 	fps       []fpSet
+	// fpProviders have every production value fingerprinted.
+	fpProviders map[string]bool
 }
 
 type fpSet struct {
@@ -184,6 +190,12 @@ func compile(p Production) (*compiled, error) {
 			set.values[h] = f.Source
 		}
 		c.fps = append(c.fps, set)
+		if f.Provider != "" {
+			if c.fpProviders == nil {
+				c.fpProviders = map[string]bool{}
+			}
+			c.fpProviders[strings.ToLower(f.Provider)] = true
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("secretscan: production: %w", err)

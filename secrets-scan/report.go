@@ -148,6 +148,7 @@ func BuildSARIF(res *Result, rules []*Rule, version string) *sarif.Report {
 					WithRegion(region)))
 		pb := sarif.NewPropertyBag()
 		pb.Add("kind", string(f.Kind))
+		pb.Add("environment", string(f.Environment))
 		pb.Add("severity", string(f.Severity))
 		if f.Commit != "" {
 			pb.Add("commit", f.Commit)

@@ -1,6 +1,6 @@
 // Command egscan runs the secretscan library exactly as `egressguard scan`
 // does (same Detector, Scanner and JSON report), with the production
-// description of the labeled corpus (corpusgen.NewCatalog(seed)), so
+// description of the labeled corpus (stagegen.NewCatalog(seed)), so
 // bench/scan.sh can measure it on the generated tree without a catalog
 // file. It prints files, bytes and findings to standard error.
 package main
@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	secretscan "github.com/egressguard/egressguard/secrets-scan"
-	"github.com/egressguard/egressguard/secrets-scan/testdata/corpusgen"
+	"github.com/egressguard/egressguard/secrets-scan/testdata/stagegen"
 )
 
 func main() {
@@ -37,10 +37,10 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	c := corpusgen.NewCatalog(*seed)
+	c := stagegen.NewCatalog(*seed)
 	p := secretscan.Production{
 		Zones: c.Zones, CIDRs: c.CIDRs, AWSAccounts: c.AWSAccounts, GCPProjects: c.GCPProjects,
-		JWTIssuers: c.JWTIssuers, JWTAudiences: c.JWTAudiences,
+		JWTIssuers:   c.JWTIssuers,
 		AccountIDs:   map[string][]string{"twilio": c.TwilioSIDs},
 		Fingerprints: []secretscan.FingerprintSet{{Algorithm: "sha256", Salt: c.FingerprintSalt, Values: c.Fingerprints(), Source: "corpus"}},
 	}

@@ -1,5 +1,5 @@
-// Command corpusgen writes the labeled secrets-scan corpus (see package
-// corpusgen): corpusgen -out DIR -size 200MB -seed 1 [-labels FILE] [-catalog FILE].
+// Command stagegen writes the labeled secrets-scan tree (see package
+// stagegen): stagegen -out DIR -size 200MB -seed 1 [-labels FILE] [-catalog FILE].
 package main
 
 import (
@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/egressguard/egressguard/secrets-scan/testdata/corpusgen"
+	"github.com/egressguard/egressguard/secrets-scan/testdata/stagegen"
 )
 
 func main() {
@@ -22,40 +22,34 @@ func main() {
 	catalog := flag.String("catalog", "", "write the production catalog (YAML, egressguard schema) here")
 	flag.Parse()
 	if *out == "" {
-		fmt.Fprintln(os.Stderr, "corpusgen: -out is required")
+		fmt.Fprintln(os.Stderr, "stagegen: -out is required")
 		os.Exit(2)
 	}
 	n, err := parseSize(*size)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "corpusgen:", err)
+		fmt.Fprintln(os.Stderr, "stagegen:", err)
 		os.Exit(2)
 	}
-	c := corpusgen.NewCatalog(*seed)
-	m, err := corpusgen.Generate(*out, c, corpusgen.Options{Seed: *seed, Bytes: n})
+	c := stagegen.NewCatalog(*seed)
+	m, err := stagegen.Generate(*out, c, stagegen.Options{Seed: *seed, Bytes: n})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "corpusgen:", err)
+		fmt.Fprintln(os.Stderr, "stagegen:", err)
 		os.Exit(1)
 	}
 	if *labels != "" {
 		b, _ := json.MarshalIndent(m, "", " ")
 		if err := os.WriteFile(*labels, b, 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "corpusgen:", err)
+			fmt.Fprintln(os.Stderr, "stagegen:", err)
 			os.Exit(1)
 		}
 	}
 	if *catalog != "" {
 		if err := os.WriteFile(*catalog, []byte(catalogYAML(c)), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "corpusgen:", err)
+			fmt.Fprintln(os.Stderr, "stagegen:", err)
 			os.Exit(1)
 		}
 	}
-	pos := 0
-	for _, l := range m.Labels {
-		if l.Positive {
-			pos++
-		}
-	}
-	fmt.Printf("corpusgen: %d files, %d bytes, %d labels (%d positive)\n", m.Files, m.Bytes, len(m.Labels), pos)
+	fmt.Printf("stagegen: %d files, %d bytes, %d expected findings\n", m.Files, m.Bytes, len(m.Labels))
 }
 
 func parseSize(s string) (int64, error) {
@@ -84,10 +78,10 @@ func list(xs []string) string {
 }
 
 // catalogYAML renders the corpus's production in the catalog schema.
-func catalogYAML(c *corpusgen.Catalog) string {
+func catalogYAML(c *stagegen.Catalog) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "zones: %s\ncidrs: %s\nproviders:\n", list(c.Zones), list(c.CIDRs))
-	byName := map[string][]corpusgen.Provider{}
+	byName := map[string][]stagegen.Provider{}
 	var order []string
 	for _, p := range c.Providers {
 		if _, ok := byName[p.Name]; !ok {
@@ -104,12 +98,10 @@ func catalogYAML(c *corpusgen.Catalog) string {
 			}
 		}
 	}
+	fmt.Fprintf(&b, "  - name: twilio\n    category: sms\n    accounts: %s\n    endpoints:\n      - live: \"api.twilio.com\"\n", list(c.TwilioSIDs))
 	fmt.Fprintf(&b, "cloud:\n  aws_accounts: %s\n  gcp_projects: %s\n", list(c.AWSAccounts), list(c.GCPProjects))
-	// Not in the catalog schema yet (requested for the scanner): written as
-	// comments so the file loads with `egressguard scan --catalog`.
-	fmt.Fprintf(&b, "# jwt: {issuers: %s, audiences: %s}\n", list(c.JWTIssuers), list(c.JWTAudiences))
-	fmt.Fprintf(&b, "# twilio accounts: %s\n", list(c.TwilioSIDs))
-	fmt.Fprintf(&b, "fingerprints:\n  - algorithm: sha256\n    salt: %s\n    source: corpusgen\n    values: %s\n",
+	fmt.Fprintf(&b, "jwt:\n  issuers: %s\n", list(c.JWTIssuers))
+	fmt.Fprintf(&b, "fingerprints:\n  - algorithm: sha256\n    salt: %s\n    source: stagegen\n    values: %s\n",
 		q(base64.StdEncoding.EncodeToString(c.FingerprintSalt)), list(c.Fingerprints()))
 	return b.String()
 }

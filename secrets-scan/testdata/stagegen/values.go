@@ -1,4 +1,4 @@
-package corpusgen
+package stagegen
 
 import (
 	"encoding/base32"

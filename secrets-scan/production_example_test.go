@@ -1,8 +1,8 @@
 package secretscan
 
-// ExampleProduction is the production description the rules' true and
+// exampleProduction is the production description the rules' true and
 // false positives are written against (and the one the docs use).
-func ExampleProduction() Production {
+func exampleProduction() Production {
 	return Production{
 		Zones: []string{"*.prod.example.com", "billing.example.com"},
 		CIDRs: []string{"10.20.0.0/16"},
