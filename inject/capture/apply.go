@@ -248,3 +248,112 @@ func namespaceHasIPv6() (bool, error) {
 	}
 	return strings.TrimSpace(string(b)) != "1", nil
 }
+
+// Cleanup removes what Apply installs and nothing else: in each family's
+// nat table, the jumps from OUTPUT into OutputChain, then OutputChain and
+// RedirectChain themselves, in one iptables-restore --noflush transaction
+// per family (removed whole or not at all). Other rules and chains stay.
+// A family whose nat table holds none of egressguard's chains or hooks is
+// not touched, so Cleanup twice is harmless. IPv6 follows ao.IPv6 as in
+// Apply, except that a missing ip6tables under auto means nothing was
+// installed there; that is not an error. A rule outside OUTPUT that jumps
+// into an egressguard chain (not one Apply writes) makes the deletion fail
+// and is reported with iptables' message.
+func Cleanup(ctx context.Context, r Runner, ao ApplyOptions) (*Result, error) {
+	mode := ao.IPv6
+	if mode == "" {
+		mode = IPv6Auto
+	}
+	if _, err := ParseIPv6Mode(string(mode)); err != nil {
+		return nil, err
+	}
+	res := &Result{}
+	var err error
+	if res.IPv4, err = cleanupFamily(ctx, IPv4, r, ao.Backend); err != nil {
+		return res, err
+	}
+	switch mode {
+	case IPv6Off:
+		res.IPv6Skipped = "--ipv6=off"
+		return res, nil
+	case IPv6Auto:
+		has := ao.HasIPv6
+		if has == nil {
+			has = namespaceHasIPv6
+		}
+		if ok, err := has(); err != nil {
+			return res, fmt.Errorf("capture: detect IPv6 (use --ipv6=on or --ipv6=off to decide): %w", err)
+		} else if !ok {
+			res.IPv6Skipped = "this network namespace has no IPv6"
+			return res, nil
+		}
+	}
+	res.IPv6, err = cleanupFamily(ctx, IPv6, r, ao.Backend)
+	if mode == IPv6Auto && errors.Is(err, exec.ErrNotFound) {
+		res.IPv6Skipped = "ip6tables is not installed, so no IPv6 rules were"
+		return res, nil
+	}
+	return res, err
+}
+
+// cleanupFamily returns the document it fed to iptables-restore ("" when
+// there was nothing to remove).
+func cleanupFamily(ctx context.Context, f Family, r Runner, b Backend) (string, error) {
+	save, restore := b.command(f, "save"), b.command(f, "restore")
+	current, err := r.Run(ctx, save, []string{"-t", "nat"}, nil)
+	if err != nil {
+		return "", fmt.Errorf("capture: read the %s nat table: %w", f, err)
+	}
+	doc := renderCleanup(current)
+	if doc == "" {
+		return "", nil
+	}
+	if _, err := r.Run(ctx, restore, []string{"--noflush"}, []byte(doc)); err != nil {
+		return "", fmt.Errorf("capture: remove the %s rules: %w", f, err)
+	}
+	return doc, nil
+}
+
+// renderCleanup writes the iptables-restore document that undoes Apply on
+// the nat table in save (iptables-save output): declaring a chain flushes
+// it, each OUTPUT hook is deleted by its own spec, then both chains go.
+// It returns "" when save holds neither chain nor hook.
+func renderCleanup(save []byte) string {
+	var hooks []string
+	chains := map[string]bool{}
+	table := ""
+	sc := bufio.NewScanner(bytes.NewReader(save))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table = line[1:]
+		case table != "nat":
+		case strings.HasPrefix(line, ":"+OutputChain+" "), strings.HasPrefix(line, ":"+RedirectChain+" "):
+			chains[strings.Fields(line[1:])[0]] = true
+		case strings.HasPrefix(line, "-A OUTPUT ") && hasFlagValue(strings.Fields(line), "-j", OutputChain):
+			hooks = append(hooks, "-D"+strings.TrimPrefix(line, "-A"))
+		}
+	}
+	if len(hooks) == 0 && len(chains) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("# egressguard: remove the traffic capture rules\n*nat\n")
+	for _, c := range []string{OutputChain, RedirectChain} {
+		if chains[c] {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+		}
+	}
+	for _, h := range hooks {
+		b.WriteString(h + "\n")
+	}
+	for _, c := range []string{OutputChain, RedirectChain} {
+		if chains[c] {
+			fmt.Fprintf(&b, "-X %s\n", c)
+		}
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
