@@ -148,6 +148,20 @@ func Apply(ctx context.Context, o Options, r Runner, ao ApplyOptions) (*Result, 
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	n := normalize(o)
+	return forFamilies(ao, func(f Family) (string, error) {
+		doc, err := applyFamily(ctx, n, f, r, ao.Backend)
+		if f == IPv6 && errors.Is(err, exec.ErrNotFound) {
+			err = fmt.Errorf("%w; this network namespace has IPv6, so IPv6 egress would bypass the sidecar: install ip6tables or pass --ipv6=off to accept that", err)
+		}
+		return doc, err
+	})
+}
+
+// forFamilies runs do for IPv4, then for IPv6 as ao.IPv6 decides (off:
+// never; auto: when the namespace has IPv6; on: always), and collects the
+// documents do returns. It stops at the first error.
+func forFamilies(ao ApplyOptions, do func(Family) (string, error)) (*Result, error) {
 	mode := ao.IPv6
 	if mode == "" {
 		mode = IPv6Auto
@@ -155,10 +169,9 @@ func Apply(ctx context.Context, o Options, r Runner, ao ApplyOptions) (*Result, 
 	if _, err := ParseIPv6Mode(string(mode)); err != nil {
 		return nil, err
 	}
-	n := normalize(o)
 	res := &Result{}
 	var err error
-	if res.IPv4, err = applyFamily(ctx, n, IPv4, r, ao.Backend); err != nil {
+	if res.IPv4, err = do(IPv4); err != nil {
 		return res, err
 	}
 	switch mode {
@@ -179,13 +192,8 @@ func Apply(ctx context.Context, o Options, r Runner, ao ApplyOptions) (*Result, 
 			return res, nil
 		}
 	}
-	if res.IPv6, err = applyFamily(ctx, n, IPv6, r, ao.Backend); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			err = fmt.Errorf("%w; this network namespace has IPv6, so IPv6 egress would bypass the sidecar: install ip6tables or pass --ipv6=off to accept that", err)
-		}
-		return res, err
-	}
-	return res, nil
+	res.IPv6, err = do(IPv6)
+	return res, err
 }
 
 func applyFamily(ctx context.Context, o Options, f Family, r Runner, b Backend) (string, error) {
@@ -260,38 +268,17 @@ func namespaceHasIPv6() (bool, error) {
 // into an egressguard chain (not one Apply writes) makes the deletion fail
 // and is reported with iptables' message.
 func Cleanup(ctx context.Context, r Runner, ao ApplyOptions) (*Result, error) {
-	mode := ao.IPv6
-	if mode == "" {
-		mode = IPv6Auto
-	}
-	if _, err := ParseIPv6Mode(string(mode)); err != nil {
-		return nil, err
-	}
-	res := &Result{}
-	var err error
-	if res.IPv4, err = cleanupFamily(ctx, IPv4, r, ao.Backend); err != nil {
-		return res, err
-	}
-	switch mode {
-	case IPv6Off:
-		res.IPv6Skipped = "--ipv6=off"
-		return res, nil
-	case IPv6Auto:
-		has := ao.HasIPv6
-		if has == nil {
-			has = namespaceHasIPv6
+	noIP6Tables := false
+	res, err := forFamilies(ao, func(f Family) (string, error) {
+		doc, err := cleanupFamily(ctx, f, r, ao.Backend)
+		if f == IPv6 && ao.IPv6 != IPv6On && errors.Is(err, exec.ErrNotFound) {
+			noIP6Tables = true
+			return "", nil
 		}
-		if ok, err := has(); err != nil {
-			return res, fmt.Errorf("capture: detect IPv6 (use --ipv6=on or --ipv6=off to decide): %w", err)
-		} else if !ok {
-			res.IPv6Skipped = "this network namespace has no IPv6"
-			return res, nil
-		}
-	}
-	res.IPv6, err = cleanupFamily(ctx, IPv6, r, ao.Backend)
-	if mode == IPv6Auto && errors.Is(err, exec.ErrNotFound) {
+		return doc, err
+	})
+	if noIP6Tables {
 		res.IPv6Skipped = "ip6tables is not installed, so no IPv6 rules were"
-		return res, nil
 	}
 	return res, err
 }
