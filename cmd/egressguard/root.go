@@ -97,7 +97,9 @@ func tidyCommands(c *cobra.Command) {
 	}
 	c.Flags().VisitAll(plain)
 	c.PersistentFlags().VisitAll(plain)
-	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+	// (The root does this itself: cobra checks its arguments for unknown
+	// subcommands and suggests.)
+	if c.HasParent() && c.HasSubCommands() && c.Run == nil && c.RunE == nil {
 		c.RunE = runGroup
 	}
 	for _, sub := range c.Commands() {
