@@ -150,7 +150,7 @@ func (d *configDecoder) duration(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	if n.Tag == "!!int" || n.Tag == "!!float" {
-		d.fail(n, path, "%s has no unit: use %ss (or ms, m, h)", n.Value, n.Value)
+		d.fail(n, path, "%s", noUnit(n.Value))
 		return
 	}
 	dur, err := time.ParseDuration(n.Value)
@@ -159,6 +159,11 @@ func (d *configDecoder) duration(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	v.SetInt(int64(dur))
+}
+
+// noUnit is the advice for a duration written as a bare number.
+func noUnit(v string) string {
+	return fmt.Sprintf("%s has no unit: use %ss (or ms, m, h)", v, v)
 }
 
 func joinPath(path, key string) string {

@@ -62,6 +62,17 @@ func TestUnknownSubcommand(t *testing.T) {
 	assert.Contains(t, out, "Available Commands:")
 }
 
+// TestDurationFlagUnit: a duration flag given a bare number says which
+// unit to add, as the config file does.
+func TestDurationFlagUnit(t *testing.T) {
+	_, err := runCLI(t, "iptables", "--timeout", "2")
+	require.EqualError(t, err, "--timeout 2: 2 has no unit: use 2s (or ms, m, h)")
+	_, err = runCLI(t, "proxy-status", "--timeout=1.5")
+	require.EqualError(t, err, "--timeout 1.5: 1.5 has no unit: use 1.5s (or ms, m, h)")
+	_, err = runCLI(t, "iptables", "--timeout", "soon")
+	require.ErrorContains(t, err, `invalid argument "soon" for "--timeout" flag`)
+}
+
 // TestPolicyDiffWithoutBase: a missing --base or --head is a usage error,
 // exit 2 as documented, not cobra's generic 1.
 func TestPolicyDiffWithoutBase(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,6 +77,7 @@ staging configuration. See README.md.`,
 		newProxyStatusCmd(),
 		newProxyConfigCmd(),
 	)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError(err) })
 	root.InitDefaultCompletionCmd()
 	tidyCommands(root)
 	return root
@@ -105,6 +107,18 @@ func tidyCommands(c *cobra.Command) {
 	for _, sub := range c.Commands() {
 		tidyCommands(sub)
 	}
+}
+
+// flagError rewrites pflag's error for a duration flag given a bare number
+// ("--timeout 5") into advice with the unit; other errors pass unchanged.
+func flagError(err error) error {
+	var ive *pflag.InvalidValueError
+	if errors.As(err, &ive) && ive.GetFlag().Value.Type() == "duration" {
+		if _, perr := strconv.ParseFloat(ive.GetValue(), 64); perr == nil {
+			return fmt.Errorf("--%s %s: %s", ive.GetFlag().Name, ive.GetValue(), noUnit(ive.GetValue()))
+		}
+	}
+	return err
 }
 
 // plainBool hides pflag's IsBoolFlag, which makes its usage print

@@ -90,7 +90,7 @@ An "egressguard:allow <reason>" comment on a line (or the line above) silences i
 	}
 	// A usage error is "could not scan" (2), not "findings" (1).
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &exitError{code: scanExitError, err: fmt.Errorf("scan: %w", err)}
+		return &exitError{code: scanExitError, err: fmt.Errorf("scan: %w", flagError(err))}
 	})
 	f := cmd.Flags()
 	f.StringVar(&o.format, "format", "text", "report format: text, json or sarif")
