@@ -88,7 +88,7 @@ func nsInode(path string) (uint64, uint64, error) {
 	if err := unix.Stat(path, &st); err != nil {
 		return 0, 0, &fs.PathError{Op: "stat", Path: path, Err: err}
 	}
-	return st.Ino, st.Dev, nil
+	return uint64(st.Ino), uint64(st.Dev), nil // Dev is 32 bits on some systems
 }
 
 func netlinkLinks() ([]Link, error) {
