@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
@@ -213,20 +214,29 @@ func applyFamily(ctx context.Context, o Options, f Family, r Runner, b Backend) 
 // into OutputChain. Any such jump counts, so a hook written by hand or by
 // an older version is kept rather than doubled.
 func hasHook(save []byte) bool {
+	return slices.ContainsFunc(natLines(save), isHook)
+}
+
+// isHook reports whether an iptables-save line jumps from OUTPUT into OutputChain.
+func isHook(line string) bool {
+	return strings.HasPrefix(line, "-A OUTPUT ") && hasFlagValue(strings.Fields(line), "-j", OutputChain)
+}
+
+// natLines are the lines of iptables-save output inside the nat table.
+func natLines(save []byte) []string {
+	var out []string
 	table := ""
 	sc := bufio.NewScanner(bytes.NewReader(save))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case table == "nat" && strings.HasPrefix(line, "-A OUTPUT ") &&
-			hasFlagValue(strings.Fields(line), "-j", OutputChain):
-			return true
+		if t, ok := strings.CutPrefix(line, "*"); ok {
+			table = t
+		} else if table == "nat" {
+			out = append(out, line)
 		}
 	}
-	return false
+	return out
 }
 
 // hasFlagValue reports whether fields contains flag immediately followed by value.
@@ -308,18 +318,11 @@ func cleanupFamily(ctx context.Context, f Family, r Runner, b Backend) (string, 
 func renderCleanup(save []byte) string {
 	var hooks []string
 	chains := map[string]bool{}
-	table := ""
-	sc := bufio.NewScanner(bytes.NewReader(save))
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for _, line := range natLines(save) {
 		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case table != "nat":
 		case strings.HasPrefix(line, ":"+OutputChain+" "), strings.HasPrefix(line, ":"+RedirectChain+" "):
 			chains[strings.Fields(line[1:])[0]] = true
-		case strings.HasPrefix(line, "-A OUTPUT ") && hasFlagValue(strings.Fields(line), "-j", OutputChain):
+		case isHook(line):
 			hooks = append(hooks, "-D"+strings.TrimPrefix(line, "-A"))
 		}
 	}
