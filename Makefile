@@ -18,30 +18,39 @@ build: ## Build bin/egressguard
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/egressguard ./cmd/egressguard
 
 .PHONY: run
-run: build ## Run the guard on its embedded defaults (DNS :5353, xDS :18000, admin :9901 on 127.0.0.1)
+run: ## Run the guard on its embedded defaults (DNS :5353, xDS :18000, admin :9901 on 127.0.0.1)
+	@if [ -x $(BIN)/egressguard ]; then echo "make run: rebuilding $(BIN)/egressguard (seconds when Go's build cache is warm)"; \
+	else echo "make run: building $(BIN)/egressguard first. A cold build (empty Go caches) downloads the"; \
+		echo "  modules and compiles OPA, Envoy's API, gRPC and client-go: about 3 to 6 minutes on 2 cores; later builds take seconds."; fi
+	@$(MAKE) --no-print-directory build
+	@echo "make run: serving DNS on 127.0.0.1:5353, xDS on 127.0.0.1:18000, the admin page on http://127.0.0.1:9901 (Ctrl-C stops)"
 	$(BIN)/egressguard serve
 
 .PHONY: test
-test: test-deps ## Run all tests with the race detector
-	$(GO) test -race -timeout 20m ./...
+test: test-deps ## Run all tests with the race detector; lists skipped tests and why at the end
+	@$(GO) build -o $(BIN)/testsummary ./internal/testsummary
+	$(BIN)/testsummary -- $(GO) test -race -timeout 20m -json ./...
 
 # Some tests drive tools from Debian: chromium (the admin page's browser
 # test) and iptables (the sidecar capture rules, applied in a network
-# namespace the test creates). Without them those tests skip and say so.
-# Installing is attempted only as root with apt-get, and a failure never
-# fails the build.
-TEST_TOOLS := chromium:chromium iptables-restore:iptables
+# namespace the test creates). Without them those tests skip and the
+# summary at the end of `make test` says so. Installing is attempted only
+# as root with apt-get, says what it installs and why first, and a failure
+# never fails the build. TEST_DEPS=0 skips installing.
+TEST_TOOLS := chromium:chromium:the-admin-page-browser-test iptables-restore:iptables:the-traffic-capture-test-in-a-network-namespace
+TEST_DEPS  ?= 1
 
 .PHONY: test-deps
-test-deps: ## Install what the tests use where possible (chromium, iptables)
-	@for t in $(TEST_TOOLS); do cmd=$${t%%:*}; pkg=$${t##*:}; \
+test-deps: ## Install what the tests use where possible (chromium, iptables), saying so first
+	@for t in $(TEST_TOOLS); do cmd=$${t%%:*}; rest=$${t#*:}; pkg=$${rest%%:*}; why=$$(echo $${rest#*:} | tr - ' '); \
 	if command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ]; then :; \
+	elif [ "$(TEST_DEPS)" = 0 ]; then echo "test-deps: $$cmd not found, not installing (TEST_DEPS=0); $$why will skip"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing $$pkg for the tests that use it"; \
-		apt-get install -y --no-install-recommends $$pkg || \
-		{ apt-get update && apt-get install -y --no-install-recommends $$pkg; } || \
-		echo "warning: could not install $$pkg; the tests that use it will skip"; \
-	else echo "warning: $$cmd not found and not root with apt-get; the tests that use it will skip"; fi; done
+		echo "test-deps: installing the Debian package $$pkg with apt-get for $$why (TEST_DEPS=0 skips this)"; \
+		apt-get install -y -q --no-install-recommends $$pkg >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$pkg >/dev/null; } || \
+		echo "test-deps: warning: could not install $$pkg; $$why will skip"; \
+	else echo "test-deps: $$cmd not found and not root with apt-get; $$why will skip"; fi; done
 
 .PHONY: test-short
 test-short: ## Run all tests without the race detector

@@ -24,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -154,7 +155,7 @@ func checkManifests(t *testing.T, objs []object) roles {
 
 	for _, o := range objs {
 		switch o.Obj.(type) {
-		case *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *admissionv1.MutatingWebhookConfiguration, *corev1.Namespace:
+		case *rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding, *admissionv1.MutatingWebhookConfiguration, *corev1.Namespace, *schedulingv1.PriorityClass:
 			assert.Empty(t, o.NS, "%s is cluster-scoped", o)
 		default:
 			assert.NotEmpty(t, o.NS, "%s has a namespace", o)

@@ -45,6 +45,7 @@ var extraKinds = map[schema.GroupVersionKind]func() any{
 	{Group: "cert-manager.io", Version: "v1", Kind: "Issuer"}:               func() any { return &cmIssuer{} },
 	{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}:          func() any { return &cmCertificate{} },
 	{Group: "monitoring.coreos.com", Version: "v1", Kind: "ServiceMonitor"}: func() any { return &serviceMonitor{} },
+	{Group: "monitoring.coreos.com", Version: "v1", Kind: "PrometheusRule"}: func() any { return &prometheusRule{} },
 }
 
 type cmIssuer struct {

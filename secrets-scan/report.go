@@ -60,8 +60,28 @@ func WriteJSON(w io.Writer, res *Result) error {
 	return enc.Encode(rep)
 }
 
-// WriteText writes one line per finding, then the notices and a summary.
-func WriteText(w io.Writer, res *Result) error {
+// TextDetail says how much of a scan WriteTextDetail writes beside the
+// findings.
+type TextDetail int
+
+// Text report details.
+const (
+	// TextSummary lists notes one per line but counts skipped files by
+	// reason, with one example each (a tree with a thousand binaries
+	// would otherwise bury its findings), then the summary line.
+	TextSummary TextDetail = iota
+	// TextVerbose writes every notice on its own line, then the summary.
+	TextVerbose
+	// TextQuiet writes the findings only.
+	TextQuiet
+)
+
+// WriteText writes one line per finding, then every notice and a summary.
+func WriteText(w io.Writer, res *Result) error { return WriteTextDetail(w, res, TextVerbose) }
+
+// WriteTextDetail writes one line per finding, then as much about the
+// notices as detail says, then (unless quiet) a summary.
+func WriteTextDetail(w io.Writer, res *Result, detail TextDetail) error {
 	bw := bufio.NewWriter(w)
 	for _, f := range res.Findings {
 		loc := fmt.Sprintf("%s:%d:%d", f.File, f.Line, f.Column)
@@ -80,13 +100,65 @@ func WriteText(w io.Writer, res *Result) error {
 		}
 		fmt.Fprintf(bw, " fingerprint=%s\n", f.Fingerprint)
 	}
+	if detail == TextQuiet {
+		return bw.Flush()
+	}
+	type group struct {
+		n       int
+		example Notice
+	}
+	var order []string
+	groups := map[string]*group{}
 	for _, n := range res.Notices {
-		fmt.Fprintln(bw, n.String())
+		if detail == TextVerbose || !n.Skipped {
+			fmt.Fprintln(bw, n.String())
+			continue
+		}
+		c := skipClass(n.Reason)
+		if groups[c] == nil {
+			groups[c] = &group{example: n}
+			order = append(order, c)
+		}
+		groups[c].n++
+	}
+	for _, c := range order {
+		g := groups[c]
+		fmt.Fprintf(bw, "skipped %d %s: %s, e.g. %s\n", g.n, plural(g.n, "file", "files"), c, g.example.String())
+	}
+	if len(order) > 0 {
+		fmt.Fprintln(bw, "(-v lists every skipped file)")
 	}
 	s := summarize(res)
 	fmt.Fprintf(bw, "%d findings (%d secrets) in %d files (%s); %d skipped, %d ignored, %d allowed\n",
 		s.Findings, s.Secrets, s.Files, humanSize(s.Bytes), s.Skipped, s.Ignored, s.Allowed)
 	return bw.Flush()
+}
+
+// skipClass groups the reasons a file was skipped: the reason without
+// what varies per file (the commit, the size, the system error).
+func skipClass(reason string) string {
+	if rest, ok := strings.CutPrefix(reason, "commit "); ok {
+		if _, after, ok := strings.Cut(rest, ": "); ok {
+			reason = after
+		}
+	}
+	switch {
+	case strings.Contains(reason, "exceeds the") || strings.Contains(reason, "larger than the"):
+		return "larger than the size limit (--max-file-size)"
+	case strings.HasPrefix(reason, "not a regular file"):
+		return "not a regular file"
+	}
+	if head, _, ok := strings.Cut(reason, ": "); ok {
+		return head
+	}
+	return reason
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // securitySeverity maps to GitHub's security-severity scale.

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/egressguard/egressguard/dnsguard"
@@ -136,6 +132,7 @@ func defaultServeConfig() serveConfig {
 // loadServeConfig decodes path strictly over the defaults, then applies
 // --set overrides (section.key=value; the value is YAML, so lists and
 // durations work: dns.upstreams=[10.0.0.2], dns.upstream_timeout=2s).
+// Errors name the file and line (or the --set) and the key path.
 func loadServeConfig(path string, sets ...string) (serveConfig, error) {
 	c := defaultServeConfig()
 	if path != "" {
@@ -143,46 +140,16 @@ func loadServeConfig(path string, sets ...string) (serveConfig, error) {
 		if err != nil {
 			return c, fmt.Errorf("config: %w", err)
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("config %s: %w", path, err)
+		if err := decodeConfigYAML(path, b, &c); err != nil {
+			return c, err
 		}
 	}
 	for _, s := range sets {
 		if err := applySet(&c, s); err != nil {
-			return c, fmt.Errorf("--set %s: %w", s, err)
+			return c, err
 		}
 	}
 	return c, nil
-}
-
-// applySet decodes one KEY=VALUE override strictly into c, so every config
-// key can be set from the command line and a misspelt key is an error.
-func applySet(c *serveConfig, kv string) error {
-	key, val, ok := strings.Cut(kv, "=")
-	parts := strings.Split(key, ".")
-	if !ok || len(parts) < 2 || slices.Contains(parts, "") {
-		return errors.New("want section.key=value, e.g. dns.cache_size=50000")
-	}
-	var v yaml.Node
-	if err := yaml.Unmarshal([]byte(val), &v); err != nil {
-		return fmt.Errorf("value: %w", err)
-	}
-	node := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: ""}
-	if len(v.Content) > 0 {
-		node = v.Content[0]
-	}
-	for i := len(parts) - 1; i >= 0; i-- {
-		node = &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{{Kind: yaml.ScalarNode, Value: parts[i]}, node}}
-	}
-	b, err := yaml.Marshal(node)
-	if err != nil {
-		return err
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	return dec.Decode(c)
 }
 
 // validate checks every section, enabled or not, and reports all problems.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -13,21 +15,25 @@ import (
 )
 
 func newIptablesCmd(ro *rootOptions) *cobra.Command {
-	return newIptablesCmdWith(ro, capture.ExecRunner{}, nil)
+	return newIptablesCmdWith(ro, capture.ExecRunner{}, nil, func() (string, error) {
+		return capture.HostNetwork(capture.SystemNamespace())
+	})
 }
 
-// newIptablesCmdWith is newIptablesCmd with the command runner and the
-// IPv6 probe replaceable (tests; nil hasIPv6 reads /proc).
-func newIptablesCmdWith(_ *rootOptions, runner capture.Runner, hasIPv6 func() (bool, error)) *cobra.Command {
+// newIptablesCmdWith is newIptablesCmd with the command runner, the IPv6
+// probe (nil reads /proc) and the host-namespace check replaceable (tests).
+func newIptablesCmdWith(_ *rootOptions, runner capture.Runner, hasIPv6 func() (bool, error), hostNetwork func() (string, error)) *cobra.Command {
 	o := capture.Options{ProxyPort: capture.DefaultProxyPort, ProxyUID: capture.DefaultProxyUID}
 	var (
-		apply   bool
-		ipv6    string
-		backend string
-		timeout time.Duration
+		apply     bool
+		cleanup   bool
+		allowHost bool
+		ipv6      string
+		backend   string
+		timeout   time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "iptables [--apply] [--proxy-port PORT] [--proxy-uid UID] [--exclude-port PORT]... [--exclude-cidr CIDR]...",
+		Use:   "iptables [--apply | --cleanup] [--proxy-port PORT] [--proxy-uid UID] [--exclude-port PORT]... [--exclude-cidr CIDR]...",
 		Short: "Print or apply the rules that send a pod's outbound TCP to its egressguard sidecar",
 		Long: `Print (default) or apply (--apply) the nat-table rules that capture a pod's
 outbound TCP for the Envoy sidecar. The injected init container runs
@@ -52,13 +58,26 @@ are kept, and the OUTPUT jump is added only if missing, so running it twice
 (an init container restart) leaves the same ruleset. Each family is one
 transaction, installed whole or not at all.
 
+--apply refuses to run where the network namespace looks like a host's
+rather than a pod's: on a node or a workstation the rules would send every
+outbound TCP connection of the machine to --proxy-port. It looks, in order,
+for the kernel's initial network namespace (its fixed inode, Linux 6.18+),
+for a process on the host sharing PID 1's network namespace, and for
+interfaces a pod does not have (a hardware or virtio NIC, a bridge). Pods
+with a passed-through NIC (SR-IOV, VM-isolated runtimes) must add
+--allow-host-network.
+
+--cleanup removes what --apply installed and nothing else: the OUTPUT jump
+and the two EGRESSGUARD chains, one iptables-restore transaction per family.
+
 --ipv6=auto (default) installs the IPv6 rules when the network namespace has
 IPv6 (/proc/net/if_inet6, disable_ipv6 not set) and fails if ip6tables-restore
 is then missing, rather than letting IPv6 egress bypass the sidecar; --ipv6=on
 always installs them; --ipv6=off never does (IPv6 egress is then not captured).`,
 		Example: `  egressguard iptables --exclude-cidr 10.96.0.10/32
   egressguard iptables --ipv6=off | iptables-restore --noflush
-  egressguard iptables --apply --proxy-port 15001 --proxy-uid 1337 --exclude-port 18000 --exclude-port 53`,
+  egressguard iptables --apply --proxy-port 15001 --proxy-uid 1337 --exclude-port 18000 --exclude-port 53
+  egressguard iptables --cleanup`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := capture.ParseIPv6Mode(ipv6)
@@ -69,8 +88,23 @@ always installs them; --ipv6=off never does (IPv6 egress is then not captured).`
 			if err != nil {
 				return fmt.Errorf("--backend: %w", err)
 			}
+			if apply && cleanup {
+				return errors.New("--apply and --cleanup: choose one")
+			}
+			if apply && !allowHost {
+				reason, err := hostNetwork()
+				if err != nil {
+					return fmt.Errorf("refusing to --apply: cannot tell whether this is a pod's network namespace (%w); pass --allow-host-network to apply anyway", err)
+				}
+				if reason != "" {
+					return fmt.Errorf("refusing to --apply: this looks like a host's network namespace, not a pod's: %s. "+
+						"The rules would send every outbound TCP connection of this machine to port %d. "+
+						"Run without --apply to print them; pass --allow-host-network if you mean to capture this host's traffic "+
+						"(egressguard iptables --cleanup removes them again)", reason, o.ProxyPort)
+				}
+			}
 			out := cmd.OutOrStdout()
-			if !apply {
+			if !apply && !cleanup {
 				v4, v6, err := capture.Rules(o)
 				if err != nil {
 					return err
@@ -90,7 +124,12 @@ always installs them; --ipv6=off never does (IPv6 egress is then not captured).`
 				ctx, cancel = context.WithTimeout(ctx, timeout)
 				defer cancel()
 			}
-			res, err := capture.Apply(ctx, o, runner, capture.ApplyOptions{IPv6: mode, Backend: be, HasIPv6: hasIPv6})
+			ao := capture.ApplyOptions{IPv6: mode, Backend: be, HasIPv6: hasIPv6}
+			if cleanup {
+				res, err := capture.Cleanup(ctx, runner, ao)
+				return reportCleanup(out, res, err)
+			}
+			res, err := capture.Apply(ctx, o, runner, ao)
 			if res != nil && res.IPv4 != "" {
 				fmt.Fprintf(out, "installed the IPv4 capture rules:\n%s", res.IPv4)
 			}
@@ -106,7 +145,9 @@ always installs them; --ipv6=off never does (IPv6 egress is then not captured).`
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&apply, "apply", false, "install the rules with iptables-restore/ip6tables-restore instead of printing them")
+	f.BoolVar(&apply, "apply", false, "install the rules with iptables-restore/ip6tables-restore instead of printing them (refused outside a pod's network namespace)")
+	f.BoolVar(&cleanup, "cleanup", false, "remove the rules --apply installed (the OUTPUT jump and the EGRESSGUARD chains), nothing else")
+	f.BoolVar(&allowHost, "allow-host-network", false, "let --apply capture a host's network namespace: every outbound TCP connection of the machine then goes to --proxy-port")
 	f.Uint16Var(&o.ProxyPort, "proxy-port", o.ProxyPort, "the sidecar's outbound `PORT`: captured connections are redirected to it")
 	f.Uint32Var(&o.ProxyUID, "proxy-uid", o.ProxyUID, "`UID` the sidecar runs as; its connections are not captured (not 0)")
 	f.Var(newListFlag(&o.ExcludeUIDs, "uid", parseID), "exclude-uid", "further `UID`s whose connections are not captured (repeatable, comma-separated)")
@@ -117,6 +158,34 @@ always installs them; --ipv6=off never does (IPv6 egress is then not captured).`
 	f.StringVar(&backend, "backend", "default", "iptables variant: default (iptables-restore on PATH), legacy or nft")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up applying after this long (0: no limit)")
 	return cmd
+}
+
+// reportCleanup says what --cleanup removed, family by family. After an
+// error only what was removed before it is reported.
+func reportCleanup(out io.Writer, res *capture.Result, err error) error {
+	if res == nil {
+		return err
+	}
+	say := func(family, doc string) {
+		if doc == "" {
+			fmt.Fprintf(out, "no %s capture rules to remove\n", family)
+		} else {
+			fmt.Fprintf(out, "removed the %s capture rules:\n%s", family, doc)
+		}
+	}
+	switch {
+	case err != nil:
+		if res.IPv4 != "" {
+			say("IPv4", res.IPv4)
+		}
+	case res.IPv6Skipped != "":
+		say("IPv4", res.IPv4)
+		fmt.Fprintf(out, "IPv6 not cleaned up: %s\n", res.IPv6Skipped)
+	default:
+		say("IPv4", res.IPv4)
+		say("IPv6", res.IPv6)
+	}
+	return err
 }
 
 // listFlag is a repeatable flag whose values may also be comma-separated.

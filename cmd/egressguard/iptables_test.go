@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -20,16 +21,23 @@ import (
 type iptablesRunner struct {
 	calls []string
 	fail  map[string]error
+	saved map[string]string // what each *-save command prints
 }
 
 func (r *iptablesRunner) Run(_ context.Context, name string, args []string, stdin []byte) ([]byte, error) {
 	r.calls = append(r.calls, name+" "+strings.Join(args, " ")+"\n"+string(stdin))
-	return nil, r.fail[name]
+	return []byte(r.saved[name]), r.fail[name]
 }
 
+// runIptables runs the command in what the host check takes for a pod.
 func runIptables(t *testing.T, r capture.Runner, hasIPv6 bool, args ...string) (string, error) {
 	t.Helper()
-	cmd := newIptablesCmdWith(&rootOptions{}, r, func() (bool, error) { return hasIPv6, nil })
+	return runIptablesIn(t, r, hasIPv6, func() (string, error) { return "", nil }, args...)
+}
+
+func runIptablesIn(t *testing.T, r capture.Runner, hasIPv6 bool, hostNetwork func() (string, error), args ...string) (string, error) {
+	t.Helper()
+	cmd := newIptablesCmdWith(&rootOptions{}, r, func() (bool, error) { return hasIPv6, nil }, hostNetwork)
 	cmd.SilenceUsage, cmd.SilenceErrors = true, true // as under the root command
 	var out bytes.Buffer
 	cmd.SetOut(&out)
@@ -120,6 +128,63 @@ func TestIptablesCmdApply(t *testing.T) {
 	})
 }
 
+// TestIptablesCmdRefusesHost: --apply where the namespace looks like a
+// host's runs nothing unless --allow-host-network says so; printing and
+// --cleanup are never refused.
+func TestIptablesCmdRefusesHost(t *testing.T) {
+	host := func() (string, error) { return "interface ens5 is a hardware or paravirtual NIC", nil }
+	r := &iptablesRunner{}
+	_, err := runIptablesIn(t, r, true, host, "--apply")
+	require.Error(t, err)
+	assert.Equal(t, "refusing to --apply: this looks like a host's network namespace, not a pod's: interface ens5 is a hardware or paravirtual NIC. "+
+		"The rules would send every outbound TCP connection of this machine to port 15001. Run without --apply to print them; "+
+		"pass --allow-host-network if you mean to capture this host's traffic (egressguard iptables --cleanup removes them again)", err.Error())
+	assert.Empty(t, r.calls)
+
+	_, err = runIptablesIn(t, r, true, func() (string, error) { return "", errors.New("netlink: permission denied") }, "--apply")
+	require.ErrorContains(t, err, "cannot tell whether this is a pod's network namespace (netlink: permission denied); pass --allow-host-network")
+	assert.Empty(t, r.calls)
+
+	_, err = runIptablesIn(t, r, true, host, "--apply", "--allow-host-network")
+	require.NoError(t, err)
+	assert.Len(t, r.calls, 4, "forced: applied")
+
+	r = &iptablesRunner{}
+	out, err := runIptablesIn(t, r, true, host)
+	require.NoError(t, err)
+	assert.Contains(t, out, "*nat")
+	assert.Empty(t, r.calls, "the default is a dry run")
+
+	_, err = runIptablesIn(t, r, true, host, "--cleanup")
+	require.NoError(t, err)
+	assert.Len(t, r.calls, 2, "cleanup reads both families' tables on a host too")
+
+	_, err = runIptables(t, r, true, "--apply", "--cleanup")
+	require.EqualError(t, err, "--apply and --cleanup: choose one")
+}
+
+// TestIptablesCmdCleanup: --cleanup feeds iptables-restore the document
+// that removes the hook and the chains it found, per family.
+func TestIptablesCmdCleanup(t *testing.T) {
+	applied := "*nat\n:OUTPUT ACCEPT [0:0]\n:EGRESSGUARD_OUTPUT - [0:0]\n:EGRESSGUARD_REDIRECT - [0:0]\n-A OUTPUT -p tcp -j EGRESSGUARD_OUTPUT\n-A EGRESSGUARD_OUTPUT -j EGRESSGUARD_REDIRECT\nCOMMIT\n"
+	undo := "# egressguard: remove the traffic capture rules\n*nat\n:EGRESSGUARD_OUTPUT - [0:0]\n:EGRESSGUARD_REDIRECT - [0:0]\n-D OUTPUT -p tcp -j EGRESSGUARD_OUTPUT\n-X EGRESSGUARD_OUTPUT\n-X EGRESSGUARD_REDIRECT\nCOMMIT\n"
+	r := &iptablesRunner{saved: map[string]string{"iptables-save": applied, "ip6tables-save": "*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"}}
+	out, err := runIptables(t, r, true, "--cleanup")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"iptables-save -t nat\n", "iptables-restore --noflush\n" + undo, "ip6tables-save -t nat\n"}, r.calls)
+	assert.Equal(t, "removed the IPv4 capture rules:\n"+undo+"no IPv6 capture rules to remove\n", out)
+
+	r = &iptablesRunner{saved: map[string]string{"iptables-save": applied}, fail: map[string]error{"ip6tables-save": &capture.CommandError{Name: "ip6tables-save", Err: exec.ErrNotFound}}}
+	out, err = runIptables(t, r, true, "--cleanup")
+	require.NoError(t, err)
+	assert.Equal(t, "removed the IPv4 capture rules:\n"+undo+"IPv6 not cleaned up: ip6tables is not installed, so no IPv6 rules were\n", out)
+
+	r = &iptablesRunner{saved: map[string]string{"iptables-save": applied}, fail: map[string]error{"iptables-restore": errors.New("exit status 1")}}
+	out, err = runIptables(t, r, true, "--cleanup")
+	require.ErrorContains(t, err, "capture: remove the IPv4 rules: exit status 1")
+	assert.Empty(t, out)
+}
+
 func TestIptablesCmdRejectsBadFlags(t *testing.T) {
 	cases := []struct {
 		args []string
@@ -158,7 +223,7 @@ func TestIptablesCmdRejectsBadFlags(t *testing.T) {
 func TestIptablesCmdHelp(t *testing.T) {
 	out, err := runIptables(t, &iptablesRunner{}, true, "--help")
 	require.NoError(t, err)
-	for _, flag := range []string{"--apply", "--proxy-port PORT", "--proxy-uid UID", "--exclude-uid UID", "--exclude-gid GID", "--exclude-port PORT", "--exclude-cidr CIDR", "--ipv6", "--backend", "--timeout"} {
+	for _, flag := range []string{"--apply", "--cleanup", "--allow-host-network", "--proxy-port PORT", "--proxy-uid UID", "--exclude-uid UID", "--exclude-gid GID", "--exclude-port PORT", "--exclude-cidr CIDR", "--ipv6", "--backend", "--timeout"} {
 		assert.Contains(t, out, flag)
 	}
 	assert.Contains(t, out, "UDP is not captured")

@@ -86,13 +86,16 @@ policy does not load or compile; 2 usage or input errors (flags, ref, files).`,
 	f.StringVar(&o.repo, "repo", "", "git repository `DIR` refs are read from (default: current directory)")
 	f.StringVar(&o.now, "now", "", "evaluate exception expiry at this time (YYYY-MM-DD or RFC 3339; default now)")
 	f.BoolVar(&o.noDefaultCatalog, "no-default-catalog", false, "do not merge the embedded default catalog under both versions")
-	_ = cmd.MarkFlagRequired("base")
-	_ = cmd.MarkFlagRequired("head")
 	return cmd
 }
 
 func runDiff(cmd *cobra.Command, ro *rootOptions, o *diffOptions) error {
 	usage := func(err error) error { return &exitError{code: diffExitUsage, err: err} }
+	for _, name := range []string{"base", "head"} {
+		if !cmd.Flags().Changed(name) {
+			return usage(fmt.Errorf("--%s is required: a DIR or a git REF[:PATH]", name))
+		}
+	}
 	if o.output != "text" && o.output != "json" && o.output != "markdown" {
 		return usage(fmt.Errorf("--output: want text, json or markdown, not %q", o.output))
 	}

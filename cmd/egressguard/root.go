@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -40,8 +44,11 @@ staging configuration. See README.md.`,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			level := ro.logLevel
-			if !cmd.Flags().Changed("log-level") && cmd.Name() != "serve" {
+			if level == "" {
 				level = "warn" // one-shot commands print results, not progress
+				if cmd.Name() == "serve" {
+					level = "info"
+				}
 			}
 			l, err := newLogger(level, ro.logFormat)
 			if err != nil {
@@ -56,7 +63,7 @@ staging configuration. See README.md.`,
 	f.StringVar(&ro.PolicyDir, "policy", "", "`DIR` of extra Rego modules (and *_test.rego unit tests)")
 	f.BoolVar(&ro.ReplacePolicy, "replace-default-policy", false, "use only the Rego in --policy, not the embedded default policy")
 	f.StringVar(&ro.InventoryFile, "inventory", "", "static inventory `FILE` (workloads by source IP and node ID)")
-	f.StringVar(&ro.logLevel, "log-level", "info", "log level: debug, info, warn, error (default info for serve, warn otherwise)")
+	f.StringVar(&ro.logLevel, "log-level", "", "log level: debug, info, warn, error (default info for serve, warn otherwise)")
 	f.StringVar(&ro.logFormat, "log-format", "console", "log format: json or console")
 
 	root.AddCommand(
@@ -67,8 +74,73 @@ staging configuration. See README.md.`,
 		newBootstrapCmd(ro),
 		newIptablesCmd(ro),
 		newVersionCmd(),
+		newProxyStatusCmd(),
+		newProxyConfigCmd(),
 	)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError(err) })
+	root.InitDefaultCompletionCmd()
+	tidyCommands(root)
 	return root
+}
+
+// tidyCommands walks the command tree once it is built:
+//   - each command gets its --help flag now (cobra adds it lazily, after
+//     this walk would have run);
+//   - boolean flags render as plain switches ("--apply"), not as pflag
+//     1.1's "--apply[=true|false]"; --apply=false still parses;
+//   - a command that only groups subcommands (policy) fails on an unknown
+//     one with a suggestion, where cobra would print help and exit 0.
+func tidyCommands(c *cobra.Command) {
+	c.InitDefaultHelpFlag()
+	plain := func(f *pflag.Flag) {
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			f.Value = plainBool{f.Value}
+		}
+	}
+	c.Flags().VisitAll(plain)
+	c.PersistentFlags().VisitAll(plain)
+	// (The root does this itself: cobra checks its arguments for unknown
+	// subcommands and suggests.)
+	if c.HasParent() && c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.RunE = runGroup
+	}
+	for _, sub := range c.Commands() {
+		tidyCommands(sub)
+	}
+}
+
+// flagError rewrites pflag's error for a duration flag given a bare number
+// ("--timeout 5") into advice with the unit; other errors pass unchanged.
+func flagError(err error) error {
+	var ive *pflag.InvalidValueError
+	if errors.As(err, &ive) && ive.GetFlag().Value.Type() == "duration" {
+		if _, perr := strconv.ParseFloat(ive.GetValue(), 64); perr == nil {
+			return fmt.Errorf("--%s %s: %s", ive.GetFlag().Name, ive.GetValue(), noUnit(ive.GetValue()))
+		}
+	}
+	return err
+}
+
+// plainBool hides pflag's IsBoolFlag, which makes its usage print
+// "[=true|false]"; parsing relies on NoOptDefVal ("true"), which stays.
+type plainBool struct{ pflag.Value }
+
+// runGroup runs a command that only groups subcommands: alone it prints
+// its help, with an unknown subcommand it fails and suggests the nearest.
+func runGroup(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default for the root
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	} else {
+		msg += fmt.Sprintf("; run '%s --help' for the commands", cmd.CommandPath())
+	}
+	return errors.New(msg)
 }
 
 // Logger is the process logger (a no-op before flags are parsed).

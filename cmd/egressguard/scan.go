@@ -16,6 +16,9 @@ import (
 	secretscan "github.com/egressguard/egressguard/secrets-scan"
 )
 
+// scanGitAll is what a bare --git scans: the whole history.
+const scanGitAll = "HEAD"
+
 // Exit codes of `egressguard scan`.
 const (
 	scanExitClean    = 0
@@ -50,6 +53,8 @@ type scanOptions struct {
 	git            string
 	repo           string
 	includeAllowed bool
+	quiet          bool
+	verbose        bool
 }
 
 func newScanCmd(ro *rootOptions) *cobra.Command {
@@ -64,11 +69,16 @@ a production endpoint or mode, database and broker URLs that point at production
 production values known by their salted fingerprints. Production is what the catalog says.
 
 PATH may be a file, a directory (walked, honouring .gitignore and .egressguardignore) or "-"
-for standard input. With --git, the lines added by the commits in RANGE are scanned instead.
+for standard input. With --git RANGE (or --git=RANGE), the lines added by the commits in RANGE
+are scanned instead; --git alone scans the whole history (HEAD).
+
+The text report lists the findings, then notes, then skipped files counted by reason with one
+example each, then a summary line. -v lists every skipped file; -q prints the findings only.
 
 Exit status: 0 nothing found, 1 findings, 2 the scan could not run.
 An "egressguard:allow <reason>" comment on a line (or the line above) silences its findings.`,
 		Example: `  egressguard scan deploy/staging
+  egressguard scan -q deploy/staging
   egressguard scan --format sarif --output scan.sarif .
   egressguard scan --baseline scan-baseline.json .
   egressguard scan --git origin/main..HEAD
@@ -80,7 +90,7 @@ An "egressguard:allow <reason>" comment on a line (or the line above) silences i
 	}
 	// A usage error is "could not scan" (2), not "findings" (1).
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
-		return &exitError{code: scanExitError, err: fmt.Errorf("scan: %w", err)}
+		return &exitError{code: scanExitError, err: fmt.Errorf("scan: %w", flagError(err))}
 	})
 	f := cmd.Flags()
 	f.StringVar(&o.format, "format", "text", "report format: text, json or sarif")
@@ -90,10 +100,12 @@ An "egressguard:allow <reason>" comment on a line (or the line above) silences i
 	f.BoolVar(&o.noGitignore, "no-gitignore", false, "scan files that .gitignore excludes")
 	f.Int64Var(&o.maxFileSize, "max-file-size", secretscan.DefaultMaxFileSize, "skip files larger than this many bytes (without reading them)")
 	f.IntVar(&o.workers, "workers", 0, "files scanned in parallel (0: one per CPU)")
-	f.StringVar(&o.git, "git", "", "scan the lines added by the commits in this range (default HEAD: the whole history)")
-	f.Lookup("git").NoOptDefVal = "HEAD"
+	f.StringVar(&o.git, "git", "", "scan the lines added by the commits in `RANGE` (--git alone: the whole history)")
+	f.Lookup("git").NoOptDefVal = scanGitAll
 	f.StringVar(&o.repo, "repo", ".", "repository for --git")
 	f.BoolVar(&o.includeAllowed, "include-allowed", false, "also report findings silenced by egressguard:allow comments")
+	f.BoolVarP(&o.quiet, "quiet", "q", false, "text report: the findings only, no notes, skips or summary")
+	f.BoolVarP(&o.verbose, "verbose", "v", false, "text report: one line per skipped file instead of counts by reason")
 	cmd.AddCommand(newScanFingerprintsCmd())
 	return cmd
 }
@@ -105,6 +117,16 @@ func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string
 	case "text", "json", "sarif":
 	default:
 		return fail(fmt.Errorf("scan: --format: unknown format %q (want text, json or sarif)", o.format))
+	}
+	if o.quiet && o.verbose {
+		return fail(errors.New("scan: -q and -v: choose one"))
+	}
+	if gitMode && len(args) == 1 && o.git == scanGitAll {
+		// "--git origin/main..HEAD": pflag reads a bare --git as HEAD (its
+		// optional value must be joined with "=") and leaves the range as
+		// an argument. Paths are not allowed with --git, so one argument
+		// after a bare --git is the range.
+		o.git, args = args[0], nil
 	}
 	if gitMode && len(args) > 0 {
 		return fail(errors.New("scan: --git scans a repository's history; give the repository with --repo, not paths"))
@@ -164,6 +186,16 @@ func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string
 		defer f.Close()
 		out = f
 	}
+	if err != nil && res.Files == 0 && len(res.Findings) == 0 && o.format == "text" {
+		return fail(err) // nothing was scanned: a "0 findings" summary would mislead
+	}
+	detail := secretscan.TextSummary
+	switch {
+	case o.quiet:
+		detail = secretscan.TextQuiet
+	case o.verbose:
+		detail = secretscan.TextVerbose
+	}
 	var werr error
 	switch o.format {
 	case "json":
@@ -171,7 +203,7 @@ func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string
 	case "sarif":
 		werr = secretscan.WriteSARIF(out, res, det.Rules(), version)
 	default:
-		werr = secretscan.WriteText(out, res)
+		werr = secretscan.WriteTextDetail(out, res, detail)
 	}
 	if werr != nil {
 		return fail(fmt.Errorf("scan: writing the report: %w", werr))

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 )
 
@@ -148,6 +149,20 @@ func Apply(ctx context.Context, o Options, r Runner, ao ApplyOptions) (*Result, 
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
+	n := normalize(o)
+	return forFamilies(ao, func(f Family) (string, error) {
+		doc, err := applyFamily(ctx, n, f, r, ao.Backend)
+		if f == IPv6 && errors.Is(err, exec.ErrNotFound) {
+			err = fmt.Errorf("%w; this network namespace has IPv6, so IPv6 egress would bypass the sidecar: install ip6tables or pass --ipv6=off to accept that", err)
+		}
+		return doc, err
+	})
+}
+
+// forFamilies runs do for IPv4, then for IPv6 as ao.IPv6 decides (off:
+// never; auto: when the namespace has IPv6; on: always), and collects the
+// documents do returns. It stops at the first error.
+func forFamilies(ao ApplyOptions, do func(Family) (string, error)) (*Result, error) {
 	mode := ao.IPv6
 	if mode == "" {
 		mode = IPv6Auto
@@ -155,10 +170,9 @@ func Apply(ctx context.Context, o Options, r Runner, ao ApplyOptions) (*Result, 
 	if _, err := ParseIPv6Mode(string(mode)); err != nil {
 		return nil, err
 	}
-	n := normalize(o)
 	res := &Result{}
 	var err error
-	if res.IPv4, err = applyFamily(ctx, n, IPv4, r, ao.Backend); err != nil {
+	if res.IPv4, err = do(IPv4); err != nil {
 		return res, err
 	}
 	switch mode {
@@ -179,13 +193,8 @@ func Apply(ctx context.Context, o Options, r Runner, ao ApplyOptions) (*Result, 
 			return res, nil
 		}
 	}
-	if res.IPv6, err = applyFamily(ctx, n, IPv6, r, ao.Backend); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			err = fmt.Errorf("%w; this network namespace has IPv6, so IPv6 egress would bypass the sidecar: install ip6tables or pass --ipv6=off to accept that", err)
-		}
-		return res, err
-	}
-	return res, nil
+	res.IPv6, err = do(IPv6)
+	return res, err
 }
 
 func applyFamily(ctx context.Context, o Options, f Family, r Runner, b Backend) (string, error) {
@@ -205,20 +214,29 @@ func applyFamily(ctx context.Context, o Options, f Family, r Runner, b Backend) 
 // into OutputChain. Any such jump counts, so a hook written by hand or by
 // an older version is kept rather than doubled.
 func hasHook(save []byte) bool {
+	return slices.ContainsFunc(natLines(save), isHook)
+}
+
+// isHook reports whether an iptables-save line jumps from OUTPUT into OutputChain.
+func isHook(line string) bool {
+	return strings.HasPrefix(line, "-A OUTPUT ") && hasFlagValue(strings.Fields(line), "-j", OutputChain)
+}
+
+// natLines are the lines of iptables-save output inside the nat table.
+func natLines(save []byte) []string {
+	var out []string
 	table := ""
 	sc := bufio.NewScanner(bytes.NewReader(save))
 	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case table == "nat" && strings.HasPrefix(line, "-A OUTPUT ") &&
-			hasFlagValue(strings.Fields(line), "-j", OutputChain):
-			return true
+		if t, ok := strings.CutPrefix(line, "*"); ok {
+			table = t
+		} else if table == "nat" {
+			out = append(out, line)
 		}
 	}
-	return false
+	return out
 }
 
 // hasFlagValue reports whether fields contains flag immediately followed by value.
@@ -247,4 +265,85 @@ func namespaceHasIPv6() (bool, error) {
 		return false, err
 	}
 	return strings.TrimSpace(string(b)) != "1", nil
+}
+
+// Cleanup removes what Apply installs and nothing else: in each family's
+// nat table, the jumps from OUTPUT into OutputChain, then OutputChain and
+// RedirectChain themselves, in one iptables-restore --noflush transaction
+// per family (removed whole or not at all). Other rules and chains stay.
+// A family whose nat table holds none of egressguard's chains or hooks is
+// not touched, so Cleanup twice is harmless. IPv6 follows ao.IPv6 as in
+// Apply, except that a missing ip6tables under auto means nothing was
+// installed there; that is not an error. A rule outside OUTPUT that jumps
+// into an egressguard chain (not one Apply writes) makes the deletion fail
+// and is reported with iptables' message.
+func Cleanup(ctx context.Context, r Runner, ao ApplyOptions) (*Result, error) {
+	noIP6Tables := false
+	res, err := forFamilies(ao, func(f Family) (string, error) {
+		doc, err := cleanupFamily(ctx, f, r, ao.Backend)
+		if f == IPv6 && ao.IPv6 != IPv6On && errors.Is(err, exec.ErrNotFound) {
+			noIP6Tables = true
+			return "", nil
+		}
+		return doc, err
+	})
+	if noIP6Tables {
+		res.IPv6Skipped = "ip6tables is not installed, so no IPv6 rules were"
+	}
+	return res, err
+}
+
+// cleanupFamily returns the document it fed to iptables-restore ("" when
+// there was nothing to remove).
+func cleanupFamily(ctx context.Context, f Family, r Runner, b Backend) (string, error) {
+	save, restore := b.command(f, "save"), b.command(f, "restore")
+	current, err := r.Run(ctx, save, []string{"-t", "nat"}, nil)
+	if err != nil {
+		return "", fmt.Errorf("capture: read the %s nat table: %w", f, err)
+	}
+	doc := renderCleanup(current)
+	if doc == "" {
+		return "", nil
+	}
+	if _, err := r.Run(ctx, restore, []string{"--noflush"}, []byte(doc)); err != nil {
+		return "", fmt.Errorf("capture: remove the %s rules: %w", f, err)
+	}
+	return doc, nil
+}
+
+// renderCleanup writes the iptables-restore document that undoes Apply on
+// the nat table in save (iptables-save output): declaring a chain flushes
+// it, each OUTPUT hook is deleted by its own spec, then both chains go.
+// It returns "" when save holds neither chain nor hook.
+func renderCleanup(save []byte) string {
+	var hooks []string
+	chains := map[string]bool{}
+	for _, line := range natLines(save) {
+		switch {
+		case strings.HasPrefix(line, ":"+OutputChain+" "), strings.HasPrefix(line, ":"+RedirectChain+" "):
+			chains[strings.Fields(line[1:])[0]] = true
+		case isHook(line):
+			hooks = append(hooks, "-D"+strings.TrimPrefix(line, "-A"))
+		}
+	}
+	if len(hooks) == 0 && len(chains) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("# egressguard: remove the traffic capture rules\n*nat\n")
+	for _, c := range []string{OutputChain, RedirectChain} {
+		if chains[c] {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+		}
+	}
+	for _, h := range hooks {
+		b.WriteString(h + "\n")
+	}
+	for _, c := range []string{OutputChain, RedirectChain} {
+		if chains[c] {
+			fmt.Fprintf(&b, "-X %s\n", c)
+		}
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
 }

@@ -148,6 +148,12 @@ func netnsChild(t *testing.T) {
 	tun := setupPodNetwork(t)
 	syns, allSYNs := readSYNs(t, tun)
 
+	// A pod's namespace (lo and a TUN standing for a veth) is not mistaken
+	// for a host's, so the init container's --apply is not refused.
+	reason, err := HostNetwork(SystemNamespace())
+	require.NoError(t, err)
+	require.Empty(t, reason, "the test's namespace has only lo and a TUN device")
+
 	opts := Options{
 		ProxyPort:    proxyPort,
 		ProxyUID:     proxyUID,
@@ -163,15 +169,25 @@ func netnsChild(t *testing.T) {
 			t.Skipf("skipped: this kernel has no usable nat table for %s: %v", tool, err)
 		}
 	}
+	// Rules that are not egressguard's, which Cleanup must keep.
+	for _, tool := range []string{"iptables-restore", "ip6tables-restore"} {
+		_, err := (ExecRunner{}).Run(ctx, tool, []string{"--noflush"}, []byte("*nat\n:KEEP_ME - [0:0]\n-A OUTPUT -p udp -m udp --dport 9 -j KEEP_ME\n-A KEEP_ME -j RETURN\nCOMMIT\n"))
+		require.NoError(t, err)
+	}
+	before4, before6 := saveNAT(ctx, t, "iptables-save"), saveNAT(ctx, t, "ip6tables-save")
 	res, err := Apply(ctx, opts, ExecRunner{}, ApplyOptions{IPv6: IPv6On})
 	require.NoError(t, err)
 	require.NotEmpty(t, res.IPv6)
 	saved4, saved6 := saveNAT(ctx, t, "iptables-save"), saveNAT(ctx, t, "ip6tables-save")
 	v4, v6, err := Rules(opts)
 	require.NoError(t, err)
-	// What iptables holds is exactly what Rules printed, rule for rule.
-	assert.Equal(t, ruleLines(v4), ruleLines(saved4))
-	assert.Equal(t, ruleLines(v6), ruleLines(saved6))
+	// What iptables holds is exactly what Rules printed, rule for rule and
+	// in order, beside the rules that were there before, unchanged.
+	for _, c := range []struct{ before, rules, saved string }{{before4, v4, saved4}, {before6, v6, saved6}} {
+		ours, others := splitRules(ruleLines(c.saved))
+		assert.Equal(t, ruleLines(c.rules), ours)
+		assert.Equal(t, ruleLines(c.before), others)
+	}
 	// Idempotent: a second Apply (an init container restart) changes nothing.
 	_, err = Apply(ctx, opts, ExecRunner{}, ApplyOptions{IPv6: IPv6On})
 	require.NoError(t, err)
@@ -284,6 +300,63 @@ func netnsChild(t *testing.T) {
 		t.Errorf("unexpected connection on the sidecar port: %+v", a)
 	default:
 	}
+
+	t.Run("cleanup removes exactly what apply added", func(t *testing.T) {
+		res, err := Cleanup(ctx, ExecRunner{}, ApplyOptions{IPv6: IPv6On})
+		require.NoError(t, err)
+		require.NotEmpty(t, res.IPv4)
+		require.NotEmpty(t, res.IPv6)
+		assert.Equal(t, chainsAndRules(before4), chainsAndRules(saveNAT(ctx, t, "iptables-save")), "IPv4 nat table after cleanup")
+		assert.Equal(t, chainsAndRules(before6), chainsAndRules(saveNAT(ctx, t, "ip6tables-save")), "IPv6 nat table after cleanup")
+
+		// A connection that was redirected now leaves the pod.
+		dst := netip.MustParseAddrPort("203.0.113.10:443")
+		dctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var d net.Dialer
+			if conn, err := d.DialContext(dctx, "tcp", dst.String()); err == nil {
+				conn.Close()
+			}
+		}()
+		waitSYN(t, syns, dst)
+		stop()
+		<-done
+
+		// Nothing left to remove: a second cleanup runs no iptables-restore.
+		res, err = Cleanup(ctx, ExecRunner{}, ApplyOptions{IPv6: IPv6On})
+		require.NoError(t, err)
+		assert.Empty(t, res.IPv4)
+		assert.Empty(t, res.IPv6)
+	})
+}
+
+// splitRules separates the rules that name an egressguard chain from the others.
+func splitRules(rules []string) (ours, others []string) {
+	for _, r := range rules {
+		if strings.Contains(r, "EGRESSGUARD_") {
+			ours = append(ours, r)
+		} else {
+			others = append(others, r)
+		}
+	}
+	return ours, others
+}
+
+// chainsAndRules are the chain names and -A lines of an iptables-save
+// document: what Cleanup must restore, without the packet counters.
+func chainsAndRules(doc string) []string {
+	var out []string
+	for _, l := range strings.Split(doc, "\n") {
+		switch {
+		case strings.HasPrefix(l, ":"):
+			out = append(out, strings.Fields(l)[0])
+		case strings.HasPrefix(l, "-A "):
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // setupPodNetwork brings lo up and adds eg0, a TUN device standing for the

@@ -57,6 +57,7 @@ plan := {
 } if not production
 
 guarded_mode := "report" if workload_env in report_envs
+
 else := "enforce"
 
 # Exceptions whose workload selector matches, in catalog order. Expired ones
@@ -114,7 +115,7 @@ class_fields := sort({f | some x in object.get(catalog, "exceptions", []); some 
 
 # ------------------------------------------------------------------ rule sets
 
-rulesets["catalog"] := catalog_rules
+rulesets.catalog := catalog_rules
 
 rulesets[name] := exception_rules(x) if {
 	some x in object.get(catalog, "exceptions", [])
@@ -165,17 +166,21 @@ ports_text(ports) := concat(",", [format_int(n, 10) | some n in ports])
 
 # provider:<name>:<live host or *>[:<ports>]
 endpoint_id(p, e) := concat(":", ["provider", p.name, endpoint_live(e)]) if count(endpoint_ports(e)) == 0
+
 else := concat(":", ["provider", p.name, endpoint_live(e), ports_text(endpoint_ports(e))])
 
 endpoint_live(e) := e.live if e.live
+
 else := "*"
 
 # A live host is a host rule; a ports-only endpoint matches every destination
 # on those ports, names ("*") and IP literals (0.0.0.0/0, ::/0) alike.
 endpoint_hosts(e) := [e.live] if e.live
+
 else := ["*"]
 
 endpoint_cidrs(e) := [] if e.live
+
 else := ["0.0.0.0/0", "::/0"]
 
 # Where the endpoint is, in words: "api-m.paypal.com", "ports 25,587",
@@ -184,9 +189,11 @@ endpoint_where(e) := e.live if {
 	e.live
 	count(endpoint_ports(e)) == 0
 } else := sprintf("%s on ports %s", [e.live, ports_text(endpoint_ports(e))]) if e.live
+
 else := sprintf("ports %s", [ports_text(endpoint_ports(e))])
 
 target_text(t) := sprintf("%s:%d", [t.host, t.port]) if object.get(t, "port", 0) != 0
+
 else := t.host
 
 redirect_of(t) := {"host": t.host, "port": object.get(t, "port", 0), "tls": object.get(t, "tls", false)}
@@ -196,6 +203,7 @@ endpoint_action(p, e) := {
 	"redirect": redirect_of(e.sandbox),
 	"reason": sprintf("%s live endpoint %s: non-production workloads must use the %s sandbox %s", [p.name, endpoint_where(e), p.name, target_text(e.sandbox)]),
 } if e.sandbox
+
 else := {
 	"action": "redirect",
 	"redirect": redirect_of(catalog.mail_sink),
@@ -206,7 +214,10 @@ else := {
 } else := {
 	"action": "deny",
 	"reason": sprintf("%s (%s) %s: blocked for non-production workloads (no mail_sink is configured in the catalog)", [p.name, object.get(p, "category", "provider"), endpoint_where(e)]),
-} if e.sink
+} if {
+	e.sink
+}
+
 else := {
 	"action": "deny",
 	"reason": sprintf("%s (%s) live endpoint %s: blocked for non-production workloads (the provider has no separate sandbox host)", [p.name, object.get(p, "category", "provider"), endpoint_where(e)]),
@@ -237,6 +248,7 @@ exception_rules(x) := array.concat(
 
 # exception:<id>:<pattern>[:<ports>], unique within the overlay.
 extra_id(x, k) := concat(":", [exception_ruleset_name(x), k[0]]) if count(k[1]) == 0
+
 else := concat(":", [exception_ruleset_name(x), k[0], ports_text(k[1])])
 
 # [pattern, ports] pairs for catalog host rules the exception must restate.
@@ -251,8 +263,11 @@ covered_host_patterns(x) := {[p, covered_ports(x, r)] |
 }
 
 covered_candidates(e) := [e] if not contains(e, "*")
+
 else := object.keys(catalog_index.hosts) if e == "*"
+
 else := array.concat([e], object.get(catalog_index.hosts_under, substring(e, 2, -1), [])) if catalog_index.hosts_under
+
 else := array.concat([e], computed_hosts_under(substring(e, 2, -1)))
 
 # The indexed patterns strictly under suffix s (what hosts_under[s] holds).
@@ -274,6 +289,7 @@ catalog_cidr_rules := array.concat(cidr_rules, [ref_rule(ref) | some ref in cata
 # The exception's ports when it has any, else the covered rule's (a
 # port-filtered rule beats an unfiltered one on the same pattern).
 covered_ports(x, r) := x.ports if count(object.get(x, "ports", [])) > 0
+
 else := object.get(r, "ports", [])
 
 # e covers p: every name p matches, e matches too, and p would win over e.
@@ -308,6 +324,7 @@ cidr_covers(e, c, x, r) if {
 }
 
 cidr_family(c) := 6 if contains(c, ":")
+
 else := 4
 
 cidr_bits(c) := to_number(split(c, "/")[1])
@@ -381,6 +398,7 @@ generic_base_by_host[p] contains i if {
 # [kind, i, j]: [0, provider, endpoint] or [1, zone, 0] (the order of
 # catalog_rules); ports_only lists the endpoints without a live host.
 catalog_index := catalog.index if catalog.index
+
 else := {
 	"hosts": computed_host_index,
 	"ports_only": computed_ports_only,
@@ -475,6 +493,7 @@ cidr_match(c) if {
 }
 
 winner := max(host_matches) if count(host_matches) > 0
+
 else := max(cidr_matches) if count(cidr_matches) > 0
 
 winning_rule := overlay_rules[0 - winner[4]] if winner[2] == 1
@@ -496,10 +515,13 @@ rule_report(r) if object.get(r, "mode", "enforce") == "report"
 rule_report(_) if plan_report
 
 decision := decide(winning_rule) if winner
+
 else := decide({"id": "default", "action": plan.default, "reason": sprintf("no rule matched; the plan's default is %s", [plan.default])})
 
 decide(r) := object.union(base_decision(r), {"action": "allow", "would_deny": r.action != "allow"}) if rule_report(r)
+
 else := object.union(base_decision(r), {"action": r.action, "redirect": r.redirect}) if r.action == "redirect"
+
 else := object.union(base_decision(r), {"action": r.action})
 
 base_decision(r) := {
