@@ -55,6 +55,7 @@ type scanOptions struct {
 	includeAllowed bool
 	quiet          bool
 	verbose        bool
+	failOn         []string
 }
 
 func newScanCmd(ro *rootOptions) *cobra.Command {
@@ -75,7 +76,10 @@ are scanned instead; --git alone scans the whole history (HEAD).
 The text report lists the findings, then notes, then skipped files counted by reason with one
 example each, then a summary line. -v lists every skipped file; -q prints the findings only.
 
-Exit status: 0 nothing found, 1 findings, 2 the scan could not run.
+Exit status: 0 nothing that fails the scan, 1 findings that do, 2 the scan could not run.
+By default production secrets and endpoints fail the scan; credentials whose environment
+nothing reveals (kind "credential") and live-mode identifiers (kind "identifier") are
+reported but pass unless --fail-on names them.
 An "egressguard:allow <reason>" comment on a line (or the line above) silences its findings.`,
 		Example: `  egressguard scan deploy/staging
   egressguard scan -q deploy/staging
@@ -104,6 +108,7 @@ An "egressguard:allow <reason>" comment on a line (or the line above) silences i
 	f.Lookup("git").NoOptDefVal = scanGitAll
 	f.StringVar(&o.repo, "repo", ".", "repository for --git")
 	f.BoolVar(&o.includeAllowed, "include-allowed", false, "also report findings silenced by egressguard:allow comments")
+	f.StringSliceVar(&o.failOn, "fail-on", nil, "also fail on these kinds besides production: `unknown` (credentials of unknown environment), identifier (live-mode identifiers)")
 	f.BoolVarP(&o.quiet, "quiet", "q", false, "text report: the findings only, no notes, skips or summary")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "text report: one line per skipped file instead of counts by reason")
 	cmd.AddCommand(newScanFingerprintsCmd())
@@ -120,6 +125,10 @@ func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string
 	}
 	if o.quiet && o.verbose {
 		return fail(errors.New("scan: -q and -v: choose one"))
+	}
+	failOn, err := secretscan.ParseFailOn(o.failOn)
+	if err != nil {
+		return fail(fmt.Errorf("scan: --fail-on: %w", err))
 	}
 	if gitMode && len(args) == 1 && o.git == scanGitAll {
 		// "--git origin/main..HEAD": pflag reads a bare --git as HEAD (its
@@ -211,8 +220,8 @@ func runScan(ctx context.Context, ro *rootOptions, o *scanOptions, args []string
 	if err != nil { // some paths could not be scanned at all
 		return fail(err)
 	}
-	if len(res.Findings) > 0 {
-		return &exitError{code: scanExitFindings, err: fmt.Errorf("scan: %d findings", len(res.Findings))}
+	if n := res.Failing(failOn); n > 0 {
+		return &exitError{code: scanExitFindings, err: fmt.Errorf("scan: %d findings fail the scan", n)}
 	}
 	return nil
 }

@@ -118,3 +118,25 @@ func TestProductionFromCatalog(t *testing.T) {
 	_, err = productionFromCatalog(c)
 	require.ErrorContains(t, err, "fingerprints[0].salt")
 }
+
+// TestScanFailOn: a token whose environment nothing reveals is reported but
+// passes by default; --fail-on unknown makes it fail; a bad --fail-on value
+// is a usage error.
+func TestScanFailOn(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ci.env"), []byte("GITHUB_TOKEN=ghp_FLZDe1f8rESQedUStPKR0CsTy4Qwb8DwkNhF\n"), 0o644))
+
+	out, code := runScanCLI(t, "", "scan", "--format", "json", dir)
+	require.Equal(t, 0, code, out)
+	var rep secretscan.JSONReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.Len(t, rep.Findings, 1, out)
+	assert.Equal(t, secretscan.KindCredential, rep.Findings[0].Kind)
+
+	out, code = runScanCLI(t, "", "scan", "--fail-on", "unknown", dir)
+	assert.Equal(t, 1, code, out)
+
+	_, err := runCLIWithInput(t, "", "scan", "--fail-on", "everything", dir)
+	assert.Equal(t, 2, exitCode(err))
+	assert.ErrorContains(t, err, "--fail-on")
+}
