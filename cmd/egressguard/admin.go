@@ -1,17 +1,28 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/egressguard/egressguard/internal/admin"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy"
+	"github.com/egressguard/egressguard/policy/decisionlog"
 )
 
-// adminHandler wires the guard into the admin port's handler (package
+// adminOptions wires the guard into the admin handlers (package
 // internal/admin): health, readiness, metrics, the JSON APIs and the page.
-func (g *guard) adminHandler() http.Handler {
+func (g *guard) adminOptions() admin.Options {
 	o := admin.Options{
 		Registry:  g.reg,
 		Ready:     g.isReady,
@@ -25,7 +36,123 @@ func (g *guard) adminHandler() http.Handler {
 		o.Sidecars = g.enf.Nodes
 		o.XDSDebug = g.enf.DebugHandler()
 	}
-	return admin.Handler(o)
+	if g.dlog != nil {
+		o.DecisionLog = func() decisionlog.Status {
+			st := g.dlog.Status()
+			st.Dropped = g.queue.Dropped()
+			return st
+		}
+	}
+	return o
+}
+
+// adminHandlers returns the handler of admin.listen and, when
+// admin.api_listen is set, the API's own (else nil: admin.listen serves
+// both). The API is behind admin.auth; without auth it is served only on a
+// loopback address, and elsewhere answers 403 naming the setting.
+func (g *guard) adminHandlers() (main, api http.Handler) {
+	o := g.adminOptions()
+	apiAddr := g.cfg.Admin.APIListen
+	if apiAddr == "" {
+		apiAddr = g.cfg.Admin.Listen
+	}
+	auth := g.auth
+	if auth == nil && !loopbackAddr(apiAddr) {
+		auth = noAuthConfigured{addr: apiAddr}
+		g.log.Warn("the admin API and page are bound beyond loopback without admin.auth: they answer 403; set admin.auth.token_file or admin.auth.kubernetes",
+			zap.String("addr", apiAddr))
+	}
+	if g.cfg.Admin.APIListen == "" {
+		return admin.Handler(o, auth), nil
+	}
+	a := admin.API(o)
+	if auth != nil {
+		a = admin.RequireAuth(auth, a)
+	}
+	return admin.Probes(o), a
+}
+
+// loopbackAddr reports whether host:port binds loopback addresses only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// noAuthConfigured refuses every caller of an API bound beyond loopback
+// with no admin.auth: fail closed, and say what to set.
+type noAuthConfigured struct{ addr string }
+
+func (n noAuthConfigured) Authenticate(context.Context, string) (string, error) {
+	return "", fmt.Errorf("%w: the admin API on %s is reachable beyond loopback and admin.auth is not configured (set admin.auth.token_file or admin.auth.kubernetes)", admin.ErrForbidden, n.addr)
+}
+
+// newAdminAuth builds admin.auth's authenticator (nil when none is set).
+func newAdminAuth(cfg serveConfig, log *zap.Logger) (admin.Authenticator, error) {
+	a := cfg.Admin.Auth
+	switch {
+	case a.TokenFile != "":
+		return admin.NewTokenFile(a.TokenFile)
+	case a.Kubernetes:
+		client := cfg.Inventory.Kubernetes.client
+		if client == nil {
+			rc, err := kubeRESTConfig(cfg.Inventory.Kubernetes.Kubeconfig)
+			if err != nil {
+				return nil, fmt.Errorf("admin.auth.kubernetes: %w", err)
+			}
+			rc.UserAgent = "egressguard/" + version
+			if client, err = kubernetes.NewForConfig(rc); err != nil {
+				return nil, fmt.Errorf("admin.auth.kubernetes: %w", err)
+			}
+		}
+		log.Info("admin API authenticates with TokenReview and SubjectAccessReview",
+			zap.String("verb", admin.KubeAttributes.Verb), zap.String("resource", admin.KubeAttributes.Resource+"."+admin.KubeAttributes.Group))
+		return admin.NewKube(client, a.Audiences), nil
+	}
+	return nil, nil
+}
+
+// serveHTTP serves h on a listener with the admin port's limits: header,
+// read, write and idle timeouts and at most admin.max_connections open
+// connections (more wait in the accept queue).
+func (g *guard) serveHTTP(h http.Handler) func(context.Context, net.Listener) error {
+	return func(ctx context.Context, lis net.Listener) error {
+		errLog, err := zap.NewStdLogAt(g.log.Named("admin.http"), zap.WarnLevel)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       g.cfg.Admin.IdleTimeout,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          errLog,
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(netutil.LimitListener(lis, g.cfg.Admin.MaxConnections)) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("admin: %w", err)
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.Shutdown.DrainTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin: %w", err)
+		}
+		return nil
+	}
 }
 
 // requestWorkload parses ?workload= the way /api/decide and /api/plan both

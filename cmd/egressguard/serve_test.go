@@ -203,6 +203,7 @@ func exitCode(err error) int {
 // the addresses it bound; the cleanup waits (bounded) for it to stop.
 func startGuard(t *testing.T, cfg serveConfig) listeners {
 	t.Helper()
+	cfg.Shutdown.LameDuck = 0 // tests stop at once; TestLameDuckOrder covers it
 	ctx, cancel := context.WithCancel(context.Background())
 	bound := make(chan listeners, 1)
 	done := make(chan error, 1)

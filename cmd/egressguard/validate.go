@@ -38,9 +38,7 @@ binding any socket, and reports all problems at once. Exit code 1 on error.`,
 			if err := errors.Join(cfgErr, err); err != nil {
 				return err
 			}
-			for _, c := range g.closers {
-				_ = c.Close()
-			}
+			g.close()
 			inv := fmt.Sprintf("%d workloads", g.inv.Current().Len())
 			if kubernetes {
 				inv = "inventory kubernetes (not contacted)"
