@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+)
+
+func getWith(t *testing.T, url, token string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// Probes and metrics on admin.listen without authentication; the APIs and
+// the page on admin.api_listen behind the bearer token, and never on the
+// probe listener.
+func TestAdminSplitAndTokenAuth(t *testing.T) {
+	cfg := testServeConfig(t)
+	cfg.DNS.Listen, cfg.XDS.Listen = "", ""
+	cfg.Admin.APIListen = "127.0.0.1:0"
+	const token = "0123456789abcdef-token"
+	cfg.Admin.Auth.TokenFile = filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(cfg.Admin.Auth.TokenFile, []byte(token+"\n"), 0o600))
+	a := startGuard(t, cfg)
+	probes, api := "http://"+a.Admin.String(), "http://"+a.AdminAPI.String()
+
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		code, _ := getWith(t, probes+p, "")
+		assert.Equal(t, http.StatusOK, code, p)
+	}
+	for _, p := range []string{"/", "/api/policy", "/api/decisions", "/api/attempts", "/api/sidecars", "/api/decisionlog"} {
+		code, _ := getWith(t, probes+p, token)
+		assert.Equal(t, http.StatusNotFound, code, "probe listener serves %s", p)
+		code, body := getWith(t, api+p, "")
+		assert.Equal(t, http.StatusUnauthorized, code, "%s without a token: %s", p, body)
+		code, _ = getWith(t, api+p, "wrong-token-wrong-token")
+		assert.Equal(t, http.StatusUnauthorized, code, p)
+		code, _ = getWith(t, api+p, token)
+		assert.Equal(t, http.StatusOK, code, p)
+	}
+	// The page's sign-in sets a session cookie the page's own requests use.
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	c := &http.Client{Jar: jar}
+	resp, err := c.PostForm(api+"/login", map[string][]string{"token": {token}})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = c.Get(api + "/api/policy")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// A rotated Secret takes effect without a restart.
+	require.NoError(t, os.WriteFile(cfg.Admin.Auth.TokenFile, []byte("a-new-token-after-rotation"), 0o600))
+	future := time.Now().Add(time.Minute)
+	require.NoError(t, os.Chtimes(cfg.Admin.Auth.TokenFile, future, future))
+	code, _ := getWith(t, api+"/api/policy", token)
+	assert.Equal(t, http.StatusUnauthorized, code)
+	code, _ = getWith(t, api+"/api/policy", "a-new-token-after-rotation")
+	assert.Equal(t, http.StatusOK, code)
+}
+
+// Bound beyond loopback with no admin.auth, the APIs refuse (403, naming
+// the setting); probes still answer.
+func TestAdminBeyondLoopbackWithoutAuthRefuses(t *testing.T) {
+	cfg := testServeConfig(t)
+	cfg.DNS.Listen, cfg.XDS.Listen = "", ""
+	cfg.Admin.Listen = "0.0.0.0:0"
+	a := startGuard(t, cfg)
+	_, port, err := net.SplitHostPort(a.Admin.String())
+	require.NoError(t, err)
+	base := "http://127.0.0.1:" + port
+	code, _ := getWith(t, base+"/readyz", "")
+	assert.Equal(t, http.StatusOK, code)
+	code, body := getWith(t, base+"/api/policy", "")
+	assert.Equal(t, http.StatusForbidden, code)
+	assert.Contains(t, body, "admin.auth")
+}
+
+// A thousand idle keep-alive connections are closed by the server once
+// admin.idle_timeout passes.
+func TestAdminClosesIdleKeepAlives(t *testing.T) {
+	const conns = 1000
+	cfg := testServeConfig(t)
+	cfg.DNS.Listen, cfg.XDS.Listen = "", ""
+	cfg.Admin.IdleTimeout = 500 * time.Millisecond
+	cfg.Admin.MaxConnections = conns + 10
+	a := startGuard(t, cfg)
+	open := make([]net.Conn, 0, conns)
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for range conns {
+		c, err := net.Dial("tcp", a.Admin.String())
+		require.NoError(t, err)
+		open = append(open, c)
+		_, err = fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var slowest time.Duration
+	stillOpen := 0
+	for _, c := range open {
+		wg.Go(func() {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			mu.Lock()
+			defer mu.Unlock()
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				stillOpen++
+				return
+			}
+			slowest = max(slowest, time.Since(start))
+		})
+	}
+	wg.Wait()
+	assert.Zero(t, stillOpen, "connections the server left open")
+	assert.Less(t, slowest, 5*time.Second, "closed within the idle timeout (0.5 s) plus scheduling slack")
+}
+
+// The connection cap: past admin.max_connections, a new connection waits
+// until one closes.
+func TestAdminConnectionCap(t *testing.T) {
+	cfg := testServeConfig(t)
+	cfg.DNS.Listen, cfg.XDS.Listen = "", ""
+	cfg.Admin.MaxConnections = 2
+	a := startGuard(t, cfg)
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", a.Admin.String())
+		require.NoError(t, err)
+		defer c.Close()
+		held = append(held, c)
+	}
+	c, err := net.Dial("tcp", a.Admin.String())
+	require.NoError(t, err) // the kernel's backlog accepts it
+	defer c.Close()
+	_, err = fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(300*time.Millisecond)))
+	_, err = c.Read(make([]byte, 1))
+	require.Error(t, err, "served past the cap")
+	held[0].Close()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(5*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err, "served once a slot frees")
+	resp.Body.Close()
+}
+
+// Every listener that cannot bind is reported at once, each with the flag
+// that moves it.
+func TestServeReportsEveryBindFailure(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	cfg := testServeConfig(t)
+	cfg.DNS.Listen = "127.0.0.1:0"
+	cfg.XDS.Listen = busy.Addr().String()
+	cfg.Admin.Listen = busy.Addr().String()
+	err = serve(context.Background(), zaptest.NewLogger(t), cfg, nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "xds: listen "+busy.Addr().String())
+	assert.Contains(t, err.Error(), "--xds-listen")
+	assert.Contains(t, err.Error(), "admin: listen "+busy.Addr().String())
+	assert.Contains(t, err.Error(), "--admin-listen")
+}
+
+// Lame duck: on SIGTERM (ctx ends) /readyz answers 503 at once while DNS
+// keeps answering for shutdown.lame_duck; then serve drains and returns.
+func TestLameDuckOrder(t *testing.T) {
+	cfg := testServeConfig(t)
+	cfg.Shutdown.LameDuck = 1500 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	bound := make(chan listeners, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
+	var a listeners
+	select {
+	case a = <-bound:
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not bind")
+	}
+	ready := "http://" + a.Admin.String() + "/readyz"
+	code, _ := getWith(t, ready, "")
+	require.Equal(t, http.StatusOK, code)
+	askDNS := func() error {
+		m := new(dns.Msg)
+		m.SetQuestion("db.prod.example.com.", dns.TypeA)
+		_, _, err := (&dns.Client{Timeout: 300 * time.Millisecond}).Exchange(m, a.DNS.String())
+		return err
+	}
+	require.NoError(t, askDNS())
+
+	stopped := time.Now()
+	cancel()
+	require.Eventually(t, func() bool { code, _ := getWith(t, ready, ""); return code == http.StatusServiceUnavailable },
+		time.Second, 10*time.Millisecond, "/readyz turns 503 at once")
+	notReadyAfter := time.Since(stopped)
+	require.NoError(t, askDNS(), "DNS still answers in lame duck")
+	conn, err := net.DialTimeout("tcp", a.XDS.String(), time.Second)
+	require.NoError(t, err, "xDS still accepts in lame duck")
+	conn.Close()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	returned := time.Since(stopped)
+	assert.Less(t, notReadyAfter, cfg.Shutdown.LameDuck)
+	assert.GreaterOrEqual(t, returned, cfg.Shutdown.LameDuck, "serve kept serving for the lame-duck interval")
+	assert.Error(t, askDNS(), "DNS is drained after the lame-duck interval")
+}
