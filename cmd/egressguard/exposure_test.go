@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/egressguard/egressguard/internal/testcert"
+	"github.com/egressguard/egressguard/internal/tlsprofile"
 )
 
 func getWith(t *testing.T, url, token string) (int, string) {
@@ -245,4 +249,49 @@ func TestLameDuckOrder(t *testing.T) {
 	assert.Less(t, notReadyAfter, cfg.Shutdown.LameDuck)
 	assert.GreaterOrEqual(t, returned, cfg.Shutdown.LameDuck, "serve kept serving for the lame-duck interval")
 	assert.Error(t, askDNS(), "DNS is drained after the lame-duck interval")
+}
+
+// Every TLS listener (xDS with xds.tls, the webhook) speaks TLS 1.3, or
+// TLS 1.2 with AEAD suites only: CBC suites and TLS 1.1 are refused.
+func TestTLSListenersModernProfile(t *testing.T) {
+	cfg := testServeConfig(t)
+	cfg.DNS.Listen = ""
+	dir := t.TempDir()
+	testcert.Write(t, dir, 1)
+	cfg.XDS.TLS.CertFile, cfg.XDS.TLS.KeyFile = testcert.CertFile(dir), testcert.KeyFile(dir)
+	cfg.Webhook.Listen = "127.0.0.1:0"
+	cfg.Webhook.CertFile, cfg.Webhook.KeyFile = testcert.CertFile(dir), testcert.KeyFile(dir)
+	cfg.Webhook.DNSServer = "10.96.0.53"
+	cfg.Webhook.XDSAddress = "egressguard.egressguard.svc:18000"
+	require.NoError(t, cfg.validate())
+	a := startGuard(t, cfg)
+
+	for name, addr := range map[string]string{"xds": a.XDS.String(), "webhook": a.Webhook.String()} {
+		for _, tc := range []struct {
+			name     string
+			min, max uint16
+			suites   []uint16
+			ok       bool
+		}{
+			{"TLS 1.3", tls.VersionTLS13, tls.VersionTLS13, nil, true},
+			{"TLS 1.2 GCM", tls.VersionTLS12, tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}, true},
+			{"TLS 1.2 ChaCha20", tls.VersionTLS12, tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}, true},
+			{"TLS 1.2 CBC", tls.VersionTLS12, tls.VersionTLS12, []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}, false},
+			{"TLS 1.1", tls.VersionTLS11, tls.VersionTLS11, nil, false},
+		} {
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+				InsecureSkipVerify: true, //nolint:gosec // the profile is under test, not the certificate
+				MinVersion:         tc.min, MaxVersion: tc.max, CipherSuites: tc.suites,
+			})
+			if tc.ok {
+				if assert.NoError(t, err, "%s %s", name, tc.name) {
+					st := conn.ConnectionState()
+					assert.Contains(t, append([]uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384, tls.TLS_CHACHA20_POLY1305_SHA256}, tlsprofile.CipherSuites...), st.CipherSuite)
+					conn.Close()
+				}
+			} else {
+				assert.Error(t, err, "%s %s", name, tc.name)
+			}
+		}
+	}
 }
