@@ -295,3 +295,21 @@ func TestTLSListenersModernProfile(t *testing.T) {
 		}
 	}
 }
+
+// validate --previous-catalog shows the change a reload would make and
+// fails when serve's max_shrink guard would refuse it.
+func TestValidateShowsTheReloadChange(t *testing.T) {
+	dir := t.TempDir()
+	cut := filepath.Join(dir, "cut.yaml")
+	require.NoError(t, os.WriteFile(cut, []byte("zones: [\"*.prod.example.com\"]\n"), 0o600))
+	args := []string{"validate", "--set", "dns.listen=", "--set", "xds.listen=", "--previous-catalog", "../../deploy/examples/catalog.yaml"}
+
+	out, err := runCLI(t, append(args, "--catalog", cut)...)
+	require.Error(t, err)
+	assert.Contains(t, out, "a running serve would refuse this reload (policy.max_shrink 25%)")
+	assert.Contains(t, err.Error(), "-> 1 (")
+
+	out, err = runCLI(t, append(args, "--catalog", "../../deploy/examples/catalog.yaml")...)
+	require.NoError(t, err)
+	assert.Contains(t, out, "(0% removed): a running serve would reload it")
+}
