@@ -98,3 +98,16 @@ func egressPolicies(objs []object) []*networkingv1.NetworkPolicy {
 	}
 	return out
 }
+
+// The chart's dnsguard answers only the configured sources and rate-limits
+// UDP answers (on in the chart, off in `make run`).
+func TestChartDNSExposure(t *testing.T) {
+	objs, _, err := renderChart(t, loadChart(t), "dnsExposure: {allowFrom: [10.244.0.0/16]}", capabilities())
+	require.NoError(t, err)
+	dns := checkManifests(t, objs).dgConfig.DNS
+	assert.Equal(t, []string{"10.244.0.0/16"}, dns.AllowFrom)
+	assert.Equal(t, 100, dns.RRL.ResponsesPerSecond)
+	assert.Equal(t, 2, dns.RRL.Slip)
+	assert.Equal(t, 32, dns.RRL.IPv4PrefixLength)
+	require.NoError(t, dns.Validate())
+}
