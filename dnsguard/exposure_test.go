@@ -3,6 +3,7 @@ package dnsguard
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -133,4 +134,24 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 		assert.Equal(t, min(2*slept[i-1], acceptBackoffMax), slept[i])
 	}
 	assert.InDelta(t, 10, value(l.m.acceptErrors), 0)
+}
+
+// FuzzRawQname: RRL's bucket name never panics and, when miekg/dns reads
+// the same question with a plain name, agrees with it (lower-cased).
+func FuzzRawQname(f *testing.F) {
+	for _, n := range []string{"www.example.com.", "A.B.", "."} {
+		m := new(dns.Msg)
+		m.SetQuestion(n, dns.TypeA)
+		b, err := m.Pack()
+		require.NoError(f, err)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got := rawQname(b)
+		m := new(dns.Msg)
+		if got == "" || m.Unpack(b) != nil || len(m.Question) == 0 || strings.Contains(m.Question[0].Name, `\`) {
+			return // presentation form escapes it; nothing to compare
+		}
+		assert.Equal(t, strings.ToLower(m.Question[0].Name), got)
+	})
 }
