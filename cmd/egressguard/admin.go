@@ -48,49 +48,34 @@ func (g *guard) adminOptions() admin.Options {
 
 // adminHandlers returns the handler of admin.listen and, when
 // admin.api_listen is set, the API's own (else nil: admin.listen serves
-// both). The API is behind admin.auth; without auth it is served only on a
-// loopback address, and elsewhere answers 403 naming the setting.
+// both). The API is behind admin.auth; without it, only loopback peers get
+// it (a process in the pod, `kubectl port-forward`), others 403 naming the
+// setting.
 func (g *guard) adminHandlers() (main, api http.Handler) {
 	o := g.adminOptions()
-	apiAddr := g.cfg.Admin.APIListen
-	if apiAddr == "" {
-		apiAddr = g.cfg.Admin.Listen
-	}
-	auth := g.auth
-	if auth == nil && !loopbackAddr(apiAddr) {
-		auth = noAuthConfigured{addr: apiAddr}
-		g.log.Warn("the admin API and page are bound beyond loopback without admin.auth: they answer 403; set admin.auth.token_file or admin.auth.kubernetes",
-			zap.String("addr", apiAddr))
+	a := admin.API(o)
+	if g.auth != nil {
+		a = admin.RequireAuth(g.auth, a)
+	} else {
+		a = loopbackPeersOnly(a)
 	}
 	if g.cfg.Admin.APIListen == "" {
-		return admin.Handler(o, auth), nil
-	}
-	a := admin.API(o)
-	if auth != nil {
-		a = admin.RequireAuth(auth, a)
+		return admin.Handler(o, a), nil
 	}
 	return admin.Probes(o), a
 }
 
-// loopbackAddr reports whether host:port binds loopback addresses only.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
-}
-
-// noAuthConfigured refuses every caller of an API bound beyond loopback
-// with no admin.auth: fail closed, and say what to set.
-type noAuthConfigured struct{ addr string }
-
-func (n noAuthConfigured) Authenticate(context.Context, string) (string, error) {
-	return "", fmt.Errorf("%w: the admin API on %s is reachable beyond loopback and admin.auth is not configured (set admin.auth.token_file or admin.auth.kubernetes)", admin.ErrForbidden, n.addr)
+// loopbackPeersOnly serves h to loopback peers and refuses everyone else:
+// the admin API without admin.auth.
+func loopbackPeersOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && ap.Addr().Unmap().IsLoopback() {
+			h.ServeHTTP(w, r)
+			return
+		}
+		admin.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API answers only loopback peers " +
+			"(kubectl port-forward) unless admin.auth is configured: set admin.auth.token_file or admin.auth.kubernetes"})
+	})
 }
 
 // newAdminAuth builds admin.auth's authenticator (nil when none is set).

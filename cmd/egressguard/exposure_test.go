@@ -89,21 +89,40 @@ func TestAdminSplitAndTokenAuth(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code)
 }
 
-// Bound beyond loopback with no admin.auth, the APIs refuse (403, naming
-// the setting); probes still answer.
-func TestAdminBeyondLoopbackWithoutAuthRefuses(t *testing.T) {
+// nonLoopbackAddr is an address of this host that is not loopback.
+func nonLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	require.NoError(t, err)
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	t.Skip("no non-loopback IPv4 address on this host")
+	return ""
+}
+
+// Bound beyond loopback with no admin.auth, the APIs answer loopback peers
+// only (kubectl port-forward arrives on loopback); a neighbour gets 403
+// naming the setting, while probes answer everyone.
+func TestAdminWithoutAuthAnswersLoopbackPeersOnly(t *testing.T) {
 	cfg := testServeConfig(t)
 	cfg.DNS.Listen, cfg.XDS.Listen = "", ""
 	cfg.Admin.Listen = "0.0.0.0:0"
 	a := startGuard(t, cfg)
 	_, port, err := net.SplitHostPort(a.Admin.String())
 	require.NoError(t, err)
-	base := "http://127.0.0.1:" + port
-	code, _ := getWith(t, base+"/readyz", "")
+	neighbour := "http://" + net.JoinHostPort(nonLoopbackAddr(t), port)
+	code, _ := getWith(t, neighbour+"/readyz", "")
 	assert.Equal(t, http.StatusOK, code)
-	code, body := getWith(t, base+"/api/policy", "")
-	assert.Equal(t, http.StatusForbidden, code)
-	assert.Contains(t, body, "admin.auth")
+	for _, p := range []string{"/", "/api/policy", "/api/sidecars", "/debug/xds"} {
+		code, body := getWith(t, neighbour+p, "")
+		assert.Equal(t, http.StatusForbidden, code, p)
+		assert.Contains(t, body, "admin.auth", p)
+	}
+	code, _ = getWith(t, "http://127.0.0.1:"+port+"/api/policy", "")
+	assert.Equal(t, http.StatusOK, code, "a loopback peer (port-forward)")
 }
 
 // A thousand idle keep-alive connections are closed by the server once

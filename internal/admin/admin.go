@@ -51,12 +51,12 @@ type Options struct {
 	DecisionLog func() decisionlog.Status
 }
 
-// Handler serves Probes and, behind auth (nil: no authentication, for a
-// loopback-only listener), API on one listener.
-func Handler(o Options, auth Authenticator) http.Handler {
-	probes, api := Probes(o), API(o)
-	if auth != nil {
-		api = RequireAuth(auth, api)
+// Handler serves Probes and api (API, wrapped in RequireAuth or another
+// guard; nil: API unguarded) on one listener.
+func Handler(o Options, api http.Handler) http.Handler {
+	probes := Probes(o)
+	if api == nil {
+		api = API(o)
 	}
 	mux := http.NewServeMux()
 	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
