@@ -126,8 +126,8 @@ type adminSection struct {
 	// APIListen, when set, serves the JSON APIs and the page on their own
 	// address, so probes and metrics can be exposed without them.
 	APIListen string `yaml:"api_listen"`
-	// Auth guards the JSON APIs and the page. Without it they are served
-	// only on a loopback address; bound beyond loopback they answer 403.
+	// Auth guards the JSON APIs and the page. Without it they answer
+	// loopback peers only (a process in the pod, kubectl port-forward).
 	Auth adminAuthSection `yaml:"auth"`
 	// MaxConnections caps the open connections of each admin listener.
 	MaxConnections int `yaml:"max_connections"`
