@@ -332,3 +332,15 @@ func TestValidateShowsTheReloadChange(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, out, "(0% removed): a running serve would reload it")
 }
+
+// validate checks admin.auth.kubernetes as configuration only: no cluster,
+// no kubeconfig needed.
+func TestValidateKubernetesAdminAuthOffline(t *testing.T) {
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "missing"))
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	out, err := runCLI(t, "validate", "--set", "dns.listen=", "--set", "xds.listen=", "--set", "admin.auth.kubernetes=true")
+	require.NoError(t, err)
+	assert.Contains(t, out, "ok: policy")
+	_, err = runCLI(t, "validate", "--set", "admin.auth.kubernetes=true", "--set", "admin.auth.token_file=/x")
+	assert.ErrorContains(t, err, "admin.auth: token_file and kubernetes are both set")
+}

@@ -35,12 +35,13 @@ change a reload would make and fails when a running serve would refuse it
 			if cfgErr != nil {
 				buildCfg.DNS.Listen, buildCfg.XDS.Listen, buildCfg.Webhook.Listen = "", "", ""
 			}
-			// validate never contacts a cluster: the Kubernetes source is
-			// checked as configuration only.
+			// validate never contacts a cluster: the Kubernetes source and
+			// admin.auth.kubernetes are checked as configuration only.
 			kubernetes := buildCfg.Inventory.source() == inventoryKubernetes
 			if kubernetes {
 				buildCfg.Inventory = inventorySection{}
 			}
+			buildCfg.Admin.Auth.Kubernetes = false
 			g, err := build(cmd.Context(), ro.Logger(), buildCfg)
 			if err := errors.Join(cfgErr, err); err != nil {
 				return err
