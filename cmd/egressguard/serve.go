@@ -414,13 +414,18 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 
 	undo = nil // bound: from here on the group owns every listener
 	g.ready.Store(true)
-	log.Info("egressguard serving",
+	fields := []zap.Field{
 		zap.String("version", version),
 		zap.String("policy_version", g.engine.Version()),
 		zap.Stringer("dns", addrOrOff(addrs.DNS)),
 		zap.Stringer("xds", addrOrOff(addrs.XDS)),
 		zap.Stringer("admin", addrOrOff(addrs.Admin)),
-		zap.Stringer("webhook", addrOrOff(addrs.Webhook)))
+		zap.Stringer("webhook", addrOrOff(addrs.Webhook)),
+	}
+	if addrs.AdminAPI != nil {
+		fields = append(fields, zap.Stringer("admin_api", addrs.AdminAPI))
+	}
+	log.Info("egressguard serving", fields...)
 	if bound != nil {
 		bound <- addrs
 	}
