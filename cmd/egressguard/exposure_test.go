@@ -3,7 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +28,7 @@ import (
 
 	"github.com/egressguard/egressguard/internal/testcert"
 	"github.com/egressguard/egressguard/internal/tlsprofile"
+	"github.com/egressguard/egressguard/policy"
 )
 
 func getWith(t *testing.T, url, token string) (int, string) {
@@ -343,4 +350,81 @@ func TestValidateKubernetesAdminAuthOffline(t *testing.T) {
 	assert.Contains(t, out, "ok: policy")
 	_, err = runCLI(t, "validate", "--set", "admin.auth.kubernetes=true", "--set", "admin.auth.token_file=/x")
 	assert.ErrorContains(t, err, "admin.auth: token_file and kubernetes are both set")
+}
+
+// A tampered catalog under policy.signature_key_file keeps the last good
+// policy, and /api/policy and /metrics say so.
+func TestServeSignedCatalogTampered(t *testing.T) {
+	dir := t.TempDir()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	require.NoError(t, err)
+	keyFile := filepath.Join(dir, "policy.pub")
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
+	cat := filepath.Join(dir, "catalog.yaml")
+	writeSigned := func(content string, key ed25519.PrivateKey) {
+		require.NoError(t, os.WriteFile(cat, []byte(content), 0o600))
+		sig := base64.StdEncoding.EncodeToString(ed25519.Sign(key, []byte(content)))
+		require.NoError(t, os.WriteFile(cat+policy.SignatureSuffix, []byte(sig), 0o600))
+	}
+	writeSigned("zones: [\"*.prod.example.com\", \"billing.example.com\"]\n", priv)
+
+	cfg := testServeConfig(t)
+	cfg.DNS.Listen, cfg.XDS.Listen = "", ""
+	cfg.Policy.Catalogs = []string{cat}
+	cfg.Policy.SignatureKeyFile = keyFile
+	cfg.Policy.Settle = 10 * time.Millisecond
+	a := startGuard(t, cfg)
+	base := "http://" + a.Admin.String()
+	var st policy.Status
+	readStatus := func() policy.Status {
+		code, body := getWith(t, base+"/api/policy", "")
+		require.Equal(t, http.StatusOK, code)
+		var s policy.Status
+		require.NoError(t, json.Unmarshal([]byte(body), &s))
+		return s
+	}
+	st = readStatus()
+	require.Equal(t, policy.SignatureVerified, st.Signature)
+	v1 := st.Version
+
+	// Signed by someone else: refused once the watcher sees it.
+	_, other, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	writeSigned("zones: [\"*.prod.example.com\", \"billing.example.com\", \"x.example.com\"]\n", other)
+	require.Eventually(t, func() bool { st = readStatus(); return st.Signature == policy.SignatureFailed },
+		20*time.Second, 50*time.Millisecond)
+	assert.Equal(t, v1, st.Version, "the last good policy keeps serving")
+	assert.Contains(t, st.LastError, "does not verify")
+	_, metrics := getWith(t, base+"/metrics", "")
+	assert.Contains(t, metrics, "egressguard_policy_signature_valid 0")
+	assert.Contains(t, metrics, `egressguard_policy_integrity_refusals_total{check="signature"}`)
+}
+
+// A decision record that cannot be written is counted and shown by
+// /api/decisionlog (the page reads it), not only counted in a metric.
+func TestServeDecisionLogFailureVisible(t *testing.T) {
+	cfg := testServeConfig(t)
+	cfg.XDS.Listen = ""
+	cfg.Decisions.File = "/dev/full"
+	a := startGuard(t, cfg)
+	m := new(dns.Msg)
+	m.SetQuestion("api.stripe.com.", dns.TypeA) // denied in staging
+	_, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(m, a.DNS.String())
+	require.NoError(t, err)
+	var got struct {
+		File   bool `json:"file"`
+		Status struct {
+			Errors    uint64 `json:"errors"`
+			LastError string `json:"last_error"`
+		} `json:"status"`
+	}
+	require.Eventually(t, func() bool {
+		_, body := getWith(t, "http://"+a.Admin.String()+"/api/decisionlog", "")
+		require.NoError(t, json.Unmarshal([]byte(body), &got))
+		return got.Status.Errors > 0
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.True(t, got.File)
+	assert.Contains(t, got.Status.LastError, "no space left on device")
 }
