@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -427,4 +428,28 @@ func TestServeDecisionLogFailureVisible(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	assert.True(t, got.File)
 	assert.Contains(t, got.Status.LastError, "no space left on device")
+}
+
+// A second SIGTERM during the lame duck drains at once.
+func TestLameDuckSecondSignal(t *testing.T) {
+	cfg := testServeConfig(t)
+	cfg.DNS.Listen, cfg.XDS.Listen = "", ""
+	cfg.Shutdown.LameDuck = time.Minute
+	ctx, cancel := context.WithCancel(context.Background())
+	bound := make(chan listeners, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
+	a := <-bound
+	cancel() // the first signal
+	require.Eventually(t, func() bool {
+		code, _ := getWith(t, "http://"+a.Admin.String()+"/readyz", "")
+		return code == http.StatusServiceUnavailable
+	}, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second SIGTERM did not cut the lame duck short")
+	}
 }

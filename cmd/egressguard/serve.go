@@ -400,12 +400,19 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 		case <-run.Done():
 			return nil
 		}
+		// A second SIGINT or SIGTERM (Ctrl-C twice under `make run`)
+		// skips the rest of the interval.
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
 		g.lameDuck.Store(true)
 		log.Info("stopping: lame duck, /readyz answers 503, still serving", zap.Duration("lame_duck", cfg.Shutdown.LameDuck))
 		t := time.NewTimer(cfg.Shutdown.LameDuck)
 		defer t.Stop()
 		select {
 		case <-t.C:
+		case <-again:
+			log.Info("second signal: lame duck cut short")
 		case <-run.Done():
 		}
 		log.Info("lame duck over: draining")
