@@ -492,7 +492,7 @@ func checkNetworkPolicies(t *testing.T, objs []object, r roles) {
 	cpLabels := labels.Set(r.cp.Spec.Template.Labels)
 	dnsPort := listenPort(t, r.dgConfig.DNS.Listen)
 	xdsPort := listenPort(t, r.cpConfig.XDS.Listen)
-	for _, np := range find[*networkingv1.NetworkPolicy](objs) {
+	for _, np := range egressPolicies(objs) {
 		where := np.Namespace + "/" + np.Name
 		assert.NotEqual(t, r.cp.Namespace, np.Namespace, "%s: policies are for injected namespaces", where)
 		assert.Empty(t, np.Spec.PodSelector.MatchLabels, "%s: every pod", where)

@@ -127,7 +127,7 @@ func TestChartRenders(t *testing.T) {
 			assert.True(t, strings.HasPrefix(r.cpConfig.Webhook.InitImage, inject.DefaultInitImageRepository+":"))
 			assert.Equal(t, int64(1337), r.cpConfig.Webhook.ProxyUID)
 			assert.Equal(t, uint32(15001), r.cpConfig.Webhook.OutboundPort)
-			nps := find[*networkingv1.NetworkPolicy](r.objs)
+			nps := egressPolicies(r.objs)
 			require.Len(t, nps, 1)
 			assert.Equal(t, "staging", nps[0].Namespace)
 			assertNoUDPBeyondDNS(t, nps[0])
@@ -205,7 +205,7 @@ dnsguard:
 			mwc := one[*admissionv1.MutatingWebhookConfiguration](t, r.objs, releaseName)
 			assert.Equal(t, "Ignore", string(*mwc.Webhooks[0].FailurePolicy))
 			assert.Equal(t, "/inject/v1", *mwc.Webhooks[0].ClientConfig.Service.Path)
-			nps := find[*networkingv1.NetworkPolicy](r.objs)
+			nps := egressPolicies(r.objs)
 			require.Len(t, nps, 2)
 			for _, np := range nps {
 				var except []string
@@ -235,7 +235,7 @@ dnsguard:
 			}
 		}},
 		{name: "udp allowed", values: "networkPolicy: {allowUDP: true}", check: func(t *testing.T, r roles) {
-			np := find[*networkingv1.NetworkPolicy](r.objs)[0]
+			np := egressPolicies(r.objs)[0]
 			udp := 0
 			for _, rule := range np.Spec.Egress {
 				for _, p := range rule.Ports {
@@ -247,7 +247,7 @@ dnsguard:
 			assert.Greater(t, udp, 1, "UDP beyond DNS")
 		}},
 		{name: "no network policy, no webhook", values: "networkPolicy: {enabled: false}\nwebhook: {enabled: false}", check: func(t *testing.T, r roles) {
-			assert.Empty(t, find[*networkingv1.NetworkPolicy](r.objs))
+			assert.Empty(t, egressPolicies(r.objs))
 			assert.Nil(t, r.cpConfig.Webhook)
 			assert.Empty(t, find[*corev1.Secret](r.objs))
 		}},

@@ -169,7 +169,7 @@ func TestKustomizeBase(t *testing.T) {
 	ns := one[*corev1.Namespace](t, objs, releaseNS)
 	assert.NotEqual(t, "enabled", ns.Labels[injectLabel], "egressguard's namespace is never injected")
 	assert.Equal(t, "restricted", ns.Labels["pod-security.kubernetes.io/enforce"], "egressguard's own pods meet the restricted Pod Security Standard")
-	assert.Empty(t, find[*networkingv1.NetworkPolicy](objs), "NetworkPolicies belong to the overlays")
+	assert.Empty(t, egressPolicies(objs), "egress NetworkPolicies belong to the overlays")
 	assert.Len(t, find[*cmCertificate](objs), 2, "the webhook certificate comes from cert-manager")
 	assertEnvironments(t, r, "", nil)
 	for _, o := range objs {
@@ -193,7 +193,7 @@ func TestKustomizeStagingOverlay(t *testing.T) {
 	nsLabels := labels.Merge(staging.Labels, labels.Set{"kubernetes.io/metadata.name": staging.Name})
 	assert.True(t, sel.Matches(nsLabels), "the webhook injects the staging namespace")
 
-	nps := find[*networkingv1.NetworkPolicy](objs)
+	nps := egressPolicies(objs)
 	require.Len(t, nps, 1)
 	assert.Equal(t, "staging", nps[0].Namespace)
 	assertNoUDPBeyondDNS(t, nps[0])

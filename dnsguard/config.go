@@ -68,6 +68,11 @@ type Config struct {
 	// MaxConcurrent bounds upstream queries in flight; beyond it queries are
 	// answered SERVFAIL at once rather than queued without bound.
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// AllowFrom are the source CIDRs (or IPs) allowed to query; others are
+	// answered REFUSED and counted. Default: DefaultAllowFrom.
+	AllowFrom []string `yaml:"allow_from"`
+	// RRL is response rate limiting for UDP answers (off by default).
+	RRL RRLConfig `yaml:"rrl"`
 }
 
 // Defaults returns the configuration used when a field is not set.
@@ -85,6 +90,8 @@ func Defaults() Config {
 		ServeStale:      10 * time.Minute,
 		UDPSize:         1232,
 		MaxConcurrent:   2000,
+		AllowFrom:       append([]string(nil), DefaultAllowFrom...),
+		RRL:             defaultRRL(),
 	}
 }
 
@@ -158,6 +165,15 @@ func (c Config) Validate() error {
 	if c.MaxConcurrent < 1 {
 		add("max_concurrent", "must be at least 1, got %d", c.MaxConcurrent)
 	}
+	if len(c.AllowFrom) == 0 {
+		add("allow_from", "empty: no client could query (list the CIDRs allowed, e.g. the pod CIDRs)")
+	}
+	if _, err := parseACL(c.AllowFrom); err != nil {
+		for _, e := range flatten(err) {
+			add("", "%v", e)
+		}
+	}
+	c.RRL.validate(add)
 	return errors.Join(errs...)
 }
 

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gaissmai/bart"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -46,6 +47,9 @@ type Server struct {
 	clients atomic.Pointer[clientTable]
 	bufs    sync.Pool
 	negTTL  uint32
+	acl     *bart.Lite
+	rrl     *rrl // nil: off
+	exp     *exposureMetrics
 
 	mu      sync.Mutex
 	started bool
@@ -78,7 +82,13 @@ func New(cfg Config, plans PlanSource, inv inventory.Source, sink decisionlog.Si
 		return nil, err
 	}
 	m := NewMetrics(reg)
+	acl, err := parseACL(cfg.AllowFrom)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
+		acl:     acl,
+		exp:     newExposureMetrics(reg),
 		cfg:     cfg,
 		log:     log,
 		metrics: m,
@@ -87,6 +97,9 @@ func New(cfg Config, plans PlanSource, inv inventory.Source, sink decisionlog.Si
 		sink:    sink,
 		fwd:     newForwarder(addrs, cfg, m),
 		negTTL:  uint32(cfg.NegativeTTL / time.Second),
+	}
+	if cfg.RRL.ResponsesPerSecond > 0 {
+		s.rrl = newRRL(cfg.RRL)
 	}
 	s.cache = newAnswerCache(cfg.CacheSize, cfg.ServeStale, m.CacheEvictions.Inc)
 	m.cacheLen = func() float64 { return float64(s.cache.len()) }
@@ -129,7 +142,19 @@ func (s *Server) Start(ctx context.Context) error {
 		return a
 	}
 	invalid := func([]byte, error) { s.metrics.Malformed.Inc() }
-	s.tcp = &dns.Server{Listener: l, Handler: s, MsgAcceptFunc: accept, MsgInvalidFunc: invalid}
+	// TCP: the source ACL, and an accept loop that backs off on errors.
+	acl := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		if !s.allowed(remoteIP(w)) {
+			m := new(dns.Msg)
+			m.SetRcode(r, dns.RcodeRefused)
+			m.Question = nil
+			_ = w.WriteMsg(m)
+			return
+		}
+		s.ServeDNS(w, r)
+	})
+	l = &backoffListener{Listener: l, m: s.exp, log: s.log, sleep: time.Sleep}
+	s.tcp = &dns.Server{Listener: l, Handler: acl, MsgAcceptFunc: accept, MsgInvalidFunc: invalid}
 	var ready sync.WaitGroup
 	ready.Add(1)
 	s.tcp.NotifyStartedFunc = ready.Done

@@ -84,8 +84,14 @@ func (u *udpServer) read() {
 			u.s.metrics.Malformed.Inc() // too short to answer: dropped
 			continue
 		}
+		if !u.s.allowed(from.Addr()) {
+			if buf[2]&0x80 == 0 { // never answer a response
+				_, _ = u.pc.WriteToUDPAddrPort(refuse(buf[:n]), from)
+			}
+			continue
+		}
 		if resp, ok := u.s.fastAnswer(buf[:n], from, out[:0], &name); ok {
-			_, _ = u.pc.WriteToUDPAddrPort(resp, from)
+			u.send(resp, buf[:n], from)
 			continue
 		}
 		msg := append([]byte(nil), buf[:n]...)
@@ -100,7 +106,7 @@ func (u *udpServer) read() {
 // other opcodes) and is counted as malformed.
 func (u *udpServer) slow(msg []byte, from netip.AddrPort) {
 	defer u.flight.Done()
-	w := &udpWriter{pc: u.pc, to: from}
+	w := &udpWriter{u: u, query: msg, to: from}
 	hdr := dns.Header{
 		Id:      binary.BigEndian.Uint16(msg[0:]),
 		Bits:    binary.BigEndian.Uint16(msg[2:]),
@@ -137,13 +143,31 @@ func (u *udpServer) slow(msg []byte, from netip.AddrPort) {
 	u.s.ServeDNS(w, req)
 }
 
-// udpWriter is the dns.ResponseWriter of one slow-path UDP query.
-type udpWriter struct {
-	pc *net.UDPConn
-	to netip.AddrPort
+// send writes a UDP answer, subject to response rate limiting.
+func (u *udpServer) send(resp, query []byte, to netip.AddrPort) {
+	if u.s.rrl != nil {
+		switch u.s.rrl.check(to.Addr(), rawQname(query)) {
+		case rrlDrop:
+			u.s.exp.rrlDropped.Inc()
+			return
+		case rrlSlip:
+			u.s.exp.rrlSlipped.Inc()
+			if resp = truncated(resp); resp == nil {
+				return
+			}
+		}
+	}
+	_, _ = u.pc.WriteToUDPAddrPort(resp, to)
 }
 
-func (w *udpWriter) LocalAddr() net.Addr  { return w.pc.LocalAddr() }
+// udpWriter is the dns.ResponseWriter of one slow-path UDP query.
+type udpWriter struct {
+	u     *udpServer
+	query []byte
+	to    netip.AddrPort
+}
+
+func (w *udpWriter) LocalAddr() net.Addr  { return w.u.pc.LocalAddr() }
 func (w *udpWriter) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.to) }
 func (w *udpWriter) WriteMsg(m *dns.Msg) error {
 	b, err := m.Pack()
@@ -153,11 +177,14 @@ func (w *udpWriter) WriteMsg(m *dns.Msg) error {
 	_, err = w.Write(b)
 	return err
 }
-func (w *udpWriter) Write(b []byte) (int, error) { return w.pc.WriteToUDPAddrPort(b, w.to) }
-func (w *udpWriter) Close() error                { return nil }
-func (w *udpWriter) TsigStatus() error           { return nil }
-func (w *udpWriter) TsigTimersOnly(bool)         {}
-func (w *udpWriter) Hijack()                     {}
+func (w *udpWriter) Write(b []byte) (int, error) {
+	w.u.send(b, w.query, w.to)
+	return len(b), nil
+}
+func (w *udpWriter) Close() error        { return nil }
+func (w *udpWriter) TsigStatus() error   { return nil }
+func (w *udpWriter) TsigTimersOnly(bool) {}
+func (w *udpWriter) Hijack()             {}
 
 // nameBuf holds a query name in cache-key form (lower case, fully
 // qualified) while a reader answers one packet.

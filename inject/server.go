@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/egressguard/egressguard/internal/tlsprofile"
 )
 
 // ShutdownTimeout bounds the graceful shutdown of Serve: in-flight reviews
@@ -55,11 +57,8 @@ func NewServer(cfg Config, h *Handler, log *zap.Logger) (*Server, error) {
 		return nil, fmt.Errorf("inject: server: %w", err)
 	}
 	srv := &http.Server{
-		Handler: mux,
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: certs.GetCertificate,
-		},
+		Handler:           mux,
+		TLSConfig:         tlsprofile.Server(&tls.Config{GetCertificate: certs.GetCertificate}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -27,7 +27,7 @@ func TestParseCatalogInvalid(t *testing.T) {
 		}},
 		{"bad_date.yaml", []string{`bad_date.yaml:5: exceptions[0].expires: bad date "31/12/2026" (want YYYY-MM-DD)`}},
 		{"bad_port.yaml", []string{`bad_port.yaml:5: providers[0].endpoints[0].ports[1]: cannot unmarshal !!int ` + "`70000`"}},
-		{"syntax.yaml", []string{`syntax.yaml:1: did not find expected ',' or ']'`}},
+		{"syntax.yaml", []string{`syntax.yaml:2: did not find expected ',' or ']'`}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			p := filepath.Join("testdata", "invalid", tc.file)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -36,6 +37,23 @@ type Options struct {
 	Now func() time.Time
 	// Debounce is how long Watch waits for file events to settle (default 250ms).
 	Debounce time.Duration
+
+	// Settle is the interval between the two reads of the operator's files
+	// that must agree (content, size, modification time) before a policy
+	// is built from them; 0 reads twice back to back.
+	Settle time.Duration
+	// MaxShrink is the largest share (0..1) of the operator catalogs'
+	// production entries (zones, CIDRs, provider endpoints) a reload may
+	// remove; 0 means DefaultMaxShrink, 1 allows any change. Start-up is
+	// not limited: restarting is how a deliberate large removal is loaded.
+	MaxShrink float64
+	// AllowEmpty accepts an operator catalog file, or a merged catalog,
+	// with no production entry (by default an error: an emptied file is
+	// far more often a half-written one than an intended policy).
+	AllowEmpty bool
+	// VerifyKey, when set, requires every operator catalog and Rego file
+	// to carry a valid detached ed25519 signature (file + SignatureSuffix).
+	VerifyKey ed25519.PublicKey
 }
 
 // Status is what an operator sees of the engine (admin endpoint, logs).
@@ -46,6 +64,12 @@ type Status struct {
 	LastError         string             `json:"last_error,omitempty"`
 	ExpiredExceptions []ExpiredException `json:"expired_exceptions,omitempty"`
 	ClassesCached     int                `json:"classes_cached"`
+	// Signature is off (no key), verified, or failed (the last load's
+	// check failed; the last good policy keeps serving).
+	Signature string `json:"signature"`
+	// ProductionEntries counts the serving operator catalogs' zones, CIDRs
+	// and provider endpoints (what policy.max_shrink compares).
+	ProductionEntries int `json:"production_entries"`
 }
 
 // Engine serves compiled plans for workload classes and reloads its policy
@@ -56,11 +80,14 @@ type Engine struct {
 	metrics *Metrics
 	cur     atomic.Pointer[state]
 
-	reloadMu sync.Mutex // one reload at a time
+	integ    *integrityMetrics
+	reloadMu sync.Mutex   // one reload at a time
+	entries  atomic.Int64 // operator production entries of the serving policy
 
 	statusMu   sync.Mutex
 	lastReload time.Time
 	lastErr    error
+	signature  string
 
 	subsMu  sync.Mutex
 	subs    map[uint64]func()
@@ -79,13 +106,14 @@ func NewEngine(ctx context.Context, opts Options, log *zap.Logger, reg prometheu
 	if log == nil {
 		log = zap.NewNop()
 	}
-	e := &Engine{opts: opts, log: log, metrics: NewMetrics(reg), subs: map[uint64]func(){}}
-	s, err := e.load(ctx)
+	e := &Engine{opts: opts, log: log, metrics: NewMetrics(reg), integ: newIntegrityMetrics(reg), subs: map[uint64]func(){}}
+	s, n, err := e.load(ctx)
 	if err != nil {
 		e.metrics.Reloads.WithLabelValues(reloadError).Inc()
 		return nil, fmt.Errorf("policy: load: %w", err)
 	}
 	e.metrics.Reloads.WithLabelValues(reloadSuccess).Inc()
+	e.entries.Store(int64(n))
 	e.install(s)
 	e.log.Info("policy loaded", zap.String("version", s.version),
 		zap.Int("providers", len(s.catalog.Providers)), zap.Int("zones", len(s.catalog.Zones)),
@@ -93,12 +121,54 @@ func NewEngine(ctx context.Context, opts Options, log *zap.Logger, reg prometheu
 	return e, nil
 }
 
-func (e *Engine) load(ctx context.Context) (*state, error) {
-	src, err := readSources(e.opts)
+// load reads the sources once they are stable, checks their signatures
+// and that they are not empty, and builds a policy; n is the operator
+// catalogs' production entry count. Integrity refusals are counted.
+func (e *Engine) load(ctx context.Context) (s *state, n int, err error) {
+	defer func() { e.noteIntegrity(err) }()
+	src, err := e.readStable(ctx)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return buildState(ctx, src, e.opts.Now(), e.metrics)
+	ops := src.operatorFiles(e.opts)
+	if err := e.verifySignatures(ops); err != nil {
+		return nil, 0, err
+	}
+	if n, err = operatorEntries(ops, e.opts.AllowEmpty); err != nil {
+		return nil, 0, err
+	}
+	if s, err = buildState(ctx, src, e.opts.Now(), e.metrics); err != nil {
+		return nil, 0, err
+	}
+	if ProductionEntries(s.catalog) == 0 && !e.opts.AllowEmpty {
+		return nil, 0, &IntegrityError{Check: CheckEmpty, Msg: "the merged catalog names no production zone, CIDR or provider endpoint; set policy.allow_empty to load it"}
+	}
+	return s, n, nil
+}
+
+// noteIntegrity counts an integrity refusal and keeps the signature state.
+func (e *Engine) noteIntegrity(err error) {
+	var ie *IntegrityError
+	if errors.As(err, &ie) {
+		e.integ.refusals.WithLabelValues(ie.Check).Inc()
+	}
+	state := SignatureOff
+	switch {
+	case ie != nil && ie.Check == CheckSignature:
+		state = SignatureFailed
+	case e.opts.VerifyKey != nil && err == nil:
+		state = SignatureVerified
+	case e.opts.VerifyKey != nil:
+		return // failed before the signatures were checked: keep the last state
+	}
+	if state == SignatureFailed {
+		e.integ.signature.Set(0)
+	} else {
+		e.integ.signature.Set(1)
+	}
+	e.statusMu.Lock()
+	e.signature = state
+	e.statusMu.Unlock()
 }
 
 func (e *Engine) install(s *state) {
@@ -160,7 +230,7 @@ func (e *Engine) ExpiredExceptions() []ExpiredException {
 func (e *Engine) Status() Status {
 	s := e.cur.Load()
 	e.statusMu.Lock()
-	st := Status{Version: s.version, LoadedAt: s.loadedAt, LastReload: e.lastReload}
+	st := Status{Version: s.version, LoadedAt: s.loadedAt, LastReload: e.lastReload, Signature: e.signature}
 	if e.lastErr != nil {
 		st.LastError = e.lastErr.Error()
 	}
@@ -169,6 +239,7 @@ func (e *Engine) Status() Status {
 	s.plansMu.RLock()
 	st.ClassesCached = len(s.plans)
 	s.plansMu.RUnlock()
+	st.ProductionEntries = int(e.entries.Load())
 	return st
 }
 
@@ -194,7 +265,11 @@ func (e *Engine) Reload(ctx context.Context) error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	now := e.opts.Now()
-	s, err := e.load(ctx)
+	s, n, err := e.load(ctx)
+	if err == nil {
+		err = Shrink{Before: int(e.entries.Load()), After: n}.Check(e.opts.MaxShrink)
+		e.noteIntegrity(err)
+	}
 	if err != nil {
 		e.metrics.Reloads.WithLabelValues(reloadError).Inc()
 		e.statusMu.Lock()
@@ -212,6 +287,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 		return nil
 	}
 	old := e.Version()
+	e.entries.Store(int64(n))
 	e.install(s)
 	e.metrics.Reloads.WithLabelValues(reloadSuccess).Inc()
 	e.log.Info("policy reloaded", zap.String("version", s.version), zap.String("previous", old))

@@ -241,7 +241,8 @@ func TestReloadKeepsLastGoodPolicy(t *testing.T) {
 	cat := filepath.Join(dir, "catalog.yaml")
 	copyFile(t, "testdata/catalogs/operator.yaml", cat)
 	reg := prometheus.NewRegistry()
-	e, err := NewEngine(context.Background(), Options{CatalogFiles: []string{cat}, Now: fixedNow}, zaptest.NewLogger(t), reg)
+	// MaxShrink 1: this test replaces the catalog with a much smaller one.
+	e, err := NewEngine(context.Background(), Options{CatalogFiles: []string{cat}, Now: fixedNow, MaxShrink: 1}, zaptest.NewLogger(t), reg)
 	require.NoError(t, err)
 	var notified atomic.Int32
 	cancel := e.Subscribe(func() { notified.Add(1) })
@@ -330,7 +331,7 @@ func TestPlanForConcurrentWithReloads(t *testing.T) {
 	dir := t.TempDir()
 	cat := filepath.Join(dir, "catalog.yaml")
 	copyFile(t, "testdata/catalogs/operator.yaml", cat)
-	e := newTestEngine(t, Options{CatalogFiles: []string{cat}})
+	e := newTestEngine(t, Options{CatalogFiles: []string{cat}, MaxShrink: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var lookups atomic.Int64
@@ -366,7 +367,7 @@ func TestWatchReloadsOnChange(t *testing.T) {
 	dir := t.TempDir()
 	cat := filepath.Join(dir, "catalog.yaml")
 	copyFile(t, "testdata/catalogs/operator.yaml", cat)
-	e := newTestEngine(t, Options{CatalogFiles: []string{cat}, Debounce: 20 * time.Millisecond})
+	e := newTestEngine(t, Options{CatalogFiles: []string{cat}, Debounce: 20 * time.Millisecond, MaxShrink: 1})
 	changed := make(chan string, 8)
 	defer e.Subscribe(func() { changed <- e.Version() })()
 	ctx, cancel := context.WithCancel(context.Background())

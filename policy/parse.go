@@ -67,6 +67,7 @@ func (p path) with(s ...any) path {
 // doc is a decoded YAML file kept for error positions.
 type doc struct {
 	file string
+	data []byte
 	root *yaml.Node // the top-level value node; nil for an empty file
 }
 
@@ -171,7 +172,7 @@ var (
 // decodeStrict parses data into out with unknown fields rejected. Every
 // error names the file and, where yaml reports it, the line and field.
 func decodeStrict(file string, data []byte, out any) (*doc, error) {
-	d := &doc{file: file}
+	d := &doc{file: file, data: data}
 	var node yaml.Node
 	if err := yaml.Unmarshal(data, &node); err != nil {
 		return d, d.convert(err)
@@ -216,6 +217,9 @@ func (d *doc) convertLine(msg string) error {
 		return &FieldError{File: d.file, Msg: strings.TrimPrefix(msg, "yaml: ")}
 	}
 	ln, _ := strconv.Atoi(m[1])
+	if parserProblems[m[2]] {
+		ln = d.syntaxLine(ln)
+	}
 	fe := &FieldError{File: d.file, Line: ln, Msg: m[2]}
 	if u := yamlUnknownRe.FindStringSubmatch(m[2]); u != nil {
 		fe.Msg = fmt.Sprintf("unknown field %q", u[1])
@@ -228,4 +232,45 @@ func (d *doc) convertLine(msg string) error {
 		fe.Path = p.String()
 	}
 	return fe
+}
+
+// parserProblems are the messages of yaml's parser (as opposed to its
+// scanner). For these, yaml/v3 reports a 0-based line (decode.go, fail():
+// only scanner errors get the +1), and the line of the enclosing
+// construct's start when there is one, not the line of the problem.
+var parserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+// maxSyntaxScan bounds the lines syntaxLine re-parses.
+const maxSyntaxScan = 2000
+
+// syntaxLine returns the 1-based line of a parser error yaml reported as
+// the 0-based line reported: the first line from there on whose prefix
+// of the file (up to and including it) no longer parses. Prefixes cut at
+// line ends parse unless the problem is inside them, so this is where the
+// parser gave up. Falls back to reported+1.
+func (d *doc) syntaxLine(reported int) int {
+	lines := bytes.SplitAfter(d.data, []byte("\n"))
+	end := 0
+	for i := 0; i < reported && i < len(lines); i++ {
+		end += len(lines[i])
+	}
+	for ln := reported + 1; ln <= len(lines) && ln <= reported+maxSyntaxScan; ln++ {
+		end += len(lines[ln-1])
+		var n yaml.Node
+		if err := yaml.Unmarshal(d.data[:end], &n); err != nil {
+			return ln
+		}
+	}
+	return reported + 1
 }

@@ -24,6 +24,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+
+	"github.com/egressguard/egressguard/internal/tlsprofile"
 )
 
 // Server serves ADS (state of the world and delta) and the separate LDS,
@@ -81,7 +83,7 @@ func serverTLS(c TLSConfig) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xds.tls: %w", err)
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tc := tlsprofile.Server(&tls.Config{Certificates: []tls.Certificate{cert}})
 	if c.ClientCAFile != "" {
 		pem, err := os.ReadFile(c.ClientCAFile)
 		if err != nil {

@@ -1,17 +1,28 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/egressguard/egressguard/internal/admin"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy"
+	"github.com/egressguard/egressguard/policy/decisionlog"
 )
 
-// adminHandler wires the guard into the admin port's handler (package
+// adminOptions wires the guard into the admin handlers (package
 // internal/admin): health, readiness, metrics, the JSON APIs and the page.
-func (g *guard) adminHandler() http.Handler {
+func (g *guard) adminOptions() admin.Options {
 	o := admin.Options{
 		Registry:  g.reg,
 		Ready:     g.isReady,
@@ -25,7 +36,108 @@ func (g *guard) adminHandler() http.Handler {
 		o.Sidecars = g.enf.Nodes
 		o.XDSDebug = g.enf.DebugHandler()
 	}
-	return admin.Handler(o)
+	if g.dlog != nil {
+		o.DecisionLog = func() decisionlog.Status {
+			st := g.dlog.Status()
+			st.Dropped = g.queue.Dropped()
+			return st
+		}
+	}
+	return o
+}
+
+// adminHandlers returns the handler of admin.listen and, when
+// admin.api_listen is set, the API's own (else nil: admin.listen serves
+// both). The API is behind admin.auth; without it, only loopback peers get
+// it (a process in the pod, `kubectl port-forward`), others 403 naming the
+// setting.
+func (g *guard) adminHandlers() (main, api http.Handler) {
+	o := g.adminOptions()
+	a := admin.API(o)
+	if g.auth != nil {
+		a = admin.RequireAuth(g.auth, a)
+	} else {
+		a = loopbackPeersOnly(a)
+	}
+	if g.cfg.Admin.APIListen == "" {
+		return admin.Handler(o, a), nil
+	}
+	return admin.Probes(o), a
+}
+
+// loopbackPeersOnly serves h to loopback peers and refuses everyone else:
+// the admin API without admin.auth.
+func loopbackPeersOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && ap.Addr().Unmap().IsLoopback() {
+			h.ServeHTTP(w, r)
+			return
+		}
+		admin.WriteJSON(w, http.StatusForbidden, map[string]string{"error": "the admin API answers only loopback peers " +
+			"(kubectl port-forward) unless admin.auth is configured: set admin.auth.token_file or admin.auth.kubernetes"})
+	})
+}
+
+// newAdminAuth builds admin.auth's authenticator (nil when none is set).
+func newAdminAuth(cfg serveConfig, log *zap.Logger) (admin.Authenticator, error) {
+	a := cfg.Admin.Auth
+	switch {
+	case a.TokenFile != "":
+		return admin.NewTokenFile(a.TokenFile)
+	case a.Kubernetes:
+		client := cfg.Inventory.Kubernetes.client
+		if client == nil {
+			rc, err := kubeRESTConfig(cfg.Inventory.Kubernetes.Kubeconfig)
+			if err != nil {
+				return nil, fmt.Errorf("admin.auth.kubernetes: %w", err)
+			}
+			rc.UserAgent = "egressguard/" + version
+			if client, err = kubernetes.NewForConfig(rc); err != nil {
+				return nil, fmt.Errorf("admin.auth.kubernetes: %w", err)
+			}
+		}
+		log.Info("admin API authenticates with TokenReview and SubjectAccessReview",
+			zap.String("verb", admin.KubeAttributes.Verb), zap.String("resource", admin.KubeAttributes.Resource+"."+admin.KubeAttributes.Group))
+		return admin.NewKube(client, a.Audiences), nil
+	}
+	return nil, nil
+}
+
+// serveHTTP serves h on a listener with the admin port's limits: header,
+// read, write and idle timeouts and at most admin.max_connections open
+// connections (more wait in the accept queue).
+func (g *guard) serveHTTP(h http.Handler) func(context.Context, net.Listener) error {
+	return func(ctx context.Context, lis net.Listener) error {
+		errLog, err := zap.NewStdLogAt(g.log.Named("admin.http"), zap.WarnLevel)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       g.cfg.Admin.IdleTimeout,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          errLog,
+		}
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(netutil.LimitListener(lis, g.cfg.Admin.MaxConnections)) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("admin: %w", err)
+		case <-ctx.Done():
+		}
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.Shutdown.DrainTimeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("admin: %w", err)
+		}
+		return nil
+	}
 }
 
 // requestWorkload parses ?workload= the way /api/decide and /api/plan both

@@ -44,7 +44,9 @@ func findChromium(t *testing.T) string {
 // appear on the page and uses the search box.
 func TestAdminPageInBrowser(t *testing.T) {
 	chromium := findChromium(t)
-	addrs := startGuard(t, testServeConfig(t))
+	cfg := testServeConfig(t)
+	cfg.Decisions.File = "/dev/full" // every decision-record write fails: the page must say so
+	addrs := startGuard(t, cfg)
 	page := "http://" + addrs.Admin.String() + "/"
 
 	actx, acancel := chromedp.NewExecAllocator(context.Background(),
@@ -119,6 +121,8 @@ func TestAdminPageInBrowser(t *testing.T) {
 	row := text(stripeRow)
 	assert.Contains(t, row, "deny")
 	assert.Contains(t, row, "provider:stripe:api.stripe.com")
+	step("the failed decision-record write is on the page",
+		chromedp.WaitVisible(`//div[@id="decisionlog"]//div[@class="error"][contains(., "no space left on device")]`))
 	step("the counts chart it",
 		chromedp.WaitVisible(`//div[@id="by-rule"]//tr[td[contains(., "provider:stripe:api.stripe.com")]]//*[local-name()="svg"]`),
 	)

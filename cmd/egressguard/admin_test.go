@@ -19,12 +19,9 @@ import (
 func TestAdminPlanAPI(t *testing.T) {
 	g, err := build(context.Background(), zaptest.NewLogger(t), testServeConfig(t))
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		for _, c := range g.closers {
-			_ = c.Close()
-		}
-	})
-	srv := httptest.NewServer(g.adminHandler())
+	t.Cleanup(g.close)
+	h, _ := g.adminHandlers()
+	srv := httptest.NewServer(h)
 	defer srv.Close()
 
 	t.Run("staging", func(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"github.com/egressguard/egressguard/inject"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/inventory/kube"
+	"github.com/egressguard/egressguard/policy"
+	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/xds"
 )
 
@@ -29,6 +31,16 @@ type serveConfig struct {
 	Admin     adminSection     `yaml:"admin"`
 	Decisions decisionsSection `yaml:"decisions"`
 	Log       logSection       `yaml:"log"`
+	Shutdown  shutdownSection  `yaml:"shutdown"`
+}
+
+type shutdownSection struct {
+	// LameDuck is how long DNS, xDS and the webhook keep serving after
+	// SIGTERM while /readyz already answers 503 (load balancers and
+	// kube-proxy take the pod out first); then they drain.
+	LameDuck time.Duration `yaml:"lame_duck"`
+	// DrainTimeout bounds the drain after the lame-duck interval.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 type logSection struct {
@@ -44,6 +56,17 @@ type policySection struct {
 	Dir string `yaml:"dir"`
 	// ReplaceDefault drops the embedded Rego policy.
 	ReplaceDefault bool `yaml:"replace_default"`
+	// Settle is the interval between the two reads of the policy files that
+	// must agree before a reload uses them.
+	Settle time.Duration `yaml:"settle"`
+	// MaxShrink is the largest share (0..1) of the operator catalogs'
+	// production entries a reload may remove; 1 turns the guard off.
+	MaxShrink float64 `yaml:"max_shrink"`
+	// AllowEmpty accepts catalogs that name no production entry.
+	AllowEmpty bool `yaml:"allow_empty"`
+	// SignatureKeyFile is an ed25519 public key (PEM); when set, every
+	// operator catalog and Rego file needs a valid FILE.sig beside it.
+	SignatureKeyFile string `yaml:"signature_key_file"`
 }
 
 type inventorySection struct {
@@ -92,9 +115,31 @@ type kubeSection struct {
 }
 
 type adminSection struct {
-	// Listen is the admin HTTP address (/healthz, /readyz, /metrics, APIs);
-	// empty disables it.
+	// Listen is the admin HTTP address: /healthz, /readyz and /metrics,
+	// and the JSON APIs and page too unless APIListen is set. Empty
+	// disables it.
 	Listen string `yaml:"listen"`
+	// APIListen, when set, serves the JSON APIs and the page on their own
+	// address, so probes and metrics can be exposed without them.
+	APIListen string `yaml:"api_listen"`
+	// Auth guards the JSON APIs and the page. Without it they answer
+	// loopback peers only (a process in the pod, kubectl port-forward).
+	Auth adminAuthSection `yaml:"auth"`
+	// MaxConnections caps the open connections of each admin listener.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+type adminAuthSection struct {
+	// TokenFile holds a bearer token (at least 16 characters; a mounted
+	// Secret), re-read when it changes.
+	TokenFile string `yaml:"token_file"`
+	// Kubernetes authenticates bearer tokens with TokenReview and
+	// authorizes them with SubjectAccessReview (get adminapi.egressguard.io).
+	Kubernetes bool `yaml:"kubernetes"`
+	// Audiences are the TokenReview audiences (empty: the API server's).
+	Audiences []string `yaml:"audiences"`
 }
 
 type decisionsSection struct {
@@ -105,21 +150,26 @@ type decisionsSection struct {
 	MaxFiles int    `yaml:"max_files"`
 	// Recent is how many records the admin API keeps in memory.
 	Recent int `yaml:"recent"`
+	// QueueSize bounds the records waiting for the file; past it they are
+	// dropped and counted, never waited for on the deny path.
+	QueueSize int `yaml:"queue_size"`
 }
 
 // defaultServeConfig is what `egressguard serve` runs with no arguments.
 func defaultServeConfig() serveConfig {
 	c := serveConfig{
-		DNS:     dnsguard.Defaults(),
-		XDS:     xds.Defaults(),
-		Webhook: inject.Defaults(),
-		Admin:   adminSection{Listen: "127.0.0.1:9901"},
+		DNS:      dnsguard.Defaults(),
+		XDS:      xds.Defaults(),
+		Webhook:  inject.Defaults(),
+		Admin:    adminSection{Listen: "127.0.0.1:9901", MaxConnections: 256, IdleTimeout: time.Minute},
+		Policy:   policySection{Settle: 200 * time.Millisecond, MaxShrink: policy.DefaultMaxShrink},
+		Shutdown: shutdownSection{LameDuck: 5 * time.Second, DrainTimeout: 10 * time.Second},
 		Inventory: inventorySection{Kubernetes: kubeSection{
 			ClusterDomain:      kube.DefaultClusterDomain,
 			DefaultEnvironment: inventory.DefaultEnvironment,
 			SyncTimeout:        kube.DefaultSyncTimeout,
 		}},
-		Decisions: decisionsSection{MaxBytes: 64 << 20, MaxFiles: 5, Recent: 1000},
+		Decisions: decisionsSection{MaxBytes: 64 << 20, MaxFiles: 5, Recent: 1000, QueueSize: decisionlog.DefaultQueueSize},
 		Log:       logSection{Level: "info", Format: "console"},
 	}
 	c.DNS.Listen = "127.0.0.1:5353"
@@ -165,10 +215,13 @@ func (c *serveConfig) validate() error {
 			errs = append(errs, fmt.Errorf("xds: %w", err))
 		}
 	}
-	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("admin.listen: %w", err))
-		}
+	errs = append(errs, c.Admin.validate()...)
+	errs = append(errs, c.Policy.validate()...)
+	if c.Shutdown.LameDuck < 0 || c.Shutdown.DrainTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("shutdown: lame_duck %s must not be negative and drain_timeout %s must be positive", c.Shutdown.LameDuck, c.Shutdown.DrainTimeout))
+	}
+	if c.Decisions.QueueSize < 1 {
+		errs = append(errs, fmt.Errorf("decisions.queue_size: must be at least 1"))
 	}
 	errs = append(errs, c.Inventory.validate()...)
 	if err := c.Webhook.Validate(); err != nil {
@@ -189,6 +242,42 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, fmt.Errorf("decisions.recent: must not be negative"))
 	}
 	return errors.Join(errs...)
+}
+
+func (a *adminSection) validate() []error {
+	var errs []error
+	for key, addr := range map[string]string{"admin.listen": a.Listen, "admin.api_listen": a.APIListen} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", key, err))
+		}
+	}
+	if a.APIListen != "" && a.APIListen == a.Listen {
+		errs = append(errs, fmt.Errorf("admin.api_listen: %q is admin.listen too: leave it empty to serve both on one listener", a.APIListen))
+	}
+	if a.Auth.TokenFile != "" && a.Auth.Kubernetes {
+		errs = append(errs, errors.New("admin.auth: token_file and kubernetes are both set: choose one"))
+	}
+	if a.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("admin.max_connections: must be at least 1"))
+	}
+	if a.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("admin.idle_timeout: must be positive"))
+	}
+	return errs
+}
+
+func (p *policySection) validate() []error {
+	var errs []error
+	if p.Settle < 0 || p.Settle > 10*time.Second {
+		errs = append(errs, fmt.Errorf("policy.settle: %s is outside 0..10s", p.Settle))
+	}
+	if p.MaxShrink <= 0 || p.MaxShrink > 1 {
+		errs = append(errs, fmt.Errorf("policy.max_shrink: %v is outside (0, 1] (1 turns the guard off)", p.MaxShrink))
+	}
+	return errs
 }
 
 func (s *inventorySection) validate() []error {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -14,7 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/zapr"
-	"github.com/oklog/run"
+	oklogrun "github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
@@ -30,9 +29,6 @@ import (
 	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/xds"
 )
-
-// drainTimeout bounds the graceful part of a shutdown.
-const drainTimeout = 10 * time.Second
 
 type serveFlags struct {
 	config      string
@@ -57,7 +53,8 @@ func newServeCmd(ro *rootOptions) *cobra.Command {
 127.0.0.1:5353, xDS on 127.0.0.1:18000, admin on 127.0.0.1:9901.
 
 An empty listen address disables that component. Flags override the --config file.
-SIGHUP reloads policy and inventory; SIGTERM drains and stops.`,
+SIGHUP reloads policy and inventory. SIGTERM turns /readyz to 503 at once, keeps
+DNS, xDS and the webhook serving for shutdown.lame_duck (default 5s), then drains.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := o.resolve(cmd, ro)
@@ -143,12 +140,18 @@ type guard struct {
 	ring    *decisionlog.Ring
 	rec     *admin.Recorder
 	sink    decisionlog.Sink
+	dlog    *decisionlog.Writer // the decision-record file's writer (or nil)
+	queue   *decisionlog.Queue  // in front of dlog; closed (flushed) first
+	auth    admin.Authenticator // admin API authentication (or nil)
 	closers []io.Closer
 	dns     *dnsguard.Server
 	enf     *xds.Enforcer
 	xdsSrv  *xds.Server
 	webhook *inject.Server
 	ready   atomic.Bool
+	// lameDuck is set on SIGTERM: /readyz answers 503 while the
+	// listeners keep serving for shutdown.lame_duck.
+	lameDuck atomic.Bool
 }
 
 // build constructs every component exactly as serve runs them, without
@@ -158,15 +161,29 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var errs []error
 
-	eng, err := policy.NewEngine(ctx, policy.Options{
+	popts := policy.Options{
 		CatalogFiles:         cfg.Policy.Catalogs,
 		PolicyDir:            cfg.Policy.Dir,
 		ReplaceDefaultPolicy: cfg.Policy.ReplaceDefault,
-	}, log.Named("policy"), g.reg)
+		Settle:               cfg.Policy.Settle,
+		MaxShrink:            cfg.Policy.MaxShrink,
+		AllowEmpty:           cfg.Policy.AllowEmpty,
+	}
+	var eng *policy.Engine
+	var err error
+	if cfg.Policy.SignatureKeyFile != "" {
+		popts.VerifyKey, err = policy.LoadPublicKey(cfg.Policy.SignatureKeyFile)
+	}
+	if err == nil {
+		eng, err = policy.NewEngine(ctx, popts, log.Named("policy"), g.reg)
+	}
 	if err != nil {
 		errs = append(errs, err)
 	}
 	g.engine = eng
+	if g.auth, err = newAdminAuth(cfg, log); err != nil {
+		errs = append(errs, err)
+	}
 
 	switch cfg.Inventory.source() {
 	case inventoryKubernetes:
@@ -193,21 +210,29 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 	g.ring = decisionlog.NewRing(max(cfg.Decisions.Recent, 1))
 	g.rec = admin.NewRecorder(0, 0, nil)
 	sinks := []decisionlog.Sink{g.ring, g.rec}
+	dlogLog := log.Named("decisionlog")
 	switch cfg.Decisions.File {
 	case "":
 	case "-":
-		sinks = append(sinks, decisionlog.NewWriter(os.Stdout, dm))
+		g.dlog = decisionlog.NewWriter(os.Stdout, dm, dlogLog)
 	default:
 		f, err := decisionlog.OpenRotating(cfg.Decisions.File, cfg.Decisions.MaxBytes, cfg.Decisions.MaxFiles, dm)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("decisions.file: %w", err))
 		} else {
 			g.closers = append(g.closers, f)
-			sinks = append(sinks, decisionlog.NewWriter(f, dm))
+			g.dlog = decisionlog.NewWriter(f, dm, dlogLog)
 		}
+	}
+	if g.dlog != nil {
+		// The deny path hands records to a bounded queue; the file is
+		// written on the queue's goroutine.
+		g.queue = decisionlog.NewQueue(g.dlog, cfg.Decisions.QueueSize, dm)
+		sinks = append(sinks, g.queue)
 	}
 	g.sink = decisionlog.Multi(sinks...)
 	if len(errs) > 0 {
+		g.close()
 		return nil, errors.Join(errs...)
 	}
 
@@ -231,6 +256,7 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 		}
 	}
 	if len(errs) > 0 {
+		g.close()
 		return nil, errors.Join(errs...)
 	}
 	// Enforcers rebuild from the current policy and inventory whenever
@@ -248,35 +274,48 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 	return g, nil
 }
 
-// isReady is /readyz: every listener bound and, with the Kubernetes
-// inventory, its first list of pods and namespaces applied (until then
-// every caller would get the default environment's plan).
+// close flushes the decision-record queue, then closes the files.
+func (g *guard) close() {
+	if g.queue != nil {
+		_ = g.queue.Close()
+	}
+	for _, c := range g.closers {
+		_ = c.Close()
+	}
+}
+
+// isReady is /readyz: every listener bound, not in lame duck and, with the
+// Kubernetes inventory, its first list of pods and namespaces applied
+// (until then every caller would get the default environment's plan).
 func (g *guard) isReady() bool {
-	return g.ready.Load() && (g.kube == nil || g.kube.Synced())
+	return g.ready.Load() && !g.lameDuck.Load() && (g.kube == nil || g.kube.Synced())
 }
 
 // listeners are the sockets serve binds, reported once bound.
 type listeners struct {
-	DNS     net.Addr
-	XDS     net.Addr
-	Admin   net.Addr
-	Webhook net.Addr
+	DNS      net.Addr
+	XDS      net.Addr
+	Admin    net.Addr
+	AdminAPI net.Addr // nil when the APIs share Admin
+	Webhook  net.Addr
 }
 
-// serve runs the guard until ctx ends (SIGTERM/SIGINT). bound, if not nil,
-// receives the bound addresses once every enabled listener is up.
+// serve runs the guard until ctx ends (SIGTERM/SIGINT), then, in lame
+// duck, keeps DNS, xDS and the webhook serving for shutdown.lame_duck with
+// /readyz answering 503, then drains. bound, if not nil, receives the bound
+// addresses once every enabled listener is up.
 func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- listeners) error {
 	g, err := build(ctx, log, cfg)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, c := range g.closers {
-			_ = c.Close()
-		}
-	}()
+	defer g.close()
+	// run outlives ctx by the lame-duck interval: every component serves
+	// until it ends.
+	run, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRun()
 	var addrs listeners
-	var group run.Group
+	var group oklogrun.Group
 	// undo releases what was bound when a later bind fails.
 	var undo []func()
 	defer func() {
@@ -285,64 +324,56 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 		}
 	}()
 
-	// Bind everything first: a port in use fails the start, fail closed.
+	// Bind everything first: a port in use fails the start, fail closed,
+	// and every listener that cannot bind is reported at once, each with
+	// the flag and key that move it.
+	var bindErrs []error
 	if g.dns != nil {
-		if err := g.dns.Start(ctx); err != nil {
-			return fmt.Errorf("dns: %w", err)
-		}
-		addrs.DNS, _ = g.dns.Addr()
-		stopDNS := func() {
-			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-			defer cancel()
-			if err := g.dns.Shutdown(sctx); err != nil {
-				log.Warn("dns shutdown", zap.Error(err))
+		if err := g.dns.Start(run); err != nil {
+			bindErrs = append(bindErrs, fmt.Errorf("dns: %w (move it with --dns-listen or dns.listen)", err))
+		} else {
+			addrs.DNS, _ = g.dns.Addr()
+			stopDNS := func() {
+				sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.DrainTimeout)
+				defer cancel()
+				if err := g.dns.Shutdown(sctx); err != nil {
+					log.Warn("dns shutdown", zap.Error(err))
+				}
 			}
+			undo = append(undo, stopDNS)
+			group.Add(func() error { <-run.Done(); return nil }, func(error) { stopDNS() })
 		}
-		undo = append(undo, stopDNS)
-		group.Add(func() error { <-ctx.Done(); return nil }, func(error) { stopDNS() })
 	}
 	// bindServe binds addr for a server whose Serve(ctx, lis) returns once
 	// ctx ends.
-	bindServe := func(name, addr string, serveFn func(context.Context, net.Listener) error) (net.Addr, error) {
+	bindServe := func(name, addr, move string, serveFn func(context.Context, net.Listener) error) net.Addr {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("%s: listen %s: %w", name, addr, err)
+			bindErrs = append(bindErrs, fmt.Errorf("%s: listen %s: %w (move it with %s)", name, addr, err, move))
+			return nil
 		}
 		undo = append(undo, func() { _ = lis.Close() })
-		sctx, cancel := context.WithCancel(ctx)
+		sctx, cancel := context.WithCancel(run)
 		group.Add(func() error { return serveFn(sctx, lis) }, func(error) { cancel() })
-		return lis.Addr(), nil
+		return lis.Addr()
 	}
 	if g.xdsSrv != nil {
-		if addrs.XDS, err = bindServe("xds", cfg.XDS.Listen, g.xdsSrv.Serve); err != nil {
-			return err
-		}
+		addrs.XDS = bindServe("xds", cfg.XDS.Listen, "--xds-listen or xds.listen", g.xdsSrv.Serve)
 	}
 	if g.webhook != nil {
-		if addrs.Webhook, err = bindServe("webhook", cfg.Webhook.Listen, g.webhook.Serve); err != nil {
-			return err
-		}
+		addrs.Webhook = bindServe("webhook", cfg.Webhook.Listen, "--webhook-listen or webhook.listen", g.webhook.Serve)
 	}
 	if cfg.Admin.Listen != "" {
-		lis, err := net.Listen("tcp", cfg.Admin.Listen)
-		if err != nil {
-			return fmt.Errorf("admin: listen %s: %w", cfg.Admin.Listen, err)
+		probes, api := g.adminHandlers()
+		addrs.Admin = bindServe("admin", cfg.Admin.Listen, "--admin-listen or admin.listen", g.serveHTTP(probes))
+		if api != nil {
+			addrs.AdminAPI = bindServe("admin api", cfg.Admin.APIListen, "admin.api_listen", g.serveHTTP(api))
 		}
-		undo = append(undo, func() { _ = lis.Close() })
-		addrs.Admin = lis.Addr()
-		srv := &http.Server{Handler: g.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		group.Add(func() error {
-			if err := srv.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("admin: %w", err)
-			}
-			return nil
-		}, func(error) {
-			sctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		})
 	}
-	wctx, cancelWatch := context.WithCancel(ctx)
+	if len(bindErrs) > 0 {
+		return errors.Join(bindErrs...)
+	}
+	wctx, cancelWatch := context.WithCancel(run)
 	group.Add(func() error { return g.engine.Watch(wctx) }, func(error) { cancelWatch() })
 	if g.invw != nil {
 		group.Add(func() error { return g.invw.Run(wctx) }, func(error) { cancelWatch() })
@@ -360,18 +391,48 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 		}, func(error) { cancelWatch() })
 	}
 	group.Add(g.reloadOnHUP(wctx), func(error) { cancelWatch() })
-	// Stop everything when ctx ends, even if no component watches it.
-	group.Add(func() error { <-ctx.Done(); return nil }, func(error) {})
+	// Lame duck: when ctx ends, /readyz turns 503 at once; everything keeps
+	// serving for shutdown.lame_duck, then this actor returns and the group
+	// stops (drains) the rest.
+	group.Add(func() error {
+		select {
+		case <-ctx.Done():
+		case <-run.Done():
+			return nil
+		}
+		// A second SIGINT or SIGTERM (Ctrl-C twice under `make run`)
+		// skips the rest of the interval.
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
+		g.lameDuck.Store(true)
+		log.Info("stopping: lame duck, /readyz answers 503, still serving", zap.Duration("lame_duck", cfg.Shutdown.LameDuck))
+		t := time.NewTimer(cfg.Shutdown.LameDuck)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-again:
+			log.Info("second signal: lame duck cut short")
+		case <-run.Done():
+		}
+		log.Info("lame duck over: draining")
+		return nil
+	}, func(error) { stopRun() })
 
 	undo = nil // bound: from here on the group owns every listener
 	g.ready.Store(true)
-	log.Info("egressguard serving",
+	fields := []zap.Field{
 		zap.String("version", version),
 		zap.String("policy_version", g.engine.Version()),
 		zap.Stringer("dns", addrOrOff(addrs.DNS)),
 		zap.Stringer("xds", addrOrOff(addrs.XDS)),
 		zap.Stringer("admin", addrOrOff(addrs.Admin)),
-		zap.Stringer("webhook", addrOrOff(addrs.Webhook)))
+		zap.Stringer("webhook", addrOrOff(addrs.Webhook)),
+	}
+	if addrs.AdminAPI != nil {
+		fields = append(fields, zap.Stringer("admin_api", addrs.AdminAPI))
+	}
+	log.Info("egressguard serving", fields...)
 	if bound != nil {
 		bound <- addrs
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -53,12 +52,7 @@ func testServeConfig(t *testing.T) serveConfig {
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
+	return getWith(t, url, "")
 }
 
 // TestServeEndToEnd runs the whole guard on loopback ports it picks and
@@ -203,6 +197,7 @@ func exitCode(err error) int {
 // the addresses it bound; the cleanup waits (bounded) for it to stop.
 func startGuard(t *testing.T, cfg serveConfig) listeners {
 	t.Helper()
+	cfg.Shutdown.LameDuck = 0 // tests stop at once; TestLameDuckOrder covers it
 	ctx, cancel := context.WithCancel(context.Background())
 	bound := make(chan listeners, 1)
 	done := make(chan error, 1)

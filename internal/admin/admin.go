@@ -46,10 +46,29 @@ type Options struct {
 	Sidecars func() []xds.NodeView
 	// XDSDebug serves /debug/xds.
 	XDSDebug http.Handler
+	// DecisionLog reports the decision-record file's health for
+	// /api/decisionlog (nil: records are kept in memory only).
+	DecisionLog func() decisionlog.Status
 }
 
-// Handler returns the admin port's handler.
-func Handler(o Options) http.Handler {
+// Handler serves Probes and api (API, wrapped in RequireAuth or another
+// guard; nil: API unguarded) on one listener.
+func Handler(o Options, api http.Handler) http.Handler {
+	probes := Probes(o)
+	if api == nil {
+		api = API(o)
+	}
+	mux := http.NewServeMux()
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		mux.Handle(p, probes)
+	}
+	mux.Handle("/", api)
+	return mux
+}
+
+// Probes serves what kubelets and Prometheus read, without authentication:
+// /healthz, /readyz and /metrics. Nothing else.
+func Probes(o Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintln(w, "ok")
@@ -64,6 +83,15 @@ func Handler(o Options) http.Handler {
 	if o.Registry != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
 	}
+	return mux
+}
+
+// API serves the JSON APIs, /debug/xds and the admin page: production
+// zones, exception owners, nodes' Envoy configuration, pod names and
+// decision records. Serve it behind RequireAuth unless it is bound to
+// loopback only.
+func API(o Options) http.Handler {
+	mux := http.NewServeMux()
 	if o.XDSDebug != nil {
 		mux.Handle("GET /debug/xds", o.XDSDebug)
 	}
@@ -77,6 +105,13 @@ func Handler(o Options) http.Handler {
 			WriteJSON(w, http.StatusOK, o.Decisions.Recent(limit(r, 100, 1000)))
 		})
 	}
+	mux.HandleFunc("GET /api/decisionlog", func(w http.ResponseWriter, _ *http.Request) {
+		st := map[string]any{"file": o.DecisionLog != nil}
+		if o.DecisionLog != nil {
+			st["status"] = o.DecisionLog()
+		}
+		WriteJSON(w, http.StatusOK, st)
+	})
 	if o.Decide != nil {
 		mux.Handle("GET /api/decide", o.Decide)
 	}

@@ -47,7 +47,7 @@ func TestHandler(t *testing.T) {
 		Decide: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			WriteJSON(w, http.StatusOK, map[string]string{"dest": r.URL.Query().Get("dest")})
 		}),
-	}))
+	}, nil))
 	defer srv.Close()
 
 	code, _, _ := get(t, srv.URL+"/readyz")

@@ -51,14 +51,14 @@ func TestHandlerPlanRoute(t *testing.T) {
 	srv := httptest.NewServer(Handler(Options{Plan: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.URL.Query().Get("workload")
 		WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "workload: nope"})
-	})}))
+	})}, nil))
 	defer srv.Close()
 	code, _, body := get(t, srv.URL+"/api/plan?workload=env%3Dstaging%2Capp%3Dcheckout")
 	assert.Equal(t, http.StatusBadRequest, code)
 	assert.Contains(t, string(body), "workload: nope")
 	assert.Equal(t, "env=staging,app=checkout", got)
 
-	off := httptest.NewServer(Handler(Options{}))
+	off := httptest.NewServer(Handler(Options{}, nil))
 	defer off.Close()
 	code, _, _ = get(t, off.URL+"/api/plan")
 	assert.Equal(t, http.StatusNotFound, code)

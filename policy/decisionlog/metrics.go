@@ -8,6 +8,7 @@ type Metrics struct {
 	written prometheus.Counter
 	errors  *prometheus.CounterVec
 	rotated prometheus.Counter
+	dropped prometheus.Counter
 }
 
 // Error kinds, the values of the "kind" label of write_errors_total.
@@ -32,11 +33,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "egressguard", Subsystem: "decisionlog", Name: "rotations_total",
 			Help: "Decision log file rotations.",
 		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "egressguard", Subsystem: "decisionlog", Name: "dropped_total",
+			Help: "Decision records dropped because the write queue was full (the disk is slower than the deny rate).",
+		}),
 	}
 	m.errors.WithLabelValues(ErrorKindMarshal)
 	m.errors.WithLabelValues(ErrorKindWrite)
 	if reg != nil {
-		reg.MustRegister(m.written, m.errors, m.rotated)
+		reg.MustRegister(m.written, m.errors, m.rotated, m.dropped)
 	}
 	return m
 }
@@ -56,5 +61,11 @@ func (m *Metrics) failed(kind string) {
 func (m *Metrics) rotation() {
 	if m != nil {
 		m.rotated.Inc()
+	}
+}
+
+func (m *Metrics) drop() {
+	if m != nil {
+		m.dropped.Inc()
 	}
 }

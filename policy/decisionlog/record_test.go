@@ -65,9 +65,9 @@ func TestRecordGolden(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			w := NewWriter(&buf, nil)
+			w := NewWriter(&buf, nil, nil)
 			w.Log(tc.rec)
-			require.Zero(t, w.Errors(), "%v", w.LastError())
+			require.Zero(t, w.Status().Errors, "%v", w.Status().LastError)
 			golden := filepath.Join("testdata", tc.name+".golden.json")
 			if *update {
 				require.NoError(t, os.WriteFile(golden, buf.Bytes(), 0o644))
@@ -121,9 +121,9 @@ func TestRecordDefensive(t *testing.T) {
 	// A hand-made record without a rule does not crash a writer or a
 	// reader of the ring.
 	var buf bytes.Buffer
-	w := NewWriter(&buf, nil)
+	w := NewWriter(&buf, nil, nil)
 	w.Log(Record{Path: PathEval})
-	assert.Zero(t, w.Errors())
+	assert.Zero(t, w.Status().Errors)
 	ring := NewRing(2)
 	ring.Log(Record{Path: PathEval})
 	_, err = json.Marshal(ring.Recent(1))
@@ -132,12 +132,12 @@ func TestRecordDefensive(t *testing.T) {
 
 func TestNopAndMulti(t *testing.T) {
 	var a, b bytes.Buffer
-	wa, wb := NewWriter(&a, nil), NewWriter(&b, nil)
+	wa, wb := NewWriter(&a, nil, nil), NewWriter(&b, nil, nil)
 	ring := NewRing(4)
 	s := Multi(wa, nil, Nop{}, wb, ring)
 	s.Log(fixed(NewRecord(PathDNS, checkout, plan.Destination{Host: "x"}, plan.Decision{Rule: prodRule})))
 	assert.Equal(t, a.String(), b.String())
-	assert.Equal(t, uint64(1), wa.Written())
+	assert.Equal(t, uint64(1), wa.Status().Written)
 	assert.Len(t, ring.Recent(0), 1)
 	Nop{}.Log(Record{})
 }

@@ -3,6 +3,7 @@ package decisionlog
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -29,10 +30,25 @@ type RotatingFile struct {
 	maxFiles int
 	m        *Metrics
 
+	// open opens the active file (os.OpenFile; tests inject failures).
+	openFile func(name string) (file, error)
+
 	mu     sync.Mutex
-	f      *os.File
-	size   int64
+	f      file
+	size   int64 // bytes of whole records in the active file
+	torn   bool  // a write stopped part-way and the file is not yet cut back to size
 	closed bool
+}
+
+// file is what a RotatingFile needs of an *os.File.
+type file interface {
+	io.WriteCloser
+	Stat() (fs.FileInfo, error)
+	Truncate(size int64) error
+}
+
+func openAppend(name string) (file, error) {
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 }
 
 // OpenRotating opens (appending to) or creates path. maxBytes is the size
@@ -47,7 +63,7 @@ func OpenRotating(path string, maxBytes int64, maxFiles int, m *Metrics) (*Rotat
 	if maxFiles < 1 {
 		return nil, fmt.Errorf("decisionlog: max files %d must be at least 1", maxFiles)
 	}
-	r := &RotatingFile{path: path, maxBytes: maxBytes, maxFiles: maxFiles, m: m}
+	r := &RotatingFile{path: path, maxBytes: maxBytes, maxFiles: maxFiles, m: m, openFile: openAppend}
 	if err := r.removeStale(); err != nil {
 		return nil, err
 	}
@@ -65,7 +81,7 @@ func (r *RotatingFile) name(i int) string {
 }
 
 func (r *RotatingFile) open() error {
-	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	f, err := r.openFile(r.path)
 	if err != nil {
 		return fmt.Errorf("decisionlog: open %s: %w", r.path, err)
 	}
@@ -98,6 +114,9 @@ func (r *RotatingFile) removeStale() error {
 
 // Write implements io.Writer. A write that does not fit in the active file
 // rotates first; a write larger than maxBytes is refused (ErrTooLarge).
+// A write is whole or absent: when one stops part-way (a full disk), the
+// file is cut back to its size before it, and until that succeeds nothing
+// more is written, so no torn line stays and none is merged with the next.
 func (r *RotatingFile) Write(p []byte) (int, error) {
 	if int64(len(p)) > r.maxBytes {
 		return 0, ErrTooLarge
@@ -112,17 +131,29 @@ func (r *RotatingFile) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if r.torn {
+		if err := r.f.Truncate(r.size); err != nil {
+			return 0, fmt.Errorf("decisionlog: cut the torn record from %s: %w", r.path, err)
+		}
+		r.torn = false
+	}
 	if r.size+int64(len(p)) > r.maxBytes {
 		if err := r.rotate(); err != nil {
 			return 0, err
 		}
 	}
 	n, err := r.f.Write(p)
-	r.size += int64(n)
-	if err != nil {
-		return n, fmt.Errorf("decisionlog: write %s: %w", r.path, err)
+	if err == nil && n == len(p) {
+		r.size += int64(n)
+		return n, nil
 	}
-	return n, nil
+	if err == nil {
+		err = io.ErrShortWrite
+	}
+	if n > 0 {
+		r.torn = r.f.Truncate(r.size) != nil
+	}
+	return 0, fmt.Errorf("decisionlog: write %s: %w", r.path, err)
 }
 
 // rotate shifts path.i to path.i+1 (dropping the oldest) and starts a new

@@ -30,7 +30,7 @@ func TestWriterConcurrent(t *testing.T) {
 	var buf bytes.Buffer
 	reg := prometheus.NewPedanticRegistry()
 	m := NewMetrics(reg)
-	w := NewWriter(&buf, m)
+	w := NewWriter(&buf, m, nil)
 	const goroutines, each = 8, 200
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -41,8 +41,8 @@ func TestWriterConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	assert.Equal(t, uint64(goroutines*each), w.Written())
-	assert.Zero(t, w.Errors())
+	assert.Equal(t, uint64(goroutines*each), w.Status().Written)
+	assert.Zero(t, w.Status().Errors)
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(&buf)
 	for sc.Scan() {
@@ -65,12 +65,12 @@ func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk ful
 
 func TestWriterCountsErrors(t *testing.T) {
 	m := NewMetrics(nil)
-	w := NewWriter(failingWriter{}, m)
+	w := NewWriter(failingWriter{}, m, nil)
 	w.Log(record(1))
 	w.Log(record(2))
-	assert.Equal(t, uint64(2), w.Errors())
-	assert.Zero(t, w.Written())
-	assert.EqualError(t, w.LastError(), "disk full")
+	assert.Equal(t, uint64(2), w.Status().Errors)
+	assert.Zero(t, w.Status().Written)
+	assert.Equal(t, "disk full", w.Status().LastError)
 	assert.InDelta(t, 2.0, counterValue(t, m.errors.WithLabelValues(ErrorKindWrite)), 0)
 }
 
@@ -81,12 +81,12 @@ func TestRotatingFileBound(t *testing.T) {
 	m := NewMetrics(nil)
 	rf, err := OpenRotating(path, maxBytes, maxFiles, m)
 	require.NoError(t, err)
-	w := NewWriter(rf, m)
+	w := NewWriter(rf, m, nil)
 	for i := range n {
 		w.Log(record(i))
 	}
 	require.NoError(t, rf.Close())
-	require.Zero(t, w.Errors(), "%v", w.LastError())
+	require.Zero(t, w.Status().Errors, "%v", w.Status().LastError)
 	assert.Positive(t, counterValue(t, m.rotated))
 
 	entries, err := os.ReadDir(dir)
@@ -197,7 +197,7 @@ func TestRotatingFileConcurrent(t *testing.T) {
 	dir := t.TempDir()
 	rf, err := OpenRotating(filepath.Join(dir, "c.log"), 8192, 4, nil)
 	require.NoError(t, err)
-	w := NewWriter(rf, nil)
+	w := NewWriter(rf, nil, nil)
 	var wg sync.WaitGroup
 	for g := range 4 {
 		wg.Go(func() {
@@ -208,7 +208,7 @@ func TestRotatingFileConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, rf.Close())
-	assert.Zero(t, w.Errors())
+	assert.Zero(t, w.Status().Errors)
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
 	assert.Len(t, entries, 4)
@@ -281,7 +281,7 @@ func BenchmarkWriter(b *testing.B) {
 	rf, err := OpenRotating(filepath.Join(b.TempDir(), "bench.log"), 1<<20, 2, nil)
 	require.NoError(b, err)
 	defer rf.Close()
-	w := NewWriter(rf, nil)
+	w := NewWriter(rf, nil, nil)
 	rec := record(1)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -310,7 +310,7 @@ func BenchmarkWriterPeer(b *testing.B) {
 
 // BenchmarkWriterBuffer measures encoding alone (an in-memory io.Writer).
 func BenchmarkWriterBuffer(b *testing.B) {
-	w := NewWriter(discard{}, nil)
+	w := NewWriter(discard{}, nil, nil)
 	rec := record(1)
 	b.ReportAllocs()
 	for b.Loop() {
