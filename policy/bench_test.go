@@ -161,7 +161,7 @@ func BenchmarkNaivePlans(b *testing.B) {
 		b.StartTimer()
 		plans := make([]*plan.Plan, 0, len(ws))
 		for _, w := range ws {
-			_, in := s.classOf(w)
+			_, in := s.class.classOf(w)
 			pr, err := s.evalPlan(ctx, in)
 			if err != nil {
 				b.Fatal(err)

@@ -135,11 +135,18 @@ func (e *Engine) Decide(w *inventory.Workload, d plan.Destination) (plan.Decisio
 	return p.Decide(d), nil
 }
 
-// ClassKey describes w's workload class for explain and debugging: the
-// environment plus the labels (and name/namespace) the policy reads, e.g.
-// `staging{name="checkout", namespace="payments", label:app="web"}`.
-// Workloads with the same ClassKey share one plan.
-func (e *Engine) ClassKey(w *inventory.Workload) string { return e.cur.Load().classDescription(w) }
+// ClassKey is w's workload class as the plan cache keys it: the
+// environment plus the labels (and name/namespace) the policy reads, in an
+// unambiguous binary encoding. Workloads with the same ClassKey share one
+// plan (and see the same Rego input). Use ClassDescription to show it.
+func (e *Engine) ClassKey(w *inventory.Workload) string { return e.cur.Load().class.classKey(w) }
+
+// ClassDescription renders w's workload class for explain and debugging,
+// e.g. `staging{name="checkout", namespace="payments", label:app="web"}`.
+// It is built from the same fields as ClassKey, in the same order.
+func (e *Engine) ClassDescription(w *inventory.Workload) string {
+	return e.cur.Load().class.classDescription(w)
+}
 
 // ClassLabels are the workload label keys the policy reads.
 func (e *Engine) ClassLabels() []string { return slices.Clone(e.cur.Load().class.labels) }
@@ -252,7 +259,7 @@ func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d 
 	if s.decisionQ == nil {
 		return RegoDecision{}, ErrNoReference
 	}
-	_, in := s.classOf(w)
+	_, in := s.class.classOf(w)
 	obj := in.(ast.Object)
 	host := d.Host
 	if host != "" {

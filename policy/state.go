@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,15 +69,6 @@ type planEntry struct {
 	done chan struct{}
 	plan *plan.Plan
 	err  error
-}
-
-// classSpec is what the policy declares it reads of a workload besides the
-// environment.
-type classSpec struct {
-	labels    []string // sorted
-	name      bool
-	namespace bool
-	all       bool // the policy declared nothing: every label, name and namespace
 }
 
 // sourceSet is everything a state is built from.
@@ -337,110 +327,9 @@ func (s *state) hash() string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// classOf returns the class key of w and the input the policy sees for it:
-// the environment plus only what the policy declared it reads.
-func (s *state) classOf(w *inventory.Workload) (string, ast.Value) {
-	var b strings.Builder
-	b.WriteString(w.Environment)
-	wl := ast.NewObject(ast.Item(ast.StringTerm("environment"), ast.StringTerm(w.Environment)))
-	if s.class.all || s.class.name {
-		b.WriteString("\x00n=")
-		b.WriteString(w.Name)
-		wl.Insert(ast.StringTerm("name"), ast.StringTerm(w.Name))
-	}
-	if s.class.all || s.class.namespace {
-		b.WriteString("\x00s=")
-		b.WriteString(w.Namespace)
-		wl.Insert(ast.StringTerm("namespace"), ast.StringTerm(w.Namespace))
-	}
-	labels := ast.NewObject()
-	add := func(k, v string) {
-		b.WriteString("\x00l=")
-		b.WriteString(k)
-		b.WriteString("\x01")
-		b.WriteString(v)
-		labels.Insert(ast.StringTerm(k), ast.StringTerm(v))
-	}
-	if s.class.all {
-		keys := make([]string, 0, len(w.Labels))
-		for k := range w.Labels {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			add(k, w.Labels[k])
-		}
-	} else {
-		for _, k := range s.class.labels {
-			if v, ok := w.Labels[k]; ok {
-				add(k, v)
-			}
-		}
-	}
-	wl.Insert(ast.StringTerm("labels"), ast.NewTerm(labels))
-	return b.String(), ast.NewObject(ast.Item(ast.StringTerm("workload"), ast.NewTerm(wl)))
-}
-
-// classKey is classOf without building the input (the cache-hit path).
-func (s *state) classKey(w *inventory.Workload) string {
-	if s.class.all {
-		k, _ := s.classOf(w)
-		return k
-	}
-	var b strings.Builder
-	b.Grow(len(w.Environment) + 16*len(s.class.labels))
-	b.WriteString(w.Environment)
-	if s.class.name {
-		b.WriteString("\x00n=")
-		b.WriteString(w.Name)
-	}
-	if s.class.namespace {
-		b.WriteString("\x00s=")
-		b.WriteString(w.Namespace)
-	}
-	for _, k := range s.class.labels {
-		if v, ok := w.Labels[k]; ok {
-			b.WriteString("\x00l=")
-			b.WriteString(k)
-			b.WriteString("\x01")
-			b.WriteString(v)
-		}
-	}
-	return b.String()
-}
-
-// classDescription renders the class of w readably (see Engine.ClassKey).
-func (s *state) classDescription(w *inventory.Workload) string {
-	var parts []string
-	if s.class.all || s.class.name {
-		parts = append(parts, "name="+strconv.Quote(w.Name))
-	}
-	if s.class.all || s.class.namespace {
-		parts = append(parts, "namespace="+strconv.Quote(w.Namespace))
-	}
-	keys := s.class.labels
-	if s.class.all {
-		keys = make([]string, 0, len(w.Labels))
-		for k := range w.Labels {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-	}
-	for _, k := range keys {
-		if v, ok := w.Labels[k]; ok {
-			parts = append(parts, "label:"+k+"="+strconv.Quote(v))
-		}
-	}
-	env := w.Environment
-	if env == "" {
-		env = `""`
-	}
-	return env + "{" + strings.Join(parts, ", ") + "}"
-}
-
 // planFor returns the cached plan of w's class, computing it once.
 func (s *state) planFor(ctx context.Context, w *inventory.Workload) (*plan.Plan, error) {
-	key := s.classKey(w)
+	key := s.class.classKey(w)
 	s.plansMu.RLock()
 	e := s.plans[key]
 	s.plansMu.RUnlock()
@@ -459,7 +348,7 @@ func (s *state) planFor(ctx context.Context, w *inventory.Workload) (*plan.Plan,
 	s.plansMu.Unlock()
 
 	start := time.Now()
-	_, in := s.classOf(w)
+	_, in := s.class.classOf(w)
 	e.plan, e.err = s.compileClass(ctx, in)
 	close(e.done)
 	if s.metrics != nil {

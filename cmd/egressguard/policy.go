@@ -81,9 +81,9 @@ func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
 			Decision      plan.Decision       `json:"decision"`
 			PolicyVersion string              `json:"policy_version"`
 			Notes         []string            `json:"notes,omitempty"`
-		}{w, eng.ClassKey(w), o.dest, d, eng.Version(), decisionNotes(d, dest)})
+		}{w, eng.ClassDescription(w), o.dest, d, eng.Version(), decisionNotes(d, dest)})
 	}
-	return writeDecisionText(out, w, eng.ClassKey(w), o.dest, d, decisionNotes(d, dest))
+	return writeDecisionText(out, w, eng.ClassDescription(w), o.dest, d, decisionNotes(d, dest))
 }
 
 func writeDecisionText(out io.Writer, w *inventory.Workload, class, dest string, d plan.Decision, notes []string) error {

@@ -240,17 +240,17 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 				for i := range next {
 					w, pl := wls[keys[i]].w, &plans[i]
 					if pl.pb, pl.err = base.Engine.PlanFor(w); pl.err != nil {
-						pl.err = fmt.Errorf("review: base plan for %s: %w", base.Engine.ClassKey(w), pl.err)
+						pl.err = fmt.Errorf("review: base plan for %s: %w", base.Engine.ClassDescription(w), pl.err)
 						continue
 					}
 					if pl.ph, pl.err = head.Engine.PlanFor(w); pl.err != nil {
-						pl.err = fmt.Errorf("review: head plan for %s: %w", head.Engine.ClassKey(w), pl.err)
+						pl.err = fmt.Errorf("review: head plan for %s: %w", head.Engine.ClassDescription(w), pl.err)
 						continue
 					}
 					// The class as the policy that distinguishes more sees it (an
 					// exception removed in head also removes its class labels).
-					pl.ck = head.Engine.ClassKey(w)
-					if bk := base.Engine.ClassKey(w); len(bk) > len(pl.ck) {
+					pl.ck = head.Engine.ClassDescription(w)
+					if bk := base.Engine.ClassDescription(w); len(bk) > len(pl.ck) {
 						pl.ck = bk
 					}
 				}

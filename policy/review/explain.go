@@ -49,7 +49,7 @@ func Explain(e *policy.Engine, w *inventory.Workload, d plan.Destination) (*Expl
 		return nil, fmt.Errorf("review: explain: %w", err)
 	}
 	dec := p.Decide(d)
-	x := &Explanation{Class: e.ClassKey(w), Destination: FormatDestination(d), Decision: outcome(dec), Reason: dec.Reason(), Rule: dec.Rule}
+	x := &Explanation{Class: e.ClassDescription(w), Destination: FormatDestination(d), Decision: outcome(dec), Reason: dec.Reason(), Rule: dec.Rule}
 	host := ""
 	if d.Host != "" {
 		host, err = plan.NormalizeHost(d.Host)
