@@ -67,8 +67,8 @@ func Explain(e *policy.Engine, w *inventory.Workload, d plan.Destination) (*Expl
 	if dec.WouldDeny {
 		x.Notes = append(x.Notes, fmt.Sprintf("report mode: the rule would %s; it is allowed and recorded", dec.Matched))
 	}
-	if t := dec.Target(); t != nil && (t.TLS || d.Port == 443 || d.Protocol == "tls") {
-		x.Notes = append(x.Notes, "sidecar: a TLS connection cannot be redirected without terminating TLS, so it is denied there; dns: answered with a CNAME to "+t.Host)
+	if n, ok := plan.NoteTLSRedirect(dec, d); ok {
+		x.Notes = append(x.Notes, n.Lines()...)
 	}
 	x.Catalog = catalogRef(e.Catalog(), dec.RuleID())
 	return x, nil

@@ -55,3 +55,16 @@ func TestExplain(t *testing.T) {
 		})
 	}
 }
+
+// Explain words a TLS redirect exactly as policy eval and the DNS EDE text
+// do (plan.NoteTLSRedirect), fail-closed clause included.
+func TestExplainTLSRedirectNote(t *testing.T) {
+	s := loadSide(t, "testdata/diff/new-sandbox/head")
+	x, err := Explain(s.Engine, &inventory.Workload{Environment: "staging"}, plan.Destination{Host: "api.acmepay.com", Port: 443})
+	require.NoError(t, err)
+	assert.Equal(t, "redirect", x.Decision.Action)
+	assert.Equal(t, []string{
+		"sidecar: a TLS connection cannot be redirected without terminating TLS, so it is denied there",
+		"dns: answered with a CNAME to api.sandbox.acmepay.com; " + plan.FailClosedTLS,
+	}, x.Notes)
+}
