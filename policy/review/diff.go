@@ -327,7 +327,6 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 	// Catalog destinations are decided once per distinct pair of shared
 	// base layers (plus default and mode); a class then only re-decides the
 	// destinations its own overlay patterns (before or after) can match.
-	di := newDestIndex(dests)
 	var baseDiffs map[baseKey][]baseChange
 	var baseCompared int
 	if !in.fullCompare {
@@ -381,7 +380,10 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 					}
 				}
 				if bd, ok := baseDiffs[baseKeyOf(g)]; ok {
-					matched := di.overlayMatches(g.before, g.after)
+					matched := make([]bool, len(dests))
+					for i, d := range dests {
+						matched[i] = g.before.OverlayMatches(d) || g.after.OverlayMatches(d)
+					}
 					for _, c := range bd {
 						if !matched[c.i] {
 							record(dests[c.i], "catalog", c.before, c.after)
@@ -804,73 +806,4 @@ func compareBases(groups []*group, dests []plan.Destination) (map[baseKey][]base
 		out[j.key] = slices.Concat(parts...)
 	}
 	return out, compared, nil
-}
-
-// destIndex finds the destinations a host pattern or CIDR can match.
-type destIndex struct {
-	n     int
-	exact map[string][]int // host -> destinations
-	under map[string][]int // "x.com" -> destinations strictly under it
-	hosts []int            // every destination with a host
-	ips   []int            // every destination with only an IP
-	dests []plan.Destination
-}
-
-func newDestIndex(dests []plan.Destination) *destIndex {
-	di := &destIndex{n: len(dests), exact: map[string][]int{}, under: map[string][]int{}, dests: dests}
-	for i, d := range dests {
-		if d.Host == "" {
-			di.ips = append(di.ips, i)
-			continue
-		}
-		di.hosts = append(di.hosts, i)
-		di.exact[d.Host] = append(di.exact[d.Host], i)
-		for h := d.Host; ; {
-			dot := strings.IndexByte(h, '.')
-			if dot < 0 {
-				break
-			}
-			h = h[dot+1:]
-			di.under[h] = append(di.under[h], i)
-		}
-	}
-	return di
-}
-
-// overlayMatches marks the destinations a pattern of either plan's overlay
-// (the rules after its shared base) can match, whatever the port.
-func (di *destIndex) overlayMatches(plans ...*plan.Plan) []bool {
-	m := make([]bool, di.n)
-	mark := func(is []int) {
-		for _, i := range is {
-			m[i] = true
-		}
-	}
-	for _, p := range plans {
-		rules := p.Spec().Rules[p.Base().Len():]
-		for _, r := range rules {
-			for _, h := range r.Hosts {
-				switch {
-				case h == "*":
-					mark(di.hosts)
-				case strings.HasPrefix(h, "*."):
-					mark(di.under[h[2:]])
-				default:
-					mark(di.exact[h])
-				}
-			}
-			for _, c := range r.CIDRs {
-				pf, err := plan.ParsePrefix(c)
-				if err != nil {
-					continue
-				}
-				for _, i := range di.ips {
-					if pf.Contains(di.dests[i].IP) {
-						m[i] = true
-					}
-				}
-			}
-		}
-	}
-	return m
 }
