@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy/plan"
 )
 
 // fuzzLabels turns "k=v\nk2=v2" into a label set (a line without "=" is a
@@ -103,10 +105,10 @@ func TestEngineClassKeyIsTheCacheKey(t *testing.T) {
 	assert.NotEqual(t, e.ClassDescription(w), e.ClassKey(w))
 	_, err := e.PlanFor(w)
 	require.NoError(t, err)
-	s.plansMu.RLock()
-	_, cached := s.plans[e.ClassKey(w)]
-	s.plansMu.RUnlock()
-	assert.True(t, cached, "the plan is cached under ClassKey")
+	n := s.plans.Len()
+	_, err = s.plans.Get(e.ClassKey(w), func() (*plan.Plan, error) { return nil, errors.New("not cached under ClassKey") })
+	require.NoError(t, err, "the plan is cached under ClassKey")
+	assert.Equal(t, n, s.plans.Len())
 }
 
 // BenchmarkClassKey is the plan-cache lookup key (every DNS query and xDS

@@ -107,9 +107,7 @@ func (e *Engine) install(s *state) {
 	e.lastReload, e.lastErr = s.loadedAt, nil
 	e.statusMu.Unlock()
 	e.metrics.ExpiredExceptions.Set(float64(len(s.expired)))
-	s.plansMu.RLock()
-	e.metrics.ClassesCached.Set(float64(len(s.plans)))
-	s.plansMu.RUnlock()
+	e.metrics.ClassesCached.Set(float64(s.plans.Len()))
 	for _, x := range s.expired {
 		e.log.Warn("policy exception expired and is ignored",
 			zap.String("exception", x.ID), zap.String("file", x.File), zap.String("expires", x.Expires),
@@ -173,9 +171,7 @@ func (e *Engine) Status() Status {
 	}
 	e.statusMu.Unlock()
 	st.ExpiredExceptions = slices.Clone(s.expired)
-	s.plansMu.RLock()
-	st.ClassesCached = len(s.plans)
-	s.plansMu.RUnlock()
+	st.ClassesCached = s.plans.Len()
 	return st
 }
 

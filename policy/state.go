@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -19,6 +18,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
+	"github.com/egressguard/egressguard/internal/memo"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy/plan"
 )
@@ -52,23 +52,8 @@ type state struct {
 	class      classSpec
 	metrics    *Metrics
 
-	layersMu sync.Mutex
-	layers   map[string]*layerEntry
-
-	plansMu sync.RWMutex
-	plans   map[string]*planEntry
-}
-
-type layerEntry struct {
-	done  chan struct{}
-	layer *plan.Layer
-	err   error
-}
-
-type planEntry struct {
-	done chan struct{}
-	plan *plan.Plan
-	err  error
+	layers memo.Memo[string, *plan.Layer] // by include list
+	plans  memo.Memo[string, *plan.Plan]  // by class key (classSpec.classKey)
 }
 
 // sourceSet is everything a state is built from.
@@ -133,8 +118,6 @@ func buildState(ctx context.Context, src sourceSet, now time.Time, m *Metrics) (
 		sources:    src.rego,
 		compiler:   compiler,
 		metrics:    m,
-		layers:     map[string]*layerEntry{},
-		plans:      map[string]*planEntry{},
 	}
 	for _, x := range cat.Exceptions {
 		end := x.Expires.Time().AddDate(0, 0, 1)
@@ -327,49 +310,28 @@ func (s *state) hash() string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// planFor returns the cached plan of w's class, computing it once.
+// planFor returns the cached plan of w's class, computing it once (a
+// failed computation is retried by the next call: see package memo).
 func (s *state) planFor(ctx context.Context, w *inventory.Workload) (*plan.Plan, error) {
-	key := s.class.classKey(w)
-	s.plansMu.RLock()
-	e := s.plans[key]
-	s.plansMu.RUnlock()
-	if e != nil {
-		<-e.done
-		return e.plan, e.err
-	}
-	s.plansMu.Lock()
-	if e = s.plans[key]; e != nil {
-		s.plansMu.Unlock()
-		<-e.done
-		return e.plan, e.err
-	}
-	e = &planEntry{done: make(chan struct{})}
-	s.plans[key] = e
-	s.plansMu.Unlock()
-
-	start := time.Now()
-	_, in := s.class.classOf(w)
-	e.plan, e.err = s.compileClass(ctx, in)
-	close(e.done)
-	if s.metrics != nil {
-		s.metrics.PlanCompile.Observe(time.Since(start).Seconds())
-	}
-	s.plansMu.Lock()
-	if e.err != nil {
-		delete(s.plans, key) // let a later call retry
+	p, err := s.plans.Get(s.class.classKey(w), func() (*plan.Plan, error) {
+		start := time.Now()
+		_, in := s.class.classOf(w)
+		p, err := s.compileClass(ctx, in)
 		if s.metrics != nil {
-			s.metrics.PlanErrors.Inc()
+			s.metrics.PlanCompile.Observe(time.Since(start).Seconds())
+			if err != nil {
+				s.metrics.PlanErrors.Inc()
+			}
 		}
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: plan for workload %s/%s (environment %q): %w", w.Namespace, w.Name, w.Environment, err)
 	}
-	n := len(s.plans)
-	s.plansMu.Unlock()
-	if s.metrics != nil && e.err == nil {
-		s.metrics.ClassesCached.Set(float64(n))
+	if s.metrics != nil {
+		s.metrics.ClassesCached.Set(float64(s.plans.Len()))
 	}
-	if e.err != nil {
-		return nil, fmt.Errorf("policy: plan for workload %s/%s (environment %q): %w", w.Namespace, w.Name, w.Environment, e.err)
-	}
-	return e.plan, nil
+	return p, nil
 }
 
 // planResult is data.egressguard.plan's value.
@@ -432,32 +394,19 @@ func (s *state) compileClass(ctx context.Context, in ast.Value) (*plan.Plan, err
 
 // layer compiles each distinct include combination once per policy version.
 func (s *state) layer(include []string) (*plan.Layer, error) {
-	key := strings.Join(include, "\x00")
-	s.layersMu.Lock()
-	e := s.layers[key]
-	if e == nil {
-		e = &layerEntry{done: make(chan struct{})}
-		s.layers[key] = e
-		s.layersMu.Unlock()
+	return s.layers.Get(strings.Join(include, "\x00"), func() (*plan.Layer, error) {
 		var rules []plan.Rule
 		for _, name := range include {
 			rs, ok := s.rulesets[name]
 			if !ok {
-				e.err = fmt.Errorf("%s: include names unknown rule set %q", queryPlan, name)
-				break
+				return nil, fmt.Errorf("%s: include names unknown rule set %q", queryPlan, name)
 			}
 			rules = append(rules, rs...)
 		}
-		if e.err == nil {
-			e.layer, e.err = plan.CompileLayer(rules)
-			if e.err != nil {
-				e.err = fmt.Errorf("rule sets %q: %w", include, e.err)
-			}
+		l, err := plan.CompileLayer(rules)
+		if err != nil {
+			return nil, fmt.Errorf("rule sets %q: %w", include, err)
 		}
-		close(e.done)
-	} else {
-		s.layersMu.Unlock()
-	}
-	<-e.done
-	return e.layer, e.err
+		return l, nil
+	})
 }
