@@ -267,7 +267,7 @@ func (p *Plan) walkIP(ip netip.Addr, port uint16, overlayOnly bool, yield func(c
 	slices.SortFunc(slots, func(a, b candidateSlot) int {
 		return cmp.Or(-cmp.Compare(a.pfx.Bits(), b.pfx.Bits()),
 			-cmpBool(a.port != 0 && a.eligible, b.port != 0 && b.eligible), // a matching port filter first
-			-cmpBool(a.port != 0, b.port != 0), // then other port filters, then any port
+			-cmpBool(a.port != 0, b.port != 0),                             // then other port filters, then any port
 			-cmpBool(a.overlay, b.overlay), cmp.Compare(a.port, b.port))
 	})
 	for _, s := range slots {
