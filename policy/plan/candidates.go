@@ -1,11 +1,11 @@
 package plan
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 )
 
 // Candidate is one pattern of a plan that matches a destination's name or
@@ -148,7 +148,7 @@ func (p *Plan) walkHost(host string, port uint16, overlayOnly bool, yield func(c
 		}
 		n = copy(buf[:], c)
 	}
-	name := string(buf[:n])
+	name := buf[:n] // stays on the stack: keys are copied only for Candidates
 	ls := p.layers(overlayOnly)
 	var wildLabels uint64 // skip suffix lengths no wildcard pattern has, as Decide does
 	for _, l := range ls {
@@ -156,21 +156,21 @@ func (p *Plan) walkHost(host string, port uint16, overlayOnly bool, yield func(c
 			wildLabels |= l.wildLabels
 		}
 	}
-	if !p.yieldKey(ls, name, false, port, yield) {
+	if !p.yieldKey(ls, name, false, port, overlayOnly, yield) {
 		return
 	}
-	labels := strings.Count(name, ".") + 1
+	labels := bytes.Count(name, []byte{'.'}) + 1
 	for i := 0; i < len(name); i++ {
 		if name[i] != '.' {
 			continue
 		}
 		labels--
-		if wildLabels&labelBit(labels) != 0 && !p.yieldKey(ls, name[i+1:], true, port, yield) {
+		if wildLabels&labelBit(labels) != 0 && !p.yieldKey(ls, name[i+1:], true, port, overlayOnly, yield) {
 			return
 		}
 	}
 	if wildLabels&1 != 0 {
-		p.yieldKey(ls, "", true, port, yield)
+		p.yieldKey(ls, name[:0], true, port, overlayOnly, yield)
 	}
 }
 
@@ -182,8 +182,10 @@ func trimDot(s string) string {
 }
 
 // yieldKey yields one pattern's slots: port-specific ones of each layer
-// (overlay first), then the any-port ones.
-func (p *Plan) yieldKey(ls [2]*Layer, key string, wild bool, port uint16, yield func(candidateSlot) bool) bool {
+// (overlay first, the one for port first), then the any-port ones. With
+// bare set (OverlayMatches) slots carry no key and come in table order,
+// so that nothing is allocated.
+func (p *Plan) yieldKey(ls [2]*Layer, keyb []byte, wild bool, port uint16, bare bool, yield func(candidateSlot) bool) bool {
 	var entries [2]hostEntry
 	var found [2]bool
 	for i, l := range ls {
@@ -194,13 +196,24 @@ func (p *Plan) yieldKey(ls [2]*Layer, key string, wild bool, port uint16, yield 
 		if wild {
 			m = l.wild
 		}
-		entries[i], found[i] = m[key]
+		entries[i], found[i] = m[string(keyb)] // no copy inside a map index
+	}
+	if !found[0] && !found[1] {
+		return true
+	}
+	key := ""
+	if !bare {
+		key = string(keyb)
 	}
 	for i, l := range ls {
 		if !found[i] {
 			continue
 		}
-		for _, pr := range sortedPorts(entries[i].ports, port) {
+		ports := entries[i].ports
+		if !bare {
+			ports = sortedPorts(ports, port)
+		}
+		for _, pr := range ports {
 			s := candidateSlot{kind: EntryHost, layer: l, overlay: i == 0, rule: pr.rule, port: pr.port,
 				eligible: port != 0 && pr.port == port, wild: wild, key: key}
 			if !yield(s) {
@@ -249,6 +262,10 @@ func (p *Plan) walkIP(ip netip.Addr, port uint16, overlayOnly bool, yield func(c
 	}
 	ip = ip.Unmap()
 	host := netip.PrefixFrom(ip, ip.BitLen())
+	if overlayOnly {
+		p.anyIP(host, yield)
+		return
+	}
 	var slots []candidateSlot
 	for i, l := range p.layers(overlayOnly) {
 		if l == nil {
@@ -272,6 +289,23 @@ func (p *Plan) walkIP(ip netip.Addr, port uint16, overlayOnly bool, yield func(c
 	})
 	for _, s := range slots {
 		if !yield(s) {
+			return
+		}
+	}
+}
+
+// anyIP yields one overlay CIDR slot holding the address host, if there is one, without
+// collecting or ordering the others (OverlayMatches asks only whether one
+// exists).
+func (p *Plan) anyIP(host netip.Prefix, yield func(candidateSlot) bool) {
+	l := p.overlay
+	if pfx, r, ok := l.ipAny.LookupPrefixLPM(host); ok {
+		yield(candidateSlot{kind: EntryCIDR, layer: l, overlay: true, rule: r, eligible: true, pfx: pfx})
+		return
+	}
+	for pt, t := range l.ipPort {
+		if pfx, r, ok := t.LookupPrefixLPM(host); ok {
+			yield(candidateSlot{kind: EntryCIDR, layer: l, overlay: true, rule: r, port: pt, pfx: pfx})
 			return
 		}
 	}

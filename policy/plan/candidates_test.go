@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -178,4 +179,26 @@ func TestCandidatesExplainEachLoss(t *testing.T) {
 		"smtp * 25":               "port filter 25 does not include port 443",
 		"smtp * 587":              "port filter 587 does not include port 443",
 	}, why(cs))
+}
+
+// OverlayMatches runs once per catalog destination per changed class in a
+// diff: it must not allocate.
+func TestOverlayMatchesDoesNotAllocate(t *testing.T) {
+	base, err := CompileLayer([]Rule{{ID: "zone", Hosts: []string{"*.prod.example.com"}, CIDRs: []string{"10.0.0.0/8"}, Action: ActionDeny}})
+	require.NoError(t, err)
+	p, err := New(base, []Rule{
+		{ID: "x", Hosts: []string{"*.example.com", "api.prod.example.com"}, Ports: []uint16{443, 8443}, Action: ActionAllow},
+		{ID: "y", CIDRs: []string{"10.1.0.0/16"}, Ports: []uint16{5432}, Action: ActionAllow},
+	}, ActionAllow, ModeEnforce)
+	require.NoError(t, err)
+	for _, d := range []Destination{
+		{Host: "db.prod.example.com", Port: 443},
+		{Host: "API.prod.example.com."},
+		{IP: netip.MustParseAddr("10.1.2.3"), Port: 5432},
+		{IP: netip.MustParseAddr("10.2.2.3")},
+	} {
+		want := slices.ContainsFunc(p.Candidates(d), func(c Candidate) bool { return c.Overlay })
+		assert.Equal(t, want, p.OverlayMatches(d), "%+v", d)
+		assert.Zero(t, testing.AllocsPerRun(50, func() { p.OverlayMatches(d) }), "%+v", d)
+	}
 }
