@@ -608,8 +608,8 @@ func (s *Server) redirect(w dns.ResponseWriter, r *dns.Msg, cp *clientPlan, host
 	}
 	sandbox := dns.Fqdn(strings.ToLower(target.Host))
 	text := fmt.Sprintf("egressguard: %s redirected to sandbox %s by rule %s", host, strings.TrimSuffix(sandbox, "."), dec.RuleID())
-	if target.TLS {
-		text += "; TLS clients that verify the live name will fail the certificate check (fail closed)"
+	if _, ok := plan.NoteTLSRedirect(dec, plan.Destination{Host: host, Protocol: "dns"}); ok {
+		text += "; " + plan.FailClosedTLS
 	}
 	if target.Port != 0 {
 		text += fmt.Sprintf("; sandbox port %d is enforced by the sidecar, not DNS", target.Port)

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"flag"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -188,13 +189,19 @@ func TestMarshalRoundTrip(t *testing.T) {
 	}
 }
 
+var update = flag.Bool("update", false, "rewrite testdata/basic.marshal.golden.yaml from the current Marshal")
+
 func TestMarshalGolden(t *testing.T) {
 	s, err := LoadFile("testdata/valid/basic.yaml")
 	require.NoError(t, err)
 	b, err := s.Marshal()
 	require.NoError(t, err)
-	want, err := os.ReadFile("testdata/basic.marshal.golden.yaml")
-	require.NoError(t, err)
+	const golden = "testdata/basic.marshal.golden.yaml"
+	if *update {
+		require.NoError(t, os.WriteFile(golden, b, 0o644))
+	}
+	want, err := os.ReadFile(golden)
+	require.NoError(t, err, "run go test ./inventory -run TestMarshalGolden -update")
 	assert.Equal(t, string(want), string(b))
 }
 

@@ -54,11 +54,6 @@ func NewWatcher(path string, store *Store, log *zap.Logger, opts WatcherOptions)
 	return &Watcher{path: filepath.Clean(path), store: store, log: log.Named("inventory"), opts: opts}
 }
 
-// Watch runs a Watcher with default options until ctx is done.
-func Watch(ctx context.Context, path string, store *Store, log *zap.Logger) error {
-	return NewWatcher(path, store, log, WatcherOptions{}).Run(ctx)
-}
-
 // Reload reads and parses the file now and, if it is valid and differs from
 // the current snapshot, replaces the store's snapshot. On error the store is
 // left alone and the error returned (and logged, counted, passed to

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/egressguard/egressguard/internal/memo"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy/plan"
 )
@@ -161,7 +162,7 @@ func BenchmarkNaivePlans(b *testing.B) {
 		b.StartTimer()
 		plans := make([]*plan.Plan, 0, len(ws))
 		for _, w := range ws {
-			_, in := s.classOf(w)
+			_, in := s.class.classOf(w)
 			pr, err := s.evalPlan(ctx, in)
 			if err != nil {
 				b.Fatal(err)
@@ -232,9 +233,7 @@ func liveHeap() int64 {
 // returns the live heap afterwards.
 func dropClasses(e *Engine) int64 {
 	s := e.cur.Load()
-	s.plansMu.Lock()
-	s.plans = map[string]*planEntry{}
-	s.plansMu.Unlock()
+	s.plans = memo.Memo[string, *plan.Plan]{}
 	h := liveHeap()
 	runtime.KeepAlive(e)
 	return h

@@ -177,9 +177,7 @@ func (e *Engine) install(s *state) {
 	e.lastReload, e.lastErr = s.loadedAt, nil
 	e.statusMu.Unlock()
 	e.metrics.ExpiredExceptions.Set(float64(len(s.expired)))
-	s.plansMu.RLock()
-	e.metrics.ClassesCached.Set(float64(len(s.plans)))
-	s.plansMu.RUnlock()
+	e.metrics.ClassesCached.Set(float64(s.plans.Len()))
 	for _, x := range s.expired {
 		e.log.Warn("policy exception expired and is ignored",
 			zap.String("exception", x.ID), zap.String("file", x.File), zap.String("expires", x.Expires),
@@ -205,11 +203,18 @@ func (e *Engine) Decide(w *inventory.Workload, d plan.Destination) (plan.Decisio
 	return p.Decide(d), nil
 }
 
-// ClassKey describes w's workload class for explain and debugging: the
-// environment plus the labels (and name/namespace) the policy reads, e.g.
-// `staging{name="checkout", namespace="payments", label:app="web"}`.
-// Workloads with the same ClassKey share one plan.
-func (e *Engine) ClassKey(w *inventory.Workload) string { return e.cur.Load().classDescription(w) }
+// ClassKey is w's workload class as the plan cache keys it: the
+// environment plus the labels (and name/namespace) the policy reads, in an
+// unambiguous binary encoding. Workloads with the same ClassKey share one
+// plan (and see the same Rego input). Use ClassDescription to show it.
+func (e *Engine) ClassKey(w *inventory.Workload) string { return e.cur.Load().class.classKey(w) }
+
+// ClassDescription renders w's workload class for explain and debugging,
+// e.g. `staging{name="checkout", namespace="payments", label:app="web"}`.
+// It is built from the same fields as ClassKey, in the same order.
+func (e *Engine) ClassDescription(w *inventory.Workload) string {
+	return e.cur.Load().class.classDescription(w)
+}
 
 // ClassLabels are the workload label keys the policy reads.
 func (e *Engine) ClassLabels() []string { return slices.Clone(e.cur.Load().class.labels) }
@@ -236,9 +241,7 @@ func (e *Engine) Status() Status {
 	}
 	e.statusMu.Unlock()
 	st.ExpiredExceptions = slices.Clone(s.expired)
-	s.plansMu.RLock()
-	st.ClassesCached = len(s.plans)
-	s.plansMu.RUnlock()
+	st.ClassesCached = s.plans.Len()
 	st.ProductionEntries = int(e.entries.Load())
 	return st
 }
@@ -328,7 +331,7 @@ func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d 
 	if s.decisionQ == nil {
 		return RegoDecision{}, ErrNoReference
 	}
-	_, in := s.classOf(w)
+	_, in := s.class.classOf(w)
 	obj := in.(ast.Object)
 	host := d.Host
 	if host != "" {

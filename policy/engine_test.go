@@ -158,7 +158,7 @@ func TestClassKeyReadsOnlyDeclaredLabels(t *testing.T) {
 	assert.Equal(t, e.ClassKey(a), e.ClassKey(b), "pod-template-hash and version are not read by the policy")
 	assert.NotEqual(t, e.ClassKey(a), e.ClassKey(c))
 	assert.NotContains(t, e.ClassKey(a), "pod-template-hash")
-	assert.Equal(t, `staging{name="web", namespace="shop", label:app="web"}`, e.ClassKey(a))
+	assert.Equal(t, `staging{name="web", namespace="shop", label:app="web"}`, e.ClassDescription(a))
 	pa, err := e.PlanFor(a)
 	require.NoError(t, err)
 	pb, err := e.PlanFor(b)
@@ -213,7 +213,7 @@ plan := {"default": "deny", "rules": [{"id": "allow:github", "hosts": ["*.github
 	d, err = e.Decide(w, plan.Destination{Host: "example.com", Port: 443})
 	require.NoError(t, err)
 	assert.Equal(t, plan.ActionDeny, d.Action)
-	assert.Equal(t, `staging{name="a", namespace="", label:x="1"}`, e.ClassKey(w))
+	assert.Equal(t, `staging{name="a", namespace="", label:x="1"}`, e.ClassDescription(w))
 	_, err = e.ReferenceDecision(context.Background(), w, plan.Destination{Host: "example.com"})
 	assert.ErrorIs(t, err, ErrNoReference)
 }
@@ -446,7 +446,7 @@ func TestGoldenPlans(t *testing.T) {
 		t.Run(gc.name, func(t *testing.T) {
 			p, err := e.PlanFor(&gc.w)
 			require.NoError(t, err)
-			got, err := json.MarshalIndent(goldenFile{Workload: gc.w, Class: e.ClassKey(&gc.w), Plan: p.Spec()}, "", "  ")
+			got, err := json.MarshalIndent(goldenFile{Workload: gc.w, Class: e.ClassDescription(&gc.w), Plan: p.Spec()}, "", "  ")
 			require.NoError(t, err)
 			got = append(got, '\n')
 			path := filepath.Join(dir, file)

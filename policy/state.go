@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -20,6 +18,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
+	"github.com/egressguard/egressguard/internal/memo"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy/plan"
 )
@@ -53,32 +52,8 @@ type state struct {
 	class      classSpec
 	metrics    *Metrics
 
-	layersMu sync.Mutex
-	layers   map[string]*layerEntry
-
-	plansMu sync.RWMutex
-	plans   map[string]*planEntry
-}
-
-type layerEntry struct {
-	done  chan struct{}
-	layer *plan.Layer
-	err   error
-}
-
-type planEntry struct {
-	done chan struct{}
-	plan *plan.Plan
-	err  error
-}
-
-// classSpec is what the policy declares it reads of a workload besides the
-// environment.
-type classSpec struct {
-	labels    []string // sorted
-	name      bool
-	namespace bool
-	all       bool // the policy declared nothing: every label, name and namespace
+	layers memo.Memo[string, *plan.Layer] // by include list
+	plans  memo.Memo[string, *plan.Plan]  // by class key (classSpec.classKey)
 }
 
 // sourceSet is everything a state is built from.
@@ -143,8 +118,6 @@ func buildState(ctx context.Context, src sourceSet, now time.Time, m *Metrics) (
 		sources:    src.rego,
 		compiler:   compiler,
 		metrics:    m,
-		layers:     map[string]*layerEntry{},
-		plans:      map[string]*planEntry{},
 	}
 	for _, x := range cat.Exceptions {
 		end := x.Expires.Time().AddDate(0, 0, 1)
@@ -337,150 +310,28 @@ func (s *state) hash() string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// classOf returns the class key of w and the input the policy sees for it:
-// the environment plus only what the policy declared it reads.
-func (s *state) classOf(w *inventory.Workload) (string, ast.Value) {
-	var b strings.Builder
-	b.WriteString(w.Environment)
-	wl := ast.NewObject(ast.Item(ast.StringTerm("environment"), ast.StringTerm(w.Environment)))
-	if s.class.all || s.class.name {
-		b.WriteString("\x00n=")
-		b.WriteString(w.Name)
-		wl.Insert(ast.StringTerm("name"), ast.StringTerm(w.Name))
-	}
-	if s.class.all || s.class.namespace {
-		b.WriteString("\x00s=")
-		b.WriteString(w.Namespace)
-		wl.Insert(ast.StringTerm("namespace"), ast.StringTerm(w.Namespace))
-	}
-	labels := ast.NewObject()
-	add := func(k, v string) {
-		b.WriteString("\x00l=")
-		b.WriteString(k)
-		b.WriteString("\x01")
-		b.WriteString(v)
-		labels.Insert(ast.StringTerm(k), ast.StringTerm(v))
-	}
-	if s.class.all {
-		keys := make([]string, 0, len(w.Labels))
-		for k := range w.Labels {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			add(k, w.Labels[k])
-		}
-	} else {
-		for _, k := range s.class.labels {
-			if v, ok := w.Labels[k]; ok {
-				add(k, v)
+// planFor returns the cached plan of w's class, computing it once (a
+// failed computation is retried by the next call: see package memo).
+func (s *state) planFor(ctx context.Context, w *inventory.Workload) (*plan.Plan, error) {
+	p, err := s.plans.Get(s.class.classKey(w), func() (*plan.Plan, error) {
+		start := time.Now()
+		_, in := s.class.classOf(w)
+		p, err := s.compileClass(ctx, in)
+		if s.metrics != nil {
+			s.metrics.PlanCompile.Observe(time.Since(start).Seconds())
+			if err != nil {
+				s.metrics.PlanErrors.Inc()
 			}
 		}
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("policy: plan for workload %s/%s (environment %q): %w", w.Namespace, w.Name, w.Environment, err)
 	}
-	wl.Insert(ast.StringTerm("labels"), ast.NewTerm(labels))
-	return b.String(), ast.NewObject(ast.Item(ast.StringTerm("workload"), ast.NewTerm(wl)))
-}
-
-// classKey is classOf without building the input (the cache-hit path).
-func (s *state) classKey(w *inventory.Workload) string {
-	if s.class.all {
-		k, _ := s.classOf(w)
-		return k
-	}
-	var b strings.Builder
-	b.Grow(len(w.Environment) + 16*len(s.class.labels))
-	b.WriteString(w.Environment)
-	if s.class.name {
-		b.WriteString("\x00n=")
-		b.WriteString(w.Name)
-	}
-	if s.class.namespace {
-		b.WriteString("\x00s=")
-		b.WriteString(w.Namespace)
-	}
-	for _, k := range s.class.labels {
-		if v, ok := w.Labels[k]; ok {
-			b.WriteString("\x00l=")
-			b.WriteString(k)
-			b.WriteString("\x01")
-			b.WriteString(v)
-		}
-	}
-	return b.String()
-}
-
-// classDescription renders the class of w readably (see Engine.ClassKey).
-func (s *state) classDescription(w *inventory.Workload) string {
-	var parts []string
-	if s.class.all || s.class.name {
-		parts = append(parts, "name="+strconv.Quote(w.Name))
-	}
-	if s.class.all || s.class.namespace {
-		parts = append(parts, "namespace="+strconv.Quote(w.Namespace))
-	}
-	keys := s.class.labels
-	if s.class.all {
-		keys = make([]string, 0, len(w.Labels))
-		for k := range w.Labels {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-	}
-	for _, k := range keys {
-		if v, ok := w.Labels[k]; ok {
-			parts = append(parts, "label:"+k+"="+strconv.Quote(v))
-		}
-	}
-	env := w.Environment
-	if env == "" {
-		env = `""`
-	}
-	return env + "{" + strings.Join(parts, ", ") + "}"
-}
-
-// planFor returns the cached plan of w's class, computing it once.
-func (s *state) planFor(ctx context.Context, w *inventory.Workload) (*plan.Plan, error) {
-	key := s.classKey(w)
-	s.plansMu.RLock()
-	e := s.plans[key]
-	s.plansMu.RUnlock()
-	if e != nil {
-		<-e.done
-		return e.plan, e.err
-	}
-	s.plansMu.Lock()
-	if e = s.plans[key]; e != nil {
-		s.plansMu.Unlock()
-		<-e.done
-		return e.plan, e.err
-	}
-	e = &planEntry{done: make(chan struct{})}
-	s.plans[key] = e
-	s.plansMu.Unlock()
-
-	start := time.Now()
-	_, in := s.classOf(w)
-	e.plan, e.err = s.compileClass(ctx, in)
-	close(e.done)
 	if s.metrics != nil {
-		s.metrics.PlanCompile.Observe(time.Since(start).Seconds())
+		s.metrics.ClassesCached.Set(float64(s.plans.Len()))
 	}
-	s.plansMu.Lock()
-	if e.err != nil {
-		delete(s.plans, key) // let a later call retry
-		if s.metrics != nil {
-			s.metrics.PlanErrors.Inc()
-		}
-	}
-	n := len(s.plans)
-	s.plansMu.Unlock()
-	if s.metrics != nil && e.err == nil {
-		s.metrics.ClassesCached.Set(float64(n))
-	}
-	if e.err != nil {
-		return nil, fmt.Errorf("policy: plan for workload %s/%s (environment %q): %w", w.Namespace, w.Name, w.Environment, e.err)
-	}
-	return e.plan, nil
+	return p, nil
 }
 
 // planResult is data.egressguard.plan's value.
@@ -543,32 +394,19 @@ func (s *state) compileClass(ctx context.Context, in ast.Value) (*plan.Plan, err
 
 // layer compiles each distinct include combination once per policy version.
 func (s *state) layer(include []string) (*plan.Layer, error) {
-	key := strings.Join(include, "\x00")
-	s.layersMu.Lock()
-	e := s.layers[key]
-	if e == nil {
-		e = &layerEntry{done: make(chan struct{})}
-		s.layers[key] = e
-		s.layersMu.Unlock()
+	return s.layers.Get(strings.Join(include, "\x00"), func() (*plan.Layer, error) {
 		var rules []plan.Rule
 		for _, name := range include {
 			rs, ok := s.rulesets[name]
 			if !ok {
-				e.err = fmt.Errorf("%s: include names unknown rule set %q", queryPlan, name)
-				break
+				return nil, fmt.Errorf("%s: include names unknown rule set %q", queryPlan, name)
 			}
 			rules = append(rules, rs...)
 		}
-		if e.err == nil {
-			e.layer, e.err = plan.CompileLayer(rules)
-			if e.err != nil {
-				e.err = fmt.Errorf("rule sets %q: %w", include, e.err)
-			}
+		l, err := plan.CompileLayer(rules)
+		if err != nil {
+			return nil, fmt.Errorf("rule sets %q: %w", include, err)
 		}
-		close(e.done)
-	} else {
-		s.layersMu.Unlock()
-	}
-	<-e.done
-	return e.layer, e.err
+		return l, nil
+	})
 }

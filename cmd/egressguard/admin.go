@@ -163,7 +163,7 @@ func (g *guard) apiPlan(w http.ResponseWriter, r *http.Request) {
 		admin.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 		return
 	}
-	admin.WriteJSON(w, http.StatusOK, admin.NewPlanView(wl, g.engine.ClassKey(wl), g.engine.Version(), p))
+	admin.WriteJSON(w, http.StatusOK, admin.NewPlanView(wl, g.engine.ClassDescription(wl), g.engine.Version(), p))
 }
 
 // apiDecide answers "what happens if this workload calls that destination?"
@@ -187,7 +187,7 @@ func (g *guard) apiDecide(w http.ResponseWriter, r *http.Request) {
 	}
 	admin.WriteJSON(w, http.StatusOK, map[string]any{
 		"workload":       wl,
-		"class":          g.engine.ClassKey(wl),
+		"class":          g.engine.ClassDescription(wl),
 		"destination":    q.Get("dest"),
 		"decision":       d,
 		"notes":          decisionNotes(d, dest),

@@ -81,9 +81,9 @@ func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
 			Decision      plan.Decision       `json:"decision"`
 			PolicyVersion string              `json:"policy_version"`
 			Notes         []string            `json:"notes,omitempty"`
-		}{w, eng.ClassKey(w), o.dest, d, eng.Version(), decisionNotes(d, dest)})
+		}{w, eng.ClassDescription(w), o.dest, d, eng.Version(), decisionNotes(d, dest)})
 	}
-	return writeDecisionText(out, w, eng.ClassKey(w), o.dest, d, decisionNotes(d, dest))
+	return writeDecisionText(out, w, eng.ClassDescription(w), o.dest, d, decisionNotes(d, dest))
 }
 
 func writeDecisionText(out io.Writer, w *inventory.Workload, class, dest string, d plan.Decision, notes []string) error {
@@ -125,17 +125,10 @@ func writeDecisionText(out io.Writer, w *inventory.Workload, class, dest string,
 // decisionNotes says what a decision means at each enforcement point where
 // they differ (DESIGN.md, "Decisions on the wire").
 func decisionNotes(d plan.Decision, dest plan.Destination) []string {
-	t := d.Target()
-	if t == nil {
-		return nil
+	if n, ok := plan.NoteTLSRedirect(d, dest); ok {
+		return n.Lines()
 	}
-	var notes []string
-	if t.TLS || dest.Port == 443 || dest.Protocol == "tls" {
-		notes = append(notes,
-			"sidecar: a TLS connection cannot be redirected without terminating TLS, so it is denied there",
-			"dns: answered with a CNAME to "+t.Host+"; TLS clients that check the live name's certificate fail closed")
-	}
-	return notes
+	return nil
 }
 
 func describeWorkload(w *inventory.Workload) string {

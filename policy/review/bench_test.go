@@ -9,12 +9,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"go.uber.org/zap"
 
 	"github.com/egressguard/egressguard/inventory"
@@ -227,64 +225,4 @@ func BenchmarkDecisionPeer(b *testing.B) {
 			i++
 		}
 	})
-}
-
-// TestDiffShortcutMatchesFull checks the shared-base shortcut against the
-// full comparison on a generated catalog with the default catalog merged
-// (zones replaced, exceptions widened onto wildcards, a new sandbox).
-func TestDiffShortcutMatchesFull(t *testing.T) {
-	dir := t.TempDir()
-	for _, side := range []string{"base", "head"} {
-		if err := os.MkdirAll(filepath.Join(dir, side), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		benchCatalog(t, filepath.Join(dir, side), 200, 20, side == "head")
-	}
-	logPath := filepath.Join(dir, "decisions.jsonl")
-	benchDecisions(t, logPath, 2000, 60, 200)
-	recs, err := ReadDecisionFile(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := func() time.Time { return time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC) }
-	base, err := Load(context.Background(), filepath.Join(dir, "base"), LoadOptions{Now: now, Log: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	head, err := Load(context.Background(), filepath.Join(dir, "head"), LoadOptions{Now: now, Log: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fast, err := Diff(base, head, Inputs{Decisions: recs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	full, err := Diff(base, head, Inputs{Decisions: recs, fullCompare: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(full.Decisions) == 0 || !full.Widens {
-		t.Fatalf("fixture should change and widen: %+v", full.Stats)
-	}
-	// A row's classes are those it was sorted and folded by (they were once
-	// rewritten afterwards through a shared backing array).
-	for _, rep := range []*Report{fast, full} {
-		for _, r := range rep.Decisions {
-			if got := strings.Join(r.Classes, ","); got != r.classKey {
-				t.Fatalf("%s: classes %s were changed after the row was keyed as %s", r.Destination, got, r.classKey)
-			}
-		}
-	}
-	if !reflect.DeepEqual(fast.Decisions, full.Decisions) {
-		for i := range fast.Decisions {
-			if !reflect.DeepEqual(fast.Decisions[i], full.Decisions[i]) {
-				t.Logf("first difference at %d: %s", i, cmp.Diff(fast.Decisions[i], full.Decisions[i], cmp.AllowUnexported(DecisionChange{})))
-				break
-			}
-		}
-		t.Fatalf("shortcut differs: %d vs %d decision changes", len(fast.Decisions), len(full.Decisions))
-	}
-	if fast.Stats.Compared >= full.Stats.Compared {
-		t.Errorf("shortcut compared %d decisions, full %d", fast.Stats.Compared, full.Stats.Compared)
-	}
 }

@@ -3,13 +3,13 @@ package review
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
+	"github.com/egressguard/egressguard/internal/parallel"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/plan"
@@ -132,61 +132,105 @@ type group struct {
 // Diff compiles nothing itself: it compares base's and head's plans over
 // the workload classes and destinations described in the package
 // documentation. Plans are compared with plan.Decide only, once per distinct
-// pair of plan fingerprints.
+// pair of plan fingerprints. It is a pipeline of five stages, each a
+// function of its own: collectWorkloads, planPairs, destinations,
+// (*comparer).comparePair for every changed pair, and assemble.
 func Diff(base, head *Side, in Inputs) (*Report, error) {
-	rep := &Report{Base: base.Spec, Head: head.Spec,
-		BaseVersion: base.Engine.Version(), HeadVersion: head.Engine.Version(),
-		ExpiredBase: base.Engine.ExpiredExceptions(), ExpiredHead: head.Engine.ExpiredExceptions()}
-
 	inv := in.Inventory
 	if inv == nil {
 		inv = inventory.Empty(inventory.DefaultEnvironment)
 	}
+	wls, err := collectWorkloads(base, head, inv, in.Decisions)
+	if err != nil {
+		return nil, err
+	}
+	pairs, err := planPairs(base, head, wls)
+	if err != nil {
+		return nil, err
+	}
 	bcat, hcat := base.Engine.Catalog(), head.Engine.Catalog()
-	guarded := func(env string) bool { return !isProduction(bcat, env) || !isProduction(hcat, env) }
+	dests := destinations(pairs.groups, bcat, hcat)
+	changed := pairs.changed()
+	c, err := newComparer(changed, dests, wls.scenarios, in.fullCompare, bcat, hcat)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]pairResult, len(changed))
+	if err := parallel.ForEach(len(changed), 0, func(i int) error {
+		results[i] = c.comparePair(changed[i])
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rep := &Report{Base: base.Spec, Head: head.Spec,
+		BaseVersion: base.Engine.Version(), HeadVersion: head.Engine.Version(),
+		ExpiredBase: base.Engine.ExpiredExceptions(), ExpiredHead: head.Engine.ExpiredExceptions(),
+		Stats: Stats{Workloads: len(wls.byKey), Recorded: len(in.Decisions), Classes: pairs.classes,
+			PlanPairs: len(pairs.groups), ChangedPlanPairs: len(changed), Destinations: len(dests.list),
+			Compared: c.baseCompared}}
+	assemble(rep, results)
+	return rep, nil
+}
 
-	// Workloads: one per environment, the default, exception selectors (all,
-	// expired included), inventory, scenarios, recorded requests.
-	type wl struct {
-		w     *inventory.Workload
-		dests []plan.Destination
-		src   string
+// workloadSet is what collectWorkloads finds: every workload a diff plans
+// for, keyed by workloadKey, with the destinations recorded or scenario
+// requests name for it.
+type workloadSet struct {
+	byKey map[string]*workloadDests
+	// scenarios are the scenario destinations (a catalog destination that
+	// is also one is reported with source "scenario").
+	scenarios map[plan.Destination]struct{}
+}
+
+type workloadDests struct {
+	w     *inventory.Workload
+	dests []plan.Destination
+	src   string
+}
+
+func (s *workloadSet) add(w *inventory.Workload, d *plan.Destination, src string) {
+	k := workloadKey(w)
+	e, ok := s.byKey[k]
+	if !ok {
+		e = &workloadDests{w: w}
+		s.byKey[k] = e
 	}
-	wls := make(map[string]*wl)
-	add := func(w *inventory.Workload, d *plan.Destination, src string) {
-		k := workloadKey(w)
-		e, ok := wls[k]
-		if !ok {
-			e = &wl{w: w}
-			wls[k] = e
-		}
-		if d != nil {
-			e.dests = append(e.dests, *d)
-			e.src = src
-		}
+	if d != nil {
+		e.dests = append(e.dests, *d)
+		e.src = src
 	}
-	for _, c := range []*policy.Catalog{bcat, hcat} {
+}
+
+// collectWorkloads is stage 1: one workload per environment of either
+// catalog, the inventory's default, every exception's selector (expired
+// ones included, read from the raw catalog files), the inventory,
+// scenarios and recorded requests.
+func collectWorkloads(base, head *Side, inv *inventory.Snapshot, recorded []Recorded) (*workloadSet, error) {
+	s := &workloadSet{byKey: map[string]*workloadDests{}, scenarios: map[plan.Destination]struct{}{}}
+	for _, c := range []*policy.Catalog{base.Engine.Catalog(), head.Engine.Catalog()} {
 		for _, env := range environments(c) {
-			add(&inventory.Workload{Name: "", Environment: env}, nil, "")
+			s.add(&inventory.Workload{Name: "", Environment: env}, nil, "")
 		}
 	}
-	add(inv.Default(), nil, "")
+	s.add(inv.Default(), nil, "")
 	for _, side := range []*Side{base, head} {
-		raws, _ := rawCatalogs(side.Layout) // the engine already validated them
+		raws, err := rawCatalogs(side.Layout)
+		if err != nil {
+			return nil, fmt.Errorf("review: exceptions of %s: %w", side.Spec, err)
+		}
 		for _, c := range raws {
 			for _, x := range c.Exceptions {
 				env := x.Workload.Environment
 				if env == "" {
 					env = inv.DefaultEnvironment()
 				}
-				add(&inventory.Workload{Name: x.Workload.Name, Namespace: x.Workload.Namespace, Environment: env, Labels: x.Workload.Labels}, nil, "")
+				s.add(&inventory.Workload{Name: x.Workload.Name, Namespace: x.Workload.Namespace, Environment: env, Labels: x.Workload.Labels}, nil, "")
 			}
 		}
 	}
 	for _, w := range inv.Workloads() {
-		add(w, nil, "")
+		s.add(w, nil, "")
 	}
-	scenarioDests := make(map[plan.Destination]struct{})
 	for _, side := range []*Side{base, head} {
 		for _, sc := range side.Scenarios {
 			d, err := policy.ParseDestination(sc.Dest)
@@ -194,87 +238,79 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 				continue // ParseScenarios already reported it
 			}
 			w := &inventory.Workload{Name: sc.Workload.Name, Namespace: sc.Workload.Namespace, Environment: sc.Workload.Environment, Labels: sc.Workload.Labels}
-			add(w, &d, "scenario")
-			scenarioDests[d] = struct{}{}
+			s.add(w, &d, "scenario")
+			s.scenarios[d] = struct{}{}
 		}
 	}
-	for i := range in.Decisions {
-		r := &in.Decisions[i]
+	for i := range recorded {
+		r := &recorded[i]
 		w := &r.Workload
 		if w.Environment == "" { // an unknown source is the default workload
 			c := *w
 			c.Environment = inv.DefaultEnvironment()
 			w = &c
 		}
-		add(w, &r.Destination, "recorded")
+		s.add(w, &r.Destination, "recorded")
 	}
-	rep.Stats.Workloads = len(wls)
-	rep.Stats.Recorded = len(in.Decisions)
+	return s, nil
+}
 
-	// Plans, grouped by fingerprint pair.
-	groups := make(map[[2]string]*group)
-	classes := make(map[string]struct{})
-	keys := slices.Sorted(func(yield func(string) bool) {
-		for k := range wls {
-			if !yield(k) {
-				return
-			}
+// pairSet is what planPairs builds: the workloads grouped by the pair of
+// plans (base, head) they get, in a deterministic order.
+type pairSet struct {
+	groups  []*group
+	classes int
+}
+
+// changed returns the groups whose two plans differ.
+func (ps *pairSet) changed() []*group {
+	out := make([]*group, 0, len(ps.groups))
+	for _, g := range ps.groups {
+		if g.before.Fingerprint() != g.after.Fingerprint() {
+			out = append(out, g)
 		}
-	})
-	// PlanFor evaluates Rego once per class: spread the classes over the CPUs.
-	type planned struct {
-		pb, ph *plan.Plan
-		ck     string
-		err    error
 	}
+	return out
+}
+
+// planned is one workload's pair of plans and its class.
+type planned struct {
+	before, after *plan.Plan
+	class         string
+	err           error
+}
+
+// planPairs is stage 2: both plans of every workload (PlanFor evaluates
+// Rego once per class, so the workloads are spread over the CPUs), grouped
+// by their pair of fingerprints. Of several failures the first workload's
+// (in key order) is returned.
+func planPairs(base, head *Side, wls *workloadSet) (*pairSet, error) {
+	keys := slices.Sorted(maps.Keys(wls.byKey))
 	plans := make([]planned, len(keys))
-	{
-		var wg sync.WaitGroup
-		next := make(chan int, len(keys))
-		for i := range keys {
-			next <- i
-		}
-		close(next)
-		for range max(1, runtime.GOMAXPROCS(0)) {
-			wg.Go(func() {
-				for i := range next {
-					w, pl := wls[keys[i]].w, &plans[i]
-					if pl.pb, pl.err = base.Engine.PlanFor(w); pl.err != nil {
-						pl.err = fmt.Errorf("review: base plan for %s: %w", base.Engine.ClassKey(w), pl.err)
-						continue
-					}
-					if pl.ph, pl.err = head.Engine.PlanFor(w); pl.err != nil {
-						pl.err = fmt.Errorf("review: head plan for %s: %w", head.Engine.ClassKey(w), pl.err)
-						continue
-					}
-					// The class as the policy that distinguishes more sees it (an
-					// exception removed in head also removes its class labels).
-					pl.ck = head.Engine.ClassKey(w)
-					if bk := base.Engine.ClassKey(w); len(bk) > len(pl.ck) {
-						pl.ck = bk
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}
+	_ = parallel.ForEach(len(keys), 0, func(i int) error {
+		plans[i] = planWorkload(base, head, wls.byKey[keys[i]].w)
+		return nil
+	})
+	bcat, hcat := base.Engine.Catalog(), head.Engine.Catalog()
+	ps := &pairSet{}
+	byFP := make(map[[2]string]*group)
+	classes := make(map[string]struct{})
 	for i, k := range keys {
-		e := wls[k]
 		pl := &plans[i]
 		if pl.err != nil {
 			return nil, pl.err
 		}
-		pb, ph := pl.pb, pl.ph
-		gk := [2]string{pb.Fingerprint(), ph.Fingerprint()}
-		g, ok := groups[gk]
+		e := wls.byKey[k]
+		gk := [2]string{pl.before.Fingerprint(), pl.after.Fingerprint()}
+		g, ok := byFP[gk]
 		if !ok {
-			g = &group{before: pb, after: ph, classes: map[string]struct{}{}}
-			groups[gk] = g
+			g = &group{before: pl.before, after: pl.after, classes: map[string]struct{}{}}
+			byFP[gk] = g
+			ps.groups = append(ps.groups, g)
 		}
-		ck := pl.ck
-		g.classes[ck] = struct{}{}
-		classes[ck] = struct{}{}
-		g.guarded = g.guarded || guarded(e.w.Environment)
+		g.classes[pl.class] = struct{}{}
+		classes[pl.class] = struct{}{}
+		g.guarded = g.guarded || !isProduction(bcat, e.w.Environment) || !isProduction(hcat, e.w.Environment)
 		for _, d := range e.dests {
 			if g.extra == nil {
 				g.extra = make(map[plan.Destination]string)
@@ -284,10 +320,39 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 			}
 		}
 	}
-	rep.Stats.Classes = len(classes)
-	rep.Stats.PlanPairs = len(groups)
+	ps.classes = len(classes)
+	return ps, nil
+}
 
-	// Destinations from every distinct plan's patterns.
+// planWorkload returns w's two plans and its class as the policy that
+// distinguishes more sees it (an exception removed in head also removes its
+// class labels).
+func planWorkload(base, head *Side, w *inventory.Workload) planned {
+	var pl planned
+	if pl.before, pl.err = base.Engine.PlanFor(w); pl.err != nil {
+		pl.err = fmt.Errorf("review: base plan for %s: %w", base.Engine.ClassDescription(w), pl.err)
+		return pl
+	}
+	if pl.after, pl.err = head.Engine.PlanFor(w); pl.err != nil {
+		pl.err = fmt.Errorf("review: head plan for %s: %w", head.Engine.ClassDescription(w), pl.err)
+		return pl
+	}
+	pl.class = head.Engine.ClassDescription(w)
+	if bk := base.Engine.ClassDescription(w); len(bk) > len(pl.class) {
+		pl.class = bk
+	}
+	return pl
+}
+
+// destSet is what destinations builds.
+type destSet struct {
+	list   []plan.Destination
+	probes *probeCollector
+}
+
+// destinations is stage 3: probes for every pattern of every distinct plan
+// and every production zone and CIDR of both catalogs.
+func destinations(groups []*group, cats ...*policy.Catalog) destSet {
 	pc := newProbeCollector()
 	seenPlan := make(map[string]bool)
 	for _, g := range groups {
@@ -298,7 +363,7 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 			}
 		}
 	}
-	for _, c := range []*policy.Catalog{bcat, hcat} {
+	for _, c := range cats {
 		for _, z := range c.Zones {
 			pc.addHost(z, nil)
 		}
@@ -306,116 +371,134 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 			pc.addCIDR(z, nil)
 		}
 	}
-	dests := pc.destinations()
-	rep.Stats.Destinations = len(dests)
+	return destSet{list: pc.destinations(), probes: pc}
+}
 
-	prodHosts, prodNets := productionPatterns(bcat, hcat)
+// comparer holds what comparing one plan pair reads; it is immutable once
+// built, so pairs are compared in parallel.
+type comparer struct {
+	dests     destSet
+	scenarios map[plan.Destination]struct{}
+	// baseDiffs are the catalog destinations whose decision differs
+	// between the shared base layers of a pair (nil: compare in full).
+	baseDiffs    map[baseKey][]baseChange
+	baseCompared int
+	prodHosts    []string
+	prodNets     []netip.Prefix
+}
 
-	// Compare each changed plan pair (in parallel: plans are immutable).
-	changed := make([]*group, 0, len(groups))
-	for _, g := range groups {
-		if g.before.Fingerprint() != g.after.Fingerprint() {
-			changed = append(changed, g)
-		}
-	}
-	rep.Stats.ChangedPlanPairs = len(changed)
-	type result struct {
-		decisions []DecisionChange
-		rules     []RuleChange
-		compared  int
-	}
-	// Catalog destinations are decided once per distinct pair of shared
-	// base layers (plus default and mode); a class then only re-decides the
-	// destinations its own overlay patterns (before or after) can match.
-	di := newDestIndex(dests)
-	var baseDiffs map[baseKey][]baseChange
-	var baseCompared int
-	if !in.fullCompare {
+// newComparer decides catalog destinations once per distinct pair of
+// shared base layers (plus default and mode) unless full is set: a class
+// then only re-decides the destinations its own overlay patterns (before or
+// after) can match.
+func newComparer(changed []*group, dests destSet, scenarios map[plan.Destination]struct{}, full bool, cats ...*policy.Catalog) (*comparer, error) {
+	c := &comparer{dests: dests, scenarios: scenarios}
+	c.prodHosts, c.prodNets = productionPatterns(cats...)
+	if !full {
 		var err error
-		if baseDiffs, baseCompared, err = compareBases(changed, dests); err != nil {
+		if c.baseDiffs, c.baseCompared, err = compareBases(changed, dests.list); err != nil {
 			return nil, err
 		}
 	}
-	rep.Stats.Compared += baseCompared
-	results := make([]result, len(changed))
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range max(1, runtime.GOMAXPROCS(0)) {
-		wg.Go(func() {
-			for i := range next {
-				g := changed[i]
-				// cls is shared by every row and rule change of this group:
-				// clip it so an append elsewhere can never write into it.
-				cls := slices.Clip(slices.Sorted(mapKeys(g.classes)))
-				clsKey := strings.Join(cls, ",")
-				res := &results[i]
-				type rowKey struct {
-					d             plan.Destination
-					src           string
-					before, after Outcome
-				}
-				rows := make(map[rowKey]int)
-				record := func(d plan.Destination, src string, b, a plan.Decision) {
-					if _, ok := scenarioDests[d]; ok && src == "catalog" {
-						src = "scenario"
-					}
-					port := d.Port
-					d.Port = 0
-					k := rowKey{d, src, outcome(b), outcome(a)}
-					if i, ok := rows[k]; ok {
-						res.decisions[i].Ports = append(res.decisions[i].Ports, port)
-						return
-					}
-					rows[k] = len(res.decisions)
-					res.decisions = append(res.decisions, DecisionChange{
-						Classes: cls, classKey: clsKey, Destination: FormatDestination(d), Ports: []uint16{port}, Source: src,
-						Before: k.before, After: k.after,
-						Widens: g.guarded && b.Action != plan.ActionAllow && a.Action == plan.ActionAllow,
-					})
-				}
-				cmpOne := func(d plan.Destination, src string) {
-					res.compared++
-					b, a := g.before.Decide(d), g.after.Decide(d)
-					if !sameDecision(b, a) {
-						record(d, src, b, a)
-					}
-				}
-				if bd, ok := baseDiffs[baseKeyOf(g)]; ok {
-					matched := di.overlayMatches(g.before, g.after)
-					for _, c := range bd {
-						if !matched[c.i] {
-							record(dests[c.i], "catalog", c.before, c.after)
-						}
-					}
-					for i, m := range matched {
-						if m {
-							cmpOne(dests[i], "catalog")
-						}
-					}
-				} else {
-					for _, d := range dests {
-						cmpOne(d, "catalog")
-					}
-				}
-				for d, src := range g.extra {
-					if !pc.has(d) {
-						cmpOne(d, src)
-					}
-				}
-				for i := range res.decisions {
-					slices.Sort(res.decisions[i].Ports)
-					res.decisions[i].Ports = slices.Compact(res.decisions[i].Ports)
-				}
-				res.rules = diffRules(g.before.Spec(), g.after.Spec(), cls, g.guarded, prodHosts, prodNets)
-			}
-		})
-	}
-	for i := range changed {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	return c, nil
+}
 
+// pairResult is one changed plan pair's contribution to the report.
+type pairResult struct {
+	decisions []DecisionChange
+	rules     []RuleChange
+	compared  int
+}
+
+// comparePair is stage 4: the decision and rule changes of one plan pair.
+func (c *comparer) comparePair(g *group) pairResult {
+	// cls is shared by every row and rule change of this group: clip it so
+	// an append elsewhere can never write into it.
+	cls := slices.Clip(slices.Sorted(maps.Keys(g.classes)))
+	rows := &pairRows{g: g, cls: cls, clsKey: strings.Join(cls, ","), scenarios: c.scenarios, index: map[rowKey]int{}}
+	dests := c.dests.list
+	if bd, ok := c.baseDiffs[baseKeyOf(g)]; ok {
+		matched := make([]bool, len(dests))
+		for i, d := range dests {
+			matched[i] = g.before.OverlayMatches(d) || g.after.OverlayMatches(d)
+		}
+		for _, ch := range bd {
+			if !matched[ch.i] {
+				rows.record(dests[ch.i], "catalog", ch.before, ch.after)
+			}
+		}
+		for i, m := range matched {
+			if m {
+				rows.compare(dests[i], "catalog")
+			}
+		}
+	} else {
+		for _, d := range dests {
+			rows.compare(d, "catalog")
+		}
+	}
+	for d, src := range g.extra {
+		if !c.dests.probes.has(d) {
+			rows.compare(d, src)
+		}
+	}
+	for i := range rows.res.decisions {
+		slices.Sort(rows.res.decisions[i].Ports)
+		rows.res.decisions[i].Ports = slices.Compact(rows.res.decisions[i].Ports)
+	}
+	rows.res.rules = diffRules(g.before.Spec(), g.after.Spec(), cls, g.guarded, c.prodHosts, c.prodNets)
+	return rows.res
+}
+
+// rowKey is one decision row: the same destination (without its port),
+// source and change; the ports it holds for are gathered into one row.
+type rowKey struct {
+	d             plan.Destination
+	src           string
+	before, after Outcome
+}
+
+// pairRows gathers one pair's decision rows.
+type pairRows struct {
+	g         *group
+	cls       []string
+	clsKey    string
+	scenarios map[plan.Destination]struct{}
+	index     map[rowKey]int
+	res       pairResult
+}
+
+// compare decides d with both plans and records a row when they differ.
+func (r *pairRows) compare(d plan.Destination, src string) {
+	r.res.compared++
+	b, a := r.g.before.Decide(d), r.g.after.Decide(d)
+	if !sameDecision(b, a) {
+		r.record(d, src, b, a)
+	}
+}
+
+func (r *pairRows) record(d plan.Destination, src string, b, a plan.Decision) {
+	if _, ok := r.scenarios[d]; ok && src == "catalog" {
+		src = "scenario"
+	}
+	port := d.Port
+	d.Port = 0
+	k := rowKey{d, src, outcome(b), outcome(a)}
+	if i, ok := r.index[k]; ok {
+		r.res.decisions[i].Ports = append(r.res.decisions[i].Ports, port)
+		return
+	}
+	r.index[k] = len(r.res.decisions)
+	r.res.decisions = append(r.res.decisions, DecisionChange{
+		Classes: r.cls, classKey: r.clsKey, Destination: FormatDestination(d), Ports: []uint16{port}, Source: src,
+		Before: k.before, After: k.after,
+		Widens: r.g.guarded && b.Action != plan.ActionAllow && a.Action == plan.ActionAllow,
+	})
+}
+
+// assemble is stage 5: the pairs' results merged, sorted (widening first)
+// and summed up in the report.
+func assemble(rep *Report, results []pairResult) {
 	rules := make([][]RuleChange, len(results))
 	for i, r := range results {
 		rep.Stats.Compared += r.compared
@@ -452,7 +535,6 @@ func Diff(base, head *Side, in Inputs) (*Report, error) {
 			addReason(fmt.Sprintf("rule %s (%s) allows production for %s", r.ID, r.Kind, summarizeClasses(r.Classes, 3)))
 		}
 	}
-	return rep, nil
 }
 
 // mergeRuleChanges folds the same rule change made in several plan pairs
@@ -498,16 +580,6 @@ func cmpBool(a, b bool) int {
 		return 1
 	}
 	return -1
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 func summarizeClasses(cls []string, n int) string {
@@ -782,95 +854,21 @@ func compareBases(groups []*group, dests []plan.Destination) (map[baseKey][]base
 		jobs = append(jobs, job{k, b, a})
 	}
 	out := make(map[baseKey][]baseChange, len(jobs))
-	workers := max(1, runtime.GOMAXPROCS(0))
 	compared := 0
 	for _, j := range jobs {
-		parts := make([][]baseChange, workers)
-		chunk := (len(dests) + workers - 1) / workers
-		var wg sync.WaitGroup
-		for w := range workers {
-			lo, hi := w*chunk, min(len(dests), (w+1)*chunk)
-			wg.Go(func() {
-				for i := lo; i < hi; i++ {
-					b, a := j.b.Decide(dests[i]), j.a.Decide(dests[i])
-					if !sameDecision(b, a) {
-						parts[w] = append(parts[w], baseChange{i, b, a})
-					}
+		ranges := parallel.Ranges(len(dests), 0)
+		parts := make([][]baseChange, len(ranges))
+		_ = parallel.ForEach(len(ranges), 0, func(r int) error {
+			for i := ranges[r][0]; i < ranges[r][1]; i++ {
+				b, a := j.b.Decide(dests[i]), j.a.Decide(dests[i])
+				if !sameDecision(b, a) {
+					parts[r] = append(parts[r], baseChange{i, b, a})
 				}
-			})
-		}
-		wg.Wait()
+			}
+			return nil
+		})
 		compared += len(dests)
 		out[j.key] = slices.Concat(parts...)
 	}
 	return out, compared, nil
-}
-
-// destIndex finds the destinations a host pattern or CIDR can match.
-type destIndex struct {
-	n     int
-	exact map[string][]int // host -> destinations
-	under map[string][]int // "x.com" -> destinations strictly under it
-	hosts []int            // every destination with a host
-	ips   []int            // every destination with only an IP
-	dests []plan.Destination
-}
-
-func newDestIndex(dests []plan.Destination) *destIndex {
-	di := &destIndex{n: len(dests), exact: map[string][]int{}, under: map[string][]int{}, dests: dests}
-	for i, d := range dests {
-		if d.Host == "" {
-			di.ips = append(di.ips, i)
-			continue
-		}
-		di.hosts = append(di.hosts, i)
-		di.exact[d.Host] = append(di.exact[d.Host], i)
-		for h := d.Host; ; {
-			dot := strings.IndexByte(h, '.')
-			if dot < 0 {
-				break
-			}
-			h = h[dot+1:]
-			di.under[h] = append(di.under[h], i)
-		}
-	}
-	return di
-}
-
-// overlayMatches marks the destinations a pattern of either plan's overlay
-// (the rules after its shared base) can match, whatever the port.
-func (di *destIndex) overlayMatches(plans ...*plan.Plan) []bool {
-	m := make([]bool, di.n)
-	mark := func(is []int) {
-		for _, i := range is {
-			m[i] = true
-		}
-	}
-	for _, p := range plans {
-		rules := p.Spec().Rules[p.Base().Len():]
-		for _, r := range rules {
-			for _, h := range r.Hosts {
-				switch {
-				case h == "*":
-					mark(di.hosts)
-				case strings.HasPrefix(h, "*."):
-					mark(di.under[h[2:]])
-				default:
-					mark(di.exact[h])
-				}
-			}
-			for _, c := range r.CIDRs {
-				pf, err := plan.ParsePrefix(c)
-				if err != nil {
-					continue
-				}
-				for _, i := range di.ips {
-					if pf.Contains(di.dests[i].IP) {
-						m[i] = true
-					}
-				}
-			}
-		}
-	}
-	return m
 }

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/egressguard/egressguard/inventory"
@@ -219,4 +221,44 @@ func TestMergeRuleChangesKeepsInputs(t *testing.T) {
 			assert.Equal(t, []string{"staging{}", "staging{x}"}, rowA.Classes)
 		})
 	}
+}
+
+// TestDiffShortcutMatchesFull checks the shared-base shortcut against the
+// full comparison on a generated catalog with the default catalog merged
+// (zones replaced, exceptions widened onto wildcards, a new sandbox). The
+// generators are benchCatalog and benchDecisions, shared with
+// BenchmarkDiffLarge.
+func TestDiffShortcutMatchesFull(t *testing.T) {
+	dir := t.TempDir()
+	for _, side := range []string{"base", "head"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, side), 0o755))
+		benchCatalog(t, filepath.Join(dir, side), 200, 20, side == "head")
+	}
+	logPath := filepath.Join(dir, "decisions.jsonl")
+	benchDecisions(t, logPath, 2000, 60, 200)
+	recs, err := ReadDecisionFile(logPath)
+	require.NoError(t, err)
+	now := func() time.Time { return time.Date(2027, 1, 15, 0, 0, 0, 0, time.UTC) }
+	base, err := Load(context.Background(), filepath.Join(dir, "base"), LoadOptions{Now: now, Log: zap.NewNop()})
+	require.NoError(t, err)
+	t.Cleanup(base.Close)
+	head, err := Load(context.Background(), filepath.Join(dir, "head"), LoadOptions{Now: now, Log: zap.NewNop()})
+	require.NoError(t, err)
+	t.Cleanup(head.Close)
+	fast, err := Diff(base, head, Inputs{Decisions: recs})
+	require.NoError(t, err)
+	full, err := Diff(base, head, Inputs{Decisions: recs, fullCompare: true})
+	require.NoError(t, err)
+	require.True(t, len(full.Decisions) > 0 && full.Widens, "fixture should change and widen: %+v", full.Stats)
+	// A row's classes are those it was sorted and folded by (they were once
+	// rewritten afterwards through a shared backing array).
+	for _, rep := range []*Report{fast, full} {
+		for _, r := range rep.Decisions {
+			require.Equal(t, r.classKey, strings.Join(r.Classes, ","), "%s: classes changed after the row was keyed", r.Destination)
+		}
+	}
+	if diff := cmp.Diff(full.Decisions, fast.Decisions, cmp.AllowUnexported(DecisionChange{})); diff != "" {
+		t.Fatalf("shortcut differs (%d vs %d decision changes; -full +shortcut):\n%s", len(full.Decisions), len(fast.Decisions), diff)
+	}
+	assert.Less(t, fast.Stats.Compared, full.Stats.Compared, "the shortcut decides fewer destinations")
 }

@@ -49,103 +49,17 @@ func Explain(e *policy.Engine, w *inventory.Workload, d plan.Destination) (*Expl
 		return nil, fmt.Errorf("review: explain: %w", err)
 	}
 	dec := p.Decide(d)
-	x := &Explanation{Class: e.ClassKey(w), Destination: FormatDestination(d), Decision: outcome(dec), Reason: dec.Reason(), Rule: dec.Rule}
-	host := ""
+	x := &Explanation{Class: e.ClassDescription(w), Destination: FormatDestination(d), Decision: outcome(dec), Reason: dec.Reason(), Rule: dec.Rule}
 	if d.Host != "" {
-		host, err = plan.NormalizeHost(d.Host)
-		if err != nil {
+		// Decide matches no host pattern for a name that cannot be put in
+		// canonical form; explain says why instead of listing nothing.
+		if _, err := plan.NormalizeHost(d.Host); err != nil {
 			return nil, fmt.Errorf("review: explain: %w", err)
 		}
 	}
-	spec := p.Spec()
-	baseLen := p.Base().Len()
-	entries := p.Entries()
-
-	// Host candidates: the winner is the most specific pattern with an
-	// eligible port filter; on the same pattern a matching port filter wins.
-	var hostWin *plan.Entry
-	var hostCands []plan.Entry
-	if host != "" {
-		for _, en := range entries {
-			if en.Kind == plan.EntryHost && hostMatches(en.Pattern, host) {
-				hostCands = append(hostCands, en)
-				if portOK(en.Port, d.Port) && (hostWin == nil || moreSpecific(en, *hostWin)) {
-					c := en
-					hostWin = &c
-				}
-			}
-		}
-	}
-	var ipWin *plan.Entry
-	var ipCands []plan.Entry
-	var ipBits int
-	if d.IP.IsValid() {
-		ip := d.IP.Unmap()
-		for _, en := range entries {
-			if en.Kind != plan.EntryCIDR {
-				continue
-			}
-			pf, err := plan.ParsePrefix(en.Pattern)
-			if err != nil || !pf.Contains(ip) {
-				continue
-			}
-			ipCands = append(ipCands, en)
-			if portOK(en.Port, d.Port) && (ipWin == nil || pf.Bits() > ipBits || (pf.Bits() == ipBits && en.Port != 0 && ipWin.Port == 0)) {
-				c := en
-				ipWin, ipBits = &c, pf.Bits()
-			}
-		}
-	}
-	for _, en := range hostCands {
-		c := candidate(en)
-		switch {
-		case !portOK(en.Port, d.Port) && d.Port == 0:
-			c.Why = fmt.Sprintf("port filter %d, but the port is unknown (a DNS lookup): enforced by the sidecar only", en.Port)
-		case !portOK(en.Port, d.Port):
-			c.Why = fmt.Sprintf("port filter %d does not include port %d", en.Port, d.Port)
-		case hostWin != nil && en == *hostWin:
-			c.Won, c.Why = en.Rule.ID == dec.RuleID(), "most specific matching pattern"
-		case hostWin != nil && en.Pattern == hostWin.Pattern:
-			c.Why = fmt.Sprintf("same pattern, but the rule filtered on port %d beats a rule without a port filter", hostWin.Port)
-		default:
-			c.Why = "less specific than " + hostWin.Pattern
-		}
-		x.Candidates = append(x.Candidates, c)
-	}
-	for _, en := range ipCands {
-		c := candidate(en)
-		switch {
-		case !portOK(en.Port, d.Port) && d.Port == 0:
-			c.Why = fmt.Sprintf("port filter %d, but the port is unknown", en.Port)
-		case !portOK(en.Port, d.Port):
-			c.Why = fmt.Sprintf("port filter %d does not include port %d", en.Port, d.Port)
-		case hostWin != nil:
-			c.Why = "CIDR rules apply only when no host rule matches, and " + hostWin.Pattern + " did"
-		case ipWin != nil && en == *ipWin:
-			c.Won, c.Why = en.Rule.ID == dec.RuleID(), "longest matching prefix"
-		case ipWin != nil && en.Pattern == ipWin.Pattern:
-			c.Why = fmt.Sprintf("same prefix, but the rule filtered on port %d beats a rule without a port filter", ipWin.Port)
-		default:
-			c.Why = "shorter prefix than " + ipWin.Pattern
-		}
-		x.Candidates = append(x.Candidates, c)
-	}
-	// Rules that name the winning pattern but lost it to another rule.
-	win := hostWin
-	if win == nil {
-		win = ipWin
-	}
-	if win != nil {
-		for i, r := range spec.Rules {
-			if r.ID == win.Rule.ID || !namesPattern(r, win.Pattern, win.Port) {
-				continue
-			}
-			why := "the earlier rule in the same layer wins"
-			if i < baseLen && !isBase(spec.Rules, baseLen, win.Rule.ID) {
-				why = "a class overlay rule on the same pattern beats the shared catalog rule"
-			}
-			x.Candidates = append(x.Candidates, Candidate{Kind: win.Kind.String(), Pattern: win.Pattern, Port: win.Port, Rule: r.ID, Action: r.Action.String(), Why: why})
-		}
+	for _, c := range p.Candidates(d) {
+		x.Candidates = append(x.Candidates, Candidate{Kind: c.Kind.String(), Pattern: c.Pattern, Port: c.Port,
+			Rule: c.Rule.ID, Action: c.Rule.Action.String(), Won: c.Won, Why: c.Why})
 	}
 	if dec.RuleID() == plan.DefaultRuleID {
 		x.Notes = append(x.Notes, fmt.Sprintf("no pattern matched: the plan's default (%s) applies", p.Default()))
@@ -153,85 +67,11 @@ func Explain(e *policy.Engine, w *inventory.Workload, d plan.Destination) (*Expl
 	if dec.WouldDeny {
 		x.Notes = append(x.Notes, fmt.Sprintf("report mode: the rule would %s; it is allowed and recorded", dec.Matched))
 	}
-	if t := dec.Target(); t != nil && (t.TLS || d.Port == 443 || d.Protocol == "tls") {
-		x.Notes = append(x.Notes, "sidecar: a TLS connection cannot be redirected without terminating TLS, so it is denied there; dns: answered with a CNAME to "+t.Host)
+	if n, ok := plan.NoteTLSRedirect(dec, d); ok {
+		x.Notes = append(x.Notes, n.Lines()...)
 	}
 	x.Catalog = catalogRef(e.Catalog(), dec.RuleID())
 	return x, nil
-}
-
-func candidate(en plan.Entry) Candidate {
-	return Candidate{Kind: en.Kind.String(), Pattern: en.Pattern, Port: en.Port, Rule: en.Rule.ID, Action: en.Rule.Action.String()}
-}
-
-func isBase(rules []plan.Rule, baseLen int, id string) bool {
-	for _, r := range rules[:baseLen] {
-		if r.ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-func namesPattern(r plan.Rule, pattern string, port uint16) bool {
-	if (port == 0) != (len(r.Ports) == 0) {
-		return false
-	}
-	if port != 0 && !containsPort(r.Ports, port) {
-		return false
-	}
-	for _, h := range r.Hosts {
-		if h == pattern {
-			return true
-		}
-	}
-	for _, c := range r.CIDRs {
-		if c == pattern {
-			return true
-		}
-	}
-	return false
-}
-
-func containsPort(ps []uint16, p uint16) bool {
-	for _, x := range ps {
-		if x == p {
-			return true
-		}
-	}
-	return false
-}
-
-func portOK(filter, port uint16) bool { return filter == 0 || filter == port }
-
-func hostMatches(pattern, host string) bool {
-	switch {
-	case pattern == "*":
-		return true
-	case strings.HasPrefix(pattern, "*."):
-		return strings.HasSuffix(host, pattern[1:]) && len(host) > len(pattern)-1
-	}
-	return pattern == host
-}
-
-// moreSpecific: exact beats wildcard, longer suffix beats shorter, "*"
-// last; on the same pattern a port filter beats none.
-func moreSpecific(a, b plan.Entry) bool {
-	ra, rb := specificity(a.Pattern), specificity(b.Pattern)
-	if ra != rb {
-		return ra > rb
-	}
-	return a.Port != 0 && b.Port == 0
-}
-
-func specificity(p string) int {
-	switch {
-	case p == "*":
-		return 0
-	case strings.HasPrefix(p, "*."):
-		return len(p)
-	}
-	return 1 << 20
 }
 
 // catalogRef finds the catalog entry a rule id comes from (README: rule ids).

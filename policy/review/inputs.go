@@ -9,11 +9,10 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
+	"github.com/egressguard/egressguard/internal/parallel"
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/decisionlog"
@@ -48,34 +47,26 @@ func ReadDecisions(name string, r io.Reader) ([]Recorded, error) {
 		ok  bool
 	}
 	slots := make([]slot, len(lines))
-	workers := max(1, runtime.GOMAXPROCS(0))
-	chunk := (len(lines) + workers - 1) / workers
-	var wg sync.WaitGroup
-	for w := range workers {
-		lo, hi := w*chunk, min(len(lines), (w+1)*chunk)
-		if lo >= hi {
-			break
-		}
-		wg.Go(func() {
-			for i := lo; i < hi; i++ {
-				b := bytes.TrimSpace(lines[i])
-				if len(b) == 0 {
-					continue
-				}
-				var rec recordInput
-				if err := json.Unmarshal(b, &rec); err != nil {
-					slots[i].err = fmt.Errorf("%s:%d: %w", name, i+1, err)
-					continue
-				}
-				if rec.Input.Destination.Host == "" && !rec.Input.Destination.IP.IsValid() {
-					slots[i].err = fmt.Errorf("%s:%d: input.destination: neither host nor ip", name, i+1)
-					continue
-				}
-				slots[i].in, slots[i].ok = rec.Input, true
+	ranges := parallel.Ranges(len(lines), 0)
+	_ = parallel.ForEach(len(ranges), 0, func(r int) error {
+		for i := ranges[r][0]; i < ranges[r][1]; i++ {
+			b := bytes.TrimSpace(lines[i])
+			if len(b) == 0 {
+				continue
 			}
-		})
-	}
-	wg.Wait()
+			var rec recordInput
+			if err := json.Unmarshal(b, &rec); err != nil {
+				slots[i].err = fmt.Errorf("%s:%d: %w", name, i+1, err)
+				continue
+			}
+			if rec.Input.Destination.Host == "" && !rec.Input.Destination.IP.IsValid() {
+				slots[i].err = fmt.Errorf("%s:%d: input.destination: neither host nor ip", name, i+1)
+				continue
+			}
+			slots[i].in, slots[i].ok = rec.Input, true
+		}
+		return nil
+	})
 	seen := make(map[string]struct{})
 	var out []Recorded
 	var errs []error
@@ -148,8 +139,9 @@ func workloadKey(w *inventory.Workload) string {
 	return b.String()
 }
 
-// rawExceptions parses the layout's catalog files one by one and returns
-// every exception, expired ones included (Engine.Catalog drops those).
+// rawCatalogs parses the layout's catalog files one by one, so that
+// Diff sees every exception, expired ones included (Engine.Catalog drops
+// those).
 func rawCatalogs(l Layout) ([]*policy.Catalog, error) {
 	files, err := policy.LoadCatalogFiles(l.CatalogFiles...)
 	if err != nil {

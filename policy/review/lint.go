@@ -97,13 +97,13 @@ func Lint(s *Side, inv *inventory.Snapshot, now time.Time) ([]Finding, error) {
 	for _, w := range ws {
 		p, err := s.Engine.PlanFor(w)
 		if err != nil {
-			return nil, fmt.Errorf("review: lint: plan for %s: %w", s.Engine.ClassKey(w), err)
+			return nil, fmt.Errorf("review: lint: plan for %s: %w", s.Engine.ClassDescription(w), err)
 		}
 		if seenPlan[p.Fingerprint()] {
 			continue
 		}
 		seenPlan[p.Fingerprint()] = true
-		class := s.Engine.ClassKey(w)
+		class := s.Engine.ClassDescription(w)
 		guarded := !isProduction(cat, w.Environment)
 		spec := p.Spec()
 		for _, r := range spec.Rules {

@@ -2,6 +2,7 @@ package review
 
 import (
 	"cmp"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -82,7 +83,7 @@ func (c *probeCollector) addCIDR(s string, ports []uint16) {
 
 // destinations returns the probes, deduplicated, in a stable order.
 func (c *probeCollector) destinations() []plan.Destination {
-	ports := slices.Sorted(mapKeys(c.ports))
+	ports := slices.Sorted(maps.Keys(c.ports))
 	ports = append([]uint16{0}, ports...)
 	if !slices.Contains(ports, 443) {
 		ports = append(ports, 443)
