@@ -147,8 +147,8 @@ func verdictOf(p *plan.Plan, r *plan.Rule) verdict {
 	}
 }
 
-// strictness orders verdicts for the one place the sidecar cannot follow
-// the plan exactly (TLS without SNI, see chainsFor).
+// strictness orders verdicts for the one place the sidecar cannot tell
+// them apart (report and allow in one TLS fallback chain, see tlsFallback).
 func (v verdict) strictness() int {
 	switch v.kind {
 	case vDeny, vRedirect:
@@ -219,6 +219,8 @@ type ipGroup struct {
 	name     string
 	prefixes []netip.Prefix
 	fallback verdict // what an unnamed destination in the group gets
+	// other is the group of every address no CIDR rule names.
+	other bool
 }
 
 func ipGroupsFor(p *plan.Plan, t table) []ipGroup {
@@ -232,7 +234,40 @@ func ipGroupsFor(p *plan.Plan, t table) []ipGroup {
 		groups = append(groups, ipGroup{name: "cidr:" + r.ID, prefixes: pfxs, fallback: verdictOf(p, r)})
 	}
 	slices.SortFunc(groups, func(a, b ipGroup) int { return strings.Compare(a.name, b.name) })
-	return append(groups, ipGroup{name: "other", fallback: verdictOf(p, p.DefaultRule())})
+	other := ipGroup{name: "other", fallback: verdictOf(p, p.DefaultRule()), other: true}
+	// Envoy keys a chain without prefix_ranges as 0.0.0.0/0 and ::/0
+	// (filter_chain_manager_impl.cc, makeCidrListEntry): next to a CIDR
+	// rule's 0.0.0.0/0 or ::/0 the two would share a trie node and Envoy
+	// would pick one arbitrarily (envoyproxy/envoy issue 7341). Where a
+	// rule claims a family's whole range, the other cell lists the
+	// remaining family explicitly, or is left out.
+	taken := [2]bool{}
+	for pfx := range t.cidrs {
+		if pfx.Bits() == 0 {
+			taken[boolIndex(pfx.Addr().Is6())] = true
+		}
+	}
+	if taken[0] || taken[1] {
+		for i, all := range allAddresses {
+			if !taken[i] {
+				other.prefixes = append(other.prefixes, all)
+			}
+		}
+		if len(other.prefixes) == 0 {
+			return groups
+		}
+	}
+	return append(groups, other)
+}
+
+// allAddresses are the IPv4 and IPv6 catch-all prefixes, in that order.
+var allAddresses = [2]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func comparePrefix(a, b netip.Prefix) int {
@@ -292,6 +327,7 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 		routes:   map[string]*routev3.RouteConfiguration{},
 		vhc:      vhc,
 		sni:      map[sniKey]map[verdictKind][]string{},
+		unnamed:  verdictOf(p, unnamedTLSRule(p)),
 	}
 	entries := p.Entries()
 	if err := checkRuleIDs(entries); err != nil {
@@ -374,6 +410,9 @@ type sidecarBuilder struct {
 	routes   map[string]*routev3.RouteConfiguration
 	vhc      *vhostCache
 	sni      map[sniKey]map[verdictKind][]string
+	// unnamed decides TLS without a usable server name to an address no
+	// CIDR rule names.
+	unnamed verdict
 }
 
 // sniKey names one computation of sniNames: its result depends only on the
@@ -528,19 +567,24 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	cell := "port=" + portLabel(port) + "|ip=" + g.name
 	var chains []*listenerv3.FilterChain
 
-	// TLS without a listed SNI. Envoy cannot tell "no SNI" (the CIDR rule or
-	// default decides) from "an unlisted SNI" (a "*" host rule decides): when
-	// the plan has a "*" host rule, the stricter of the two applies.
-	star, hasStar := t.hosts["*"]
-	tlsFallback := g.fallback
-	if hasStar {
-		if sv := verdictOf(b.p, star); sv.strictness() > tlsFallback.strictness() {
-			tlsFallback = sv
-		}
+	// TLS without a listed server name lands in one chain, whether it
+	// names an unlisted host (a "*" host rule decides, else the cell's CIDR
+	// rule or the default, as plan.Decide) or carries no usable name: no
+	// SNI, or one with a trailing dot, which Envoy's server-name lookup
+	// never matches to a listed name (findFilterChainForServerName). A
+	// connection without a usable name is decided on its destination
+	// address: the cell's CIDR rule, and outside every CIDR rule the plan's
+	// rule for unnamed TLS (b.unnamed). Where the two disagree on denying,
+	// a network RBAC filter keyed on the requested server name denies the
+	// one side (tlsGuard).
+	named, unnamed := g.fallback, g.fallback
+	if star, ok := t.hosts["*"]; ok {
+		named = verdictOf(b.p, star)
 	}
-	if tlsFallback.kind == vRedirect {
-		tlsFallback.kind = vDeny
+	if g.other {
+		unnamed = b.unnamed
 	}
+	tlsVerdict, guard := tlsFallback(named, unnamed)
 
 	// TLS with a listed SNI, one chain per verdict class. In a CIDR cell, a
 	// name whose verdict class equals what the cell's no-SNI chain does is
@@ -550,7 +594,13 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	// the whole host table in every CIDR cell. The "other" cell lists every
 	// name, so outside production CIDRs a TLS log line never names a rule
 	// that did not decide.
-	sk := sniKey{port: port, fallback: tlsFallback.kind, prune: len(g.prefixes) > 0}
+	// What the fallback chain does to a named connection: names of that
+	// class may be left out of CIDR cells.
+	namedKind := tlsVerdict.kind
+	if guard.rule != nil && !guard.unnamed {
+		namedKind = vDeny
+	}
+	sk := sniKey{port: port, fallback: namedKind, prune: !g.other}
 	sni, ok := b.sni[sk]
 	if !ok {
 		sni = b.sniNames(t, sk.fallback, sk.prune)
@@ -576,8 +626,9 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	m := base()
 	m.TransportProtocol = "tls"
 	name := cell + "|tls"
-	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, tlsFallback, false),
-		Metadata: chainMetadata(tlsFallback.kind, tlsFallback.rule.ID)})
+	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m,
+		Filters:  append(guard.filters(name), b.tcpFilters(name, tlsVerdict, false)...),
+		Metadata: chainMetadata(tlsVerdict.kind, tlsVerdict.rule.ID)})
 
 	// Plaintext HTTP: the shared route configuration; the chain tells it
 	// which cell (destination port and IP group) the connection is in.
