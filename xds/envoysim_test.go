@@ -74,7 +74,7 @@ func simulate(t *testing.T, res *Resources, c simConn) (string, string) {
 			}
 		}
 		require.NotNil(t, rc)
-		vh := matchVHost(rc, strings.ToLower(strings.TrimSuffix(c.host, ".")))
+		vh := matchVHost(rc, routingHost(h, c.host))
 		require.NotNil(t, vh, "no virtual host for %q", c.host)
 		rt := matchRoute(t, vh, earlyHeaders(t, h))
 		require.NotNil(t, rt, "no route in virtual host %s", vh.Name)
@@ -143,6 +143,29 @@ func rbacDenies(t *testing.T, r *netrbacv3.RBAC, c simConn) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// routingHost is the Host an HTTP connection manager routes on, as
+// ConnectionManagerUtility::maybeNormalizeHost
+// (source/common/http/conn_manager_utility.cc) leaves it: first a trailing
+// dot removed, at the end or just before the port
+// (strip_trailing_host_dot, HeaderUtility::stripTrailingHostDot in
+// source/common/http/header_utility.cc), then the port
+// (strip_any_host_port, HeaderUtility::stripPortFromHost). Virtual host
+// domains then match case-insensitively (RouteMatcher::findVirtualHost in
+// source/common/router/config_impl.cc lowercases the host).
+func routingHost(h *hcmv3.HttpConnectionManager, host string) string {
+	if h.StripTrailingHostDot {
+		if i := strings.LastIndexByte(host, '.'); i >= 0 && (i == len(host)-1 || host[i+1] == ':') {
+			host = host[:i] + host[i+1:]
+		}
+	}
+	if h.GetStripAnyHostPort() {
+		if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+			host = host[:i]
+		}
+	}
+	return strings.ToLower(host)
 }
 
 // earlyHeaders applies the HCM's early header mutations (run before

@@ -9,11 +9,6 @@ import (
 	"github.com/egressguard/egressguard/policy/plan"
 )
 
-// unnamedTLSRule is the rule deciding TLS connections without a usable
-// server name (none, or one ending in a dot) to an address no CIDR rule
-// names: the plan's default.
-func unnamedTLSRule(p *plan.Plan) *plan.Rule { return p.DefaultRule() }
-
 // tlsKind is a verdict's class on TLS: a redirect cannot be honoured
 // without terminating TLS, so it is a deny.
 func tlsKind(v verdict) verdictKind {

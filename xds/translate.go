@@ -305,10 +305,20 @@ func portsOf(entries []plan.Entry) []uint16 {
 //     would-deny stats, deny and redirect → network RBAC deny: TLS cannot be
 //     redirected without terminating it); CIDR cells leave out names their
 //     no-SNI chain decides the same way (see chainsFor);
-//   - TLS without a listed SNI, plaintext HTTP (an HCM on the shared route
-//     table, told its cell through CellHeader so host rules still beat CIDR
-//     rules, see routeTable), and raw TCP (the CIDR rule or the plan
-//     default).
+//   - TLS without a listed SNI: an unlisted name gets the "*" host rule,
+//     the CIDR rule or the default, as plan.Decide; no usable name (no SNI,
+//     or a trailing dot) gets the CIDR rule, or outside every CIDR rule the
+//     plan's rule for unnamed TLS (plan.UnnamedTLS), split by an RBAC filter
+//     on the requested server name where only one side denies (tlsGuard);
+//   - plaintext HTTP (an HCM on the shared route table, told its cell
+//     through CellHeader so host rules still beat CIDR rules, see
+//     routeTable), and raw TCP (the CIDR rule or the plan default).
+//
+// A CIDR rule claiming a family's whole range (0.0.0.0/0, ::/0) takes that
+// family from the "other" cell, which then lists the remaining family's
+// range, so Envoy never holds a range-less chain and a catch-all chain in
+// one trie node. Validate proves every listener free of such ties
+// (CheckFilterChains).
 func TranslateSidecar(p *plan.Plan, s NodeSettings) (*Resources, error) {
 	return translateSidecar(p, s, newVHostCache(false))
 }
@@ -327,7 +337,7 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 		routes:   map[string]*routev3.RouteConfiguration{},
 		vhc:      vhc,
 		sni:      map[sniKey]map[verdictKind][]string{},
-		unnamed:  verdictOf(p, unnamedTLSRule(p)),
+		unnamed:  verdictOf(p, p.UnnamedTLS()),
 	}
 	entries := p.Entries()
 	if err := checkRuleIDs(entries); err != nil {

@@ -21,6 +21,8 @@ type Plan struct {
 	fp      string
 	// wildLabels is the union of both layers' wildcard suffix label counts.
 	wildLabels uint64
+	// unnamedTLS is set by WithUnnamedTLS (unnamed.go).
+	unnamedTLS *Rule
 }
 
 // Compile builds a plan from a whole Spec, without a shared base.
