@@ -221,3 +221,21 @@ func TestCatalogIdentitiesMerge(t *testing.T) {
 	_, err = ParseCatalog("c.yaml", []byte("jwt:\n  issuer: x\n"))
 	require.ErrorContains(t, err, "c.yaml:2")
 }
+
+func TestCatalogNAT64(t *testing.T) {
+	c, err := ParseCatalog("c.yaml", []byte("nat64: [\"2001:DB8:64::/96\", \"2001:db8:100::/40\"]\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"2001:db8:64::/96", "2001:db8:100::/40"}, c.NAT64)
+	assert.Len(t, c.NAT64Prefixes(), 2)
+
+	_, err = ParseCatalog("c.yaml", []byte("zones: [a.example]\nnat64:\n  - 2001:db8::/33\n  - 10.0.0.0/8\n  - 2001:db8::1/96\n  - nope\n"))
+	require.Error(t, err)
+	for _, w := range []string{
+		`c.yaml:3: nat64[0]: NAT64 prefix 2001:db8::/33: length /33 has no RFC 6052 layout`,
+		`c.yaml:4: nat64[1]: NAT64 prefix 10.0.0.0/8 is not an IPv6 prefix`,
+		`c.yaml:5: nat64[2]: NAT64 prefix 2001:db8::1/96 has host bits set (did you mean 2001:db8::/96?)`,
+		`c.yaml:6: nat64[3]: netip.ParsePrefix("nope")`,
+	} {
+		assert.Contains(t, err.Error(), w)
+	}
+}

@@ -19,6 +19,8 @@ type Plan struct {
 	def     Rule
 	mode    Mode
 	fp      string
+	// nat64 are the cluster's own NAT64 prefixes (see EmbeddedIPv4).
+	nat64 []netip.Prefix
 	// wildLabels is the union of both layers' wildcard suffix label counts.
 	wildLabels uint64
 	// unnamedTLS is set by WithUnnamedTLS (unnamed.go).
@@ -27,12 +29,30 @@ type Plan struct {
 
 // Compile builds a plan from a whole Spec, without a shared base.
 func Compile(spec Spec) (*Plan, error) {
-	return New(nil, spec.Rules, spec.Default, spec.Mode)
+	var nat64 []netip.Prefix
+	for i, s := range spec.NAT64 {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("nat64[%d]: %w", i, err)
+		}
+		nat64 = append(nat64, pfx)
+	}
+	return New(nil, spec.Rules, spec.Default, spec.Mode, WithNAT64(nat64))
+}
+
+// Option configures a plan built by New.
+type Option func(*Plan)
+
+// WithNAT64 names the cluster's own NAT64 prefixes: an IPv6 destination in
+// one of them is decided as the IPv4 address it embeds (EmbeddedIPv4). Each
+// must pass ValidNAT64.
+func WithNAT64(prefixes []netip.Prefix) Option {
+	return func(p *Plan) { p.nat64 = slices.Clone(prefixes) }
 }
 
 // New builds one class's plan from a shared base (which may be nil) and the
 // class's own overlay rules.
-func New(base *Layer, overlay []Rule, def Action, mode Mode) (*Plan, error) {
+func New(base *Layer, overlay []Rule, def Action, mode Mode, opts ...Option) (*Plan, error) {
 	if def > ActionDeny {
 		return nil, fmt.Errorf("default: must be allow or deny, not %s", def)
 	}
@@ -40,6 +60,14 @@ func New(base *Layer, overlay []Rule, def Action, mode Mode) (*Plan, error) {
 		return nil, fmt.Errorf("mode: unknown mode %d", mode)
 	}
 	p := &Plan{base: base, mode: mode}
+	for _, o := range opts {
+		o(p)
+	}
+	for i, pfx := range p.nat64 {
+		if err := ValidNAT64(pfx); err != nil {
+			return nil, fmt.Errorf("nat64[%d]: %w", i, err)
+		}
+	}
 	if len(overlay) > 0 {
 		l, err := CompileLayer(overlay)
 		if err != nil {
@@ -58,7 +86,7 @@ func New(base *Layer, overlay []Rule, def Action, mode Mode) (*Plan, error) {
 		Action: def,
 		Reason: fmt.Sprintf("no rule matched; the plan's default is %s", def),
 	}
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s", base.Fingerprint(), p.overlay.Fingerprint(), def, mode))
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%s\x00%s\x00%v", base.Fingerprint(), p.overlay.Fingerprint(), def, mode, p.nat64))
 	p.fp = hex.EncodeToString(sum[:])
 	return p, nil
 }
@@ -68,6 +96,11 @@ func (p *Plan) Default() Action { return p.def.Action }
 
 // Mode is the plan-wide mode; ModeReport turns every rule into report mode.
 func (p *Plan) Mode() Mode { return p.mode }
+
+// NAT64 returns the cluster's own NAT64 prefixes the plan decides with (the
+// catalog's nat64 list); pass them to ParseAddr, CanonicalAddr,
+// EmbeddedIPv4 and EmbeddingPrefixes. The slice must not be modified.
+func (p *Plan) NAT64() []netip.Prefix { return p.nat64 }
 
 // Fingerprint is a content hash: plans with the same rules, default and mode
 // have the same fingerprint.
@@ -85,7 +118,14 @@ func (p *Plan) Decide(d Destination) Decision {
 		}
 	}
 	if d.IP.IsValid() {
-		if r := p.matchIP(d.IP.Unmap(), d.Port); r != nil {
+		// An address that embeds IPv4 is that IPv4 address; only when no
+		// rule holds it is its IPv6 form consulted.
+		if v4, ok := EmbeddedIPv4(d.IP, p.nat64); ok {
+			if r := p.matchIP(v4, d.Port); r != nil {
+				return p.decision(r)
+			}
+		}
+		if r := p.matchIP(d.IP.WithZone(""), d.Port); r != nil {
 			return p.decision(r)
 		}
 	}
@@ -281,6 +321,9 @@ func (p *Plan) DefaultRule() *Rule { return &p.def }
 // in canonical form (normalised host names and CIDRs).
 func (p *Plan) Spec() Spec {
 	s := Spec{Default: p.def.Action, Mode: p.mode, Rules: []Rule{}}
+	for _, pfx := range p.nat64 {
+		s.NAT64 = append(s.NAT64, pfx.String())
+	}
 	for _, l := range []*Layer{p.base, p.overlay} {
 		if l != nil {
 			s.Rules = append(s.Rules, l.rules...)

@@ -15,8 +15,12 @@
 //     "stripe.com" itself) or "*" (every name).
 //   - The most specific host pattern wins: an exact name beats any wildcard, a
 //     longer wildcard suffix beats a shorter one, "*" comes last.
-//   - IP addresses are matched against CIDRs by longest prefix; IPv4-mapped
-//     IPv6 addresses are matched as IPv4.
+//   - IP addresses are matched against CIDRs by longest prefix. An IPv6
+//     address that embeds an IPv4 address (mapped, compatible, NAT64 with
+//     the well-known, local-use or the catalog's own prefixes, 6to4; see
+//     EmbeddedIPv4) is matched as that IPv4 address first, and as itself
+//     only when no CIDR rule holds the IPv4 address. Addresses given as text
+//     go through ParseAddr (every inet_aton spelling of IPv4).
 //   - When a destination has a host name, host rules are consulted first; CIDR
 //     rules apply only when no host rule matches (or the destination has no
 //     name, as for IP literals and raw TCP).
@@ -166,6 +170,8 @@ type Spec struct {
 	Default Action `json:"default"`
 	Mode    Mode   `json:"mode,omitempty"`
 	Rules   []Rule `json:"rules"`
+	// NAT64 are the cluster's own NAT64 prefixes (see Plan.NAT64).
+	NAT64 []string `json:"nat64,omitempty"`
 }
 
 // Destination is what a workload is trying to reach. Zero values mean
