@@ -71,6 +71,34 @@ func TestSidecarBypassClasses(t *testing.T) {
 		})
 	})
 
+	t.Run("IPv6 forms of a production address", func(t *testing.T) {
+		var cases []bypassCase
+		for _, a := range []string{
+			"::ffff:10.20.3.4",       // IPv4-mapped
+			"::a14:304",              // IPv4-compatible
+			"64:ff9b::a14:304",       // NAT64 well-known prefix
+			"64:ff9b:1:a14:3:400::",  // NAT64 local-use, RFC 6052 /48 layout
+			"2002:a14:304::1",        // 6to4
+			"2001:db8:64::10.20.3.4", // the cluster's own NAT64 prefix
+		} {
+			ip := netip.MustParseAddr(a)
+			cases = append(cases,
+				bypassCase{a + ", no SNI", tls(ip, 443, ""), "deny", "production-network"},
+				bypassCase{a + ", an unlisted SNI", tls(ip, 443, "example.org"), "deny", "production-network"},
+				bypassCase{a + ", bare TCP", tcp(ip, 5432), "deny", "production-network"},
+				bypassCase{a + ", another Host", http(ip, 80, "example.org"), "deny", "production-network"},
+				bypassCase{a + ", the excepted host", tls(ip, 443, "legacy-billing.prod.example.com"), "allow", "*"},
+			)
+		}
+		cases = append(cases, bypassCase{"outside the embedding", tcp(netip.MustParseAddr("2001:db8:65::a14:304"), 5432), "allow", "default"})
+		runBypass(t, res, cases)
+	})
+
+	t.Run("exception stays narrow over IPv6", func(t *testing.T) {
+		runBypass(t, res, []bypassCase{
+		})
+	})
+
 	t.Run("dns bypass", func(t *testing.T) {
 		runBypass(t, res, []bypassCase{
 			{"DoT to a public resolver", tls(google, 853, "dns.google"), "deny", "dns-bypass.dot"},

@@ -155,6 +155,9 @@ func randomSpec(r *rand.Rand) plan.Spec {
 		return out
 	}
 	spec := plan.Spec{Default: plan.Action(r.IntN(2))}
+	if r.IntN(3) == 0 {
+		spec.NAT64 = []string{"2001:db8:64::/96"}
+	}
 	if r.IntN(8) == 0 {
 		spec.Mode = plan.ModeReport
 	}
@@ -185,13 +188,16 @@ func randomSpec(r *rand.Rand) plan.Spec {
 func TestRandomPlansChainsUnambiguous(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 4))
 	ips := []string{"10.20.5.7", "10.20.5.9", "10.20.1.1", "10.9.9.9", "10.30.1.1", "8.8.8.8", "192.0.2.1",
-		"2001:db8:1::5", "2001:db8:2::5", "64:ff9b::a14:501", "2606:4700::1"}
+		"2001:db8:1::5", "2001:db8:2::5", "2606:4700::1",
+		// IPv6 forms of 10.20.5.7: mapped, compatible, NAT64 well-known,
+		// local-use (/48 layout), 6to4, the cluster's NAT64 prefix.
+		"::ffff:10.20.5.7", "::a14:507", "64:ff9b::a14:507", "64:ff9b:1:a14:5:700::", "2002:a14:507::1", "2001:db8:64::a14:507"}
 	names := []string{"prod.example.com", "api.prod.example.com", "x.b.prod.example.com", "example.com", "dns.google",
 		"api.stripe.com", "github.com"}
 	ports := []uint16{25, 443, 853, 80}
-	n, compared := 300, 0
+	n, compared := 150, 0
 	if testing.Short() {
-		n = 60
+		n = 40
 	}
 	for i := range n {
 		spec := randomSpec(r)

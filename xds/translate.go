@@ -175,7 +175,12 @@ type table struct {
 // tableFor applies the port rule of plan.Decide: for one pattern, an entry
 // whose port filter lists the port beats an any-port entry; entries for
 // other ports do not apply. port 0 means "a port no entry names".
-func tableFor(entries []plan.Entry, port uint16) (table, error) {
+//
+// IPv4 prefixes also cover the IPv6 addresses that embed them (mapped,
+// compatible, NAT64 with the well-known, local-use and the plan's own
+// prefixes, 6to4: plan.EmbeddingPrefixes), as Decide decides such an
+// address as its IPv4 address before its IPv6 form (see embed).
+func tableFor(p *plan.Plan, entries []plan.Entry, port uint16) (table, error) {
 	t := table{hosts: map[string]*plan.Rule{}, cidrs: map[netip.Prefix]*plan.Rule{}, wild: map[string]string{}}
 	specific := map[string]bool{}
 	for _, e := range entries {
@@ -210,8 +215,63 @@ func tableFor(entries []plan.Entry, port uint16) (table, error) {
 			t.cidrs[pfx] = e.Rule
 		}
 	}
+	t.embed(p)
 	return t, nil
 }
+
+// embed adds to the table, for every IPv4 prefix, the IPv6 prefixes whose
+// addresses embed an address in it, decided by the same rule. Decide
+// consults an embedding address's IPv4 form first and its IPv6 form only
+// when no rule holds the IPv4 address, so a derived prefix replaces an
+// equal explicit IPv6 prefix, and an explicit IPv6 prefix inside a derived
+// one (every address of it embeds an IPv4 address some rule holds) is
+// dropped. Where the derived prefixes of two IPv4 prefixes coincide (the
+// RFC 6052 layouts that split an address around the "u" octet, see
+// plan.EmbeddingPrefixes), the stricter verdict, then the longer IPv4
+// prefix, decides: fail closed.
+func (t *table) embed(p *plan.Plan) {
+	type src struct {
+		rule *plan.Rule
+		v4   netip.Prefix
+	}
+	derived := map[netip.Prefix]src{}
+	for pfx, r := range t.cidrs {
+		if !pfx.Addr().Is4() {
+			continue
+		}
+		for _, d := range plan.EmbeddingPrefixes(pfx, p.NAT64()) {
+			old, dup := derived[d]
+			if dup {
+				ov, nv := verdictOf(p, old.rule).strictness(), verdictOf(p, r).strictness()
+				if ov > nv || ov == nv && (old.v4.Bits() > pfx.Bits() || old.v4.Bits() == pfx.Bits() && old.rule.ID <= r.ID) {
+					continue
+				}
+			}
+			derived[d] = src{r, pfx}
+		}
+	}
+	if len(derived) == 0 {
+		return
+	}
+	for pfx := range t.cidrs {
+		if pfx.Addr().Is4() || unembeddable.Contains(pfx.Addr()) && pfx.Bits() >= unembeddable.Bits() {
+			continue
+		}
+		for bits := pfx.Bits() - 1; bits >= 0; bits-- {
+			if _, ok := derived[netip.PrefixFrom(pfx.Addr(), bits).Masked()]; ok {
+				delete(t.cidrs, pfx)
+				break
+			}
+		}
+	}
+	for d, s := range derived {
+		t.cidrs[d] = s.rule
+	}
+}
+
+// unembeddable holds :: and ::1, which sit in the IPv4-compatible range
+// but embed no IPv4 address (plan.EmbeddedIPv4).
+var unembeddable = netip.MustParsePrefix("::/127")
 
 // ipGroup is a set of destination prefixes decided by one CIDR rule; the
 // group with no prefixes stands for every other address.
@@ -347,7 +407,7 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 	tables := make(map[uint16]table, len(ports))
 	groups := make(map[uint16][]ipGroup, len(ports))
 	for _, port := range ports {
-		t, err := tableFor(entries, port)
+		t, err := tableFor(p, entries, port)
 		if err != nil {
 			return nil, fmt.Errorf("xds: translate: %w", err)
 		}
