@@ -95,8 +95,7 @@ func TestSidecarBypassClasses(t *testing.T) {
 	})
 
 	t.Run("exception stays narrow over IPv6", func(t *testing.T) {
-		runBypass(t, res, []bypassCase{
-		})
+		runBypass(t, res, []bypassCase{})
 	})
 
 	t.Run("dns bypass", func(t *testing.T) {
