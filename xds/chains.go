@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -42,36 +43,87 @@ func CheckFilterChains(l *listenerv3.Listener) error {
 	if l.GetFilterChainMatcher() != nil {
 		return fmt.Errorf("listener %s: filter_chain_matcher is not checked; the translation does not emit it", l.Name)
 	}
-	owner := map[chainLeaf]string{}
+	// Server names are the one large dimension (thousands of names per
+	// chain): chains are first bucketed by every other dimension, and only
+	// chains sharing a bucket have their names compared.
 	var errs []error
+	chains := make([]indexedChain, len(l.FilterChains))
+	buckets := map[chainLeaf][]int{}
 	for i, fc := range l.FilterChains {
-		name := fc.GetName()
-		if name == "" {
-			name = fmt.Sprintf("#%d", i)
+		c := &chains[i]
+		c.name = fc.GetName()
+		if c.name == "" {
+			c.name = fmt.Sprintf("#%d", i)
 		}
-		leaves, err := chainLeaves(fc.GetFilterChainMatch())
+		leaves, names, err := chainLeaves(fc.GetFilterChainMatch())
 		if err != nil {
-			errs = append(errs, fmt.Errorf("listener %s: filter chain %s: %w", l.Name, name, err))
+			errs = append(errs, fmt.Errorf("listener %s: filter chain %s: %w", l.Name, c.name, err))
 			continue
 		}
-		reported := map[string]bool{}
+		c.names = names
 		for _, lf := range leaves {
-			prev, dup := owner[lf]
-			if !dup {
-				owner[lf] = name
-				continue
-			}
-			if !reported[prev] {
-				reported[prev] = true
-				errs = append(errs, fmt.Errorf("listener %s: filter chains %s and %s both match %s", l.Name, prev, name, lf))
+			buckets[lf] = append(buckets[lf], i)
+		}
+	}
+	type pair struct{ a, b int }
+	checked := map[pair]bool{}
+	for lf, idx := range buckets {
+		for x, a := range idx {
+			for _, b := range idx[x+1:] {
+				if checked[pair{a, b}] {
+					continue
+				}
+				checked[pair{a, b}] = true
+				if n, ok := chains[a].sharedName(&chains[b]); ok {
+					lf.serverName = n
+					errs = append(errs, fmt.Errorf("listener %s: filter chains %s and %s both match %s", l.Name, chains[a].name, chains[b].name, lf))
+				}
 			}
 		}
 	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)
 }
 
+// indexedChain is one chain's server-name keys, with a set built when a
+// comparison first needs it.
+type indexedChain struct {
+	name  string
+	names []string
+	set   map[string]struct{}
+}
+
+// sharedName returns a server-name key both chains have.
+func (c *indexedChain) sharedName(o *indexedChain) (string, bool) {
+	small, large := c, o
+	if len(small.names) > len(large.names) {
+		small, large = large, small
+	}
+	if len(small.names) <= 4 { // a catch-all or a few names: no set
+		for _, n := range small.names {
+			if slices.Contains(large.names, n) {
+				return n, true
+			}
+		}
+		return "", false
+	}
+	if large.set == nil {
+		large.set = make(map[string]struct{}, len(large.names))
+		for _, n := range large.names {
+			large.set[n] = struct{}{}
+		}
+	}
+	for _, n := range small.names {
+		if _, ok := large.set[n]; ok {
+			return n, true
+		}
+	}
+	return "", false
+}
+
 // chainLeaf is one leaf of Envoy's filter chain index, every field in
-// Envoy's normalised form ("" for "any").
+// Envoy's normalised form ("" for "any"); serverName is left empty in the
+// buckets of CheckFilterChains and filled in to report a shared leaf.
 type chainLeaf struct {
 	port        uint32
 	destination string
@@ -102,11 +154,12 @@ func (lf chainLeaf) String() string {
 // getIpv6CidrCatchAllAddress).
 var anyPrefixes = [2]string{"0.0.0.0/0", "::/0"}
 
-// chainLeaves expands a FilterChainMatch into Envoy's leaves.
-func chainLeaves(m *listenerv3.FilterChainMatch) ([]chainLeaf, error) {
+// chainLeaves expands a FilterChainMatch into Envoy's leaves but for the
+// server name, and returns the server-name keys ("" for none) apart.
+func chainLeaves(m *listenerv3.FilterChainMatch) ([]chainLeaf, []string, error) {
 	if m.GetAddressSuffix() != "" || m.GetSuffixLen() != nil {
 		// verifyNoDuplicateMatchers refuses them: "contains unimplemented fields".
-		return nil, errors.New("address_suffix and suffix_len are not implemented by Envoy")
+		return nil, nil, errors.New("address_suffix and suffix_len are not implemented by Envoy")
 	}
 	var errs []error
 	dst, err := envoyPrefixes(m.GetPrefixRanges())
@@ -148,28 +201,26 @@ func chainLeaves(m *listenerv3.FilterChainMatch) ([]chainLeaf, error) {
 		srcPorts = m.GetSourcePorts()
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	n := len(dst) * len(names) * len(alpns) * len(direct) * len(src) * len(srcPorts)
+	n := len(dst) * len(alpns) * len(direct) * len(src) * len(srcPorts)
 	out := make([]chainLeaf, 0, n)
 	for _, d := range dst {
-		for _, sn := range names {
-			for _, a := range alpns {
-				for _, ds := range direct {
-					for _, s := range src {
-						for _, sp := range srcPorts {
-							out = append(out, chainLeaf{
-								port: m.GetDestinationPort().GetValue(), destination: d, serverName: sn,
-								transport: m.GetTransportProtocol(), alpn: a, directSrc: ds,
-								sourceType: m.GetSourceType(), source: s, sourcePort: sp,
-							})
-						}
+		for _, a := range alpns {
+			for _, ds := range direct {
+				for _, s := range src {
+					for _, sp := range srcPorts {
+						out = append(out, chainLeaf{
+							port: m.GetDestinationPort().GetValue(), destination: d,
+							transport: m.GetTransportProtocol(), alpn: a, directSrc: ds,
+							sourceType: m.GetSourceType(), source: s, sourcePort: sp,
+						})
 					}
 				}
 			}
 		}
 	}
-	return out, nil
+	return out, names, nil
 }
 
 // envoyPrefixes normalises CIDR ranges as Envoy's CidrRange::create does;
