@@ -60,6 +60,9 @@ func CheckFilterChains(l *listenerv3.Listener) error {
 			errs = append(errs, fmt.Errorf("listener %s: filter chain %s: %w", l.Name, c.name, err))
 			continue
 		}
+		if !slices.IsSorted(names) {
+			slices.Sort(names)
+		}
 		c.names = names
 		for _, lf := range leaves {
 			buckets[lf] = append(buckets[lf], i)
@@ -85,37 +88,24 @@ func CheckFilterChains(l *listenerv3.Listener) error {
 	return errors.Join(errs...)
 }
 
-// indexedChain is one chain's server-name keys, with a set built when a
-// comparison first needs it.
+// indexedChain is one chain's server-name keys, sorted.
 type indexedChain struct {
 	name  string
 	names []string
-	set   map[string]struct{}
 }
 
-// sharedName returns a server-name key both chains have.
+// sharedName returns a server-name key both chains have (a merge of the
+// two sorted lists).
 func (c *indexedChain) sharedName(o *indexedChain) (string, bool) {
-	small, large := c, o
-	if len(small.names) > len(large.names) {
-		small, large = large, small
-	}
-	if len(small.names) <= 4 { // a catch-all or a few names: no set
-		for _, n := range small.names {
-			if slices.Contains(large.names, n) {
-				return n, true
-			}
-		}
-		return "", false
-	}
-	if large.set == nil {
-		large.set = make(map[string]struct{}, len(large.names))
-		for _, n := range large.names {
-			large.set[n] = struct{}{}
-		}
-	}
-	for _, n := range small.names {
-		if _, ok := large.set[n]; ok {
-			return n, true
+	a, b := c.names, o.names
+	for len(a) > 0 && len(b) > 0 {
+		switch cmp := strings.Compare(a[0], b[0]); {
+		case cmp == 0:
+			return a[0], true
+		case cmp < 0:
+			a = a[1:]
+		default:
+			b = b[1:]
 		}
 	}
 	return "", false
