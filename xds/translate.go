@@ -663,9 +663,8 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	// would then pick that wildcard. This keeps the listener from repeating
 	// the whole host table in every CIDR cell. The "other" cell lists every
 	// name, so outside production CIDRs a TLS log line never names a rule
-	// that did not decide.
-	// What the fallback chain does to a named connection: names of that
-	// class may be left out of CIDR cells.
+	// that did not decide. namedKind is what the fallback chain does to a
+	// named connection: names of that class may be left out.
 	namedKind := tlsVerdict.kind
 	if guard.rule != nil && !guard.unnamed {
 		namedKind = vDeny
