@@ -51,10 +51,14 @@ func TestDecideNumericHosts(t *testing.T) {
 	p := mustCompile(t, normalFormSpec)
 	for _, h := range []string{"10.20.1.5", "169083141", "012.024.1.5", "0xa.0x14.1.5", "10.20.261", "10.1310981", "::ffff:10.20.1.5", "64:ff9b::a14:105", "10.20.1.5."} {
 		assert.Equal(t, "net", p.Decide(Destination{Host: h}).RuleID(), h)
-		assert.Equal(t, "net", p.Decide(Destination{Host: h, IP: netip.MustParseAddr("192.0.2.1")}).RuleID(), "%s (host wins)", h)
+		assert.Equal(t, DefaultRuleID, p.Decide(Destination{Host: h, IP: netip.MustParseAddr("192.0.2.1")}).RuleID(), "%s: the connection's address wins", h)
+		a, err := ParseAddr(h, nil)
+		require.NoError(t, err)
+		assert.Equal(t, "net", p.Decide(Destination{Host: "192.0.2.1", IP: a}).RuleID(), h)
 	}
 	for _, h := range []string{"10.20.1.256", "1.2.3.08", "0x", "prod.example.123", "[::1]", "::g"} {
 		assert.Equal(t, MalformedRuleID, p.Decide(Destination{Host: h}).RuleID(), h)
+		assert.Equal(t, MalformedRuleID, p.Decide(Destination{Host: h, IP: netip.MustParseAddr("192.0.2.1")}).RuleID(), h)
 	}
 	assert.Equal(t, DefaultRuleID, p.Decide(Destination{Host: "192.0.2.1"}).RuleID())
 	assert.Equal(t, "net", p.Decide(Destination{Host: "192.0.2.1", IP: netip.MustParseAddr("10.20.0.1")}).RuleID())

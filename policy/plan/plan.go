@@ -114,15 +114,17 @@ func (p *Plan) Decide(d Destination) Decision {
 	dns := d.Port == 0 && d.Protocol == ProtocolDNS
 	if d.Host != "" {
 		if endsInNumber(d.Host) || strings.IndexByte(d.Host, ':') >= 0 {
-			// A "name" that is an address (a Host header of 167772161, an
-			// SNI of 10.0.0.1) is decided as that address; one that is
-			// neither address nor name is refused.
+			// A "name" that is an address (167772161, 10.0.0.1) is that
+			// address; one that is neither address nor name is refused.
+			// When the connection's own address is known it decides: text
+			// cannot move a connection, and an address in an allowed hole
+			// must not excuse a connection to production.
 			a, err := ParseAddr(d.Host, p.nat64)
 			if err != nil {
 				return p.decision(&malformedAddress)
 			}
-			if r := p.matchAddr(a, d.Port); r != nil {
-				return p.decision(r)
+			if !d.IP.IsValid() {
+				d.IP = a
 			}
 		} else if r, ok := p.matchHost(d.Host, d.Port, dns); !ok {
 			return p.decision(&malformedName)

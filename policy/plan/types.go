@@ -31,7 +31,9 @@
 //     DNS-held ones (port filters naming only NameBlindPorts, such as SMTP):
 //     a DNS lookup (port 0, Protocol "dns") sees them as if on their port.
 //   - A destination is decided in normal form: a host that ends in a number
-//     is an address (ParseAddr; refused when malformed); a name that cannot
+//     is an address (ParseAddr; refused when malformed), decided as the
+//     destination address when none is given (a connection's own address
+//     wins over the text); a name that cannot
 //     be put in canonical form is decided by the wildcard patterns over its
 //     longest canonical suffix, and refused (MalformedRuleID) when none
 //     holds it; never by the default.
