@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -266,7 +265,7 @@ func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d 
 		ast.Item(ast.StringTerm("protocol"), ast.StringTerm(d.Protocol)),
 	)
 	if d.IP.IsValid() {
-		dest.Insert(ast.StringTerm("ip"), ast.StringTerm(unmap(d.IP).String()))
+		dest.Insert(ast.StringTerm("ip"), ast.StringTerm(plan.CanonicalAddr(d.IP, s.catalog.NAT64Prefixes()).String()))
 	}
 	obj.Insert(ast.StringTerm("destination"), ast.NewTerm(dest))
 	rs, err := s.decisionQ.Eval(ctx, rego.EvalParsedInput(obj))
@@ -282,5 +281,3 @@ func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d 
 	}
 	return out, nil
 }
-
-func unmap(a netip.Addr) netip.Addr { return a.Unmap() }
