@@ -111,6 +111,21 @@ func TestSidecarBypassClasses(t *testing.T) {
 		})
 	})
 
+	t.Run("names that are addresses or no names", func(t *testing.T) {
+		runBypass(t, res, []bypassCase{
+			{"a numeric SNI to production", tls(prod, 443, "167772161"), "deny", "production-network"},
+			{"an IPv4 SNI to production", tls(prod, 443, "10.20.3.4"), "deny", "production-network"},
+			{"an IPv6 SNI to production", tls(prod6, 443, "2001:db8:20::7"), "deny", "production-network"},
+			{"a public address as SNI to production", tls(prod, 443, "192.0.2.10"), "deny", "production-network"},
+			{"a production address as Host to a public address", http(public, 80, "10.20.3.4"), "allow", "default"},
+			{"a hex-dotted Host to production", http(prod, 80, "0xa.0x14.3.4"), "deny", "production-network"},
+			{"an ideographic full stop in the SNI", tls(public, 443, "dns.google\u3002"), "deny", plan.MalformedRuleID},
+			{"an ideographic full stop inside the SNI", tls(public, 443, "dns\u3002google"), "deny", plan.MalformedRuleID},
+			{"a zero-width joiner under a production wildcard", tls(public, 443, "db\u200d.prod.example.com"), "deny", ""},
+			{"a zero-width joiner elsewhere", tls(public, 443, "git\u200dhub.com"), "deny", plan.MalformedRuleID},
+		})
+	})
+
 	// Every case agrees with plan.Decide where Decide has an answer (the
 	// destination as the sidecar knows it: the SNI or Host if any, the
 	// address and the port).

@@ -193,7 +193,9 @@ func TestRandomPlansChainsUnambiguous(t *testing.T) {
 		// local-use (/48 layout), 6to4, the cluster's NAT64 prefix.
 		"::ffff:10.20.5.7", "::a14:507", "64:ff9b::a14:507", "64:ff9b:1:a14:5:700::", "2002:a14:507::1", "2001:db8:64::a14:507"}
 	names := []string{"prod.example.com", "api.prod.example.com", "x.b.prod.example.com", "example.com", "dns.google",
-		"api.stripe.com", "github.com"}
+		"api.stripe.com", "github.com",
+		// Addresses given as names: the connection's address decides.
+		"10.20.5.7", "167772161", "0xa.0x14.0.1", "2001:db8:1::5"}
 	ports := []uint16{25, 443, 853, 80}
 	n, compared := 150, 0
 	if testing.Short() {

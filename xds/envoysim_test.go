@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func simulate(t *testing.T, res *Resources, c simConn) (string, string) {
 			if name == "deny-sni" {
 				return "deny", ""
 			}
-			for _, side := range []string{"named-tls:", "unnamed-tls:"} {
+			for _, side := range []string{"named-tls:", "unnamed-tls:", "malformed-tls:"} {
 				name = strings.TrimPrefix(name, side)
 			}
 			return "deny", name
@@ -74,9 +75,12 @@ func simulate(t *testing.T, res *Resources, c simConn) (string, string) {
 			}
 		}
 		require.NotNil(t, rc)
-		vh := matchVHost(rc, routingHost(h, c.host))
+		authority := routingHost(h, c.host)
+		vh := matchVHost(rc, strings.ToLower(authority))
 		require.NotNil(t, vh, "no virtual host for %q", c.host)
-		rt := matchRoute(t, vh, earlyHeaders(t, h))
+		headers := earlyHeaders(t, h)
+		headers[":authority"] = authority
+		rt := matchRoute(t, vh, headers)
 		require.NotNil(t, rt, "no route in virtual host %s", vh.Name)
 		action, rule, _ := strings.Cut(rt.Name, "|")
 		return action, rule
@@ -123,6 +127,8 @@ func rbacDenies(t *testing.T, r *netrbacv3.RBAC, c simConn) (string, bool) {
 				return sni == m.Exact
 			case *matcherv3.StringMatcher_Suffix:
 				return strings.HasSuffix(sni, m.Suffix)
+			case *matcherv3.StringMatcher_SafeRegex:
+				return fullMatch(t, m.SafeRegex.Regex, sni)
 			}
 		}
 		t.Fatalf("permission not simulated: %v", p)
@@ -151,9 +157,10 @@ func rbacDenies(t *testing.T, r *netrbacv3.RBAC, c simConn) (string, bool) {
 // dot removed, at the end or just before the port
 // (strip_trailing_host_dot, HeaderUtility::stripTrailingHostDot in
 // source/common/http/header_utility.cc), then the port
-// (strip_any_host_port, HeaderUtility::stripPortFromHost). Virtual host
-// domains then match case-insensitively (RouteMatcher::findVirtualHost in
-// source/common/router/config_impl.cc lowercases the host).
+// (strip_any_host_port, HeaderUtility::stripPortFromHost). Routes' header
+// matchers see it so; virtual host domains match it case-insensitively
+// (RouteMatcher::findVirtualHost in source/common/router/config_impl.cc
+// lowercases the host).
 func routingHost(h *hcmv3.HttpConnectionManager, host string) string {
 	if h.StripTrailingHostDot {
 		if i := strings.LastIndexByte(host, '.'); i >= 0 && (i == len(host)-1 || host[i+1] == ':') {
@@ -165,7 +172,17 @@ func routingHost(h *hcmv3.HttpConnectionManager, host string) string {
 			host = host[:i]
 		}
 	}
-	return strings.ToLower(host)
+	return host
+}
+
+// fullMatch is Envoy's safe_regex: RE2, the whole string must match
+// (Regex::CompiledGoogleReMatcher::match in source/common/common/regex.cc
+// uses RE2::FullMatch). Go's regexp is RE2 syntax.
+func fullMatch(t *testing.T, re, s string) bool {
+	t.Helper()
+	r, err := regexp.Compile(`^(?:` + re + `)$`)
+	require.NoError(t, err)
+	return r.MatchString(s)
 }
 
 // earlyHeaders applies the HCM's early header mutations (run before
@@ -187,8 +204,8 @@ func earlyHeaders(t *testing.T, h *hcmv3.HttpConnectionManager) map[string]strin
 	return out
 }
 
-// matchRoute picks the first route whose header matchers (exact and
-// prefix string matches, as the translation writes them) all hold; every route
+// matchRoute picks the first route whose header matchers (exact, prefix
+// and regex string matches, as the translation writes them) all hold; every route
 // matches any path ("/").
 func matchRoute(t *testing.T, vh *routev3.VirtualHost, headers map[string]string) *routev3.Route {
 	t.Helper()
@@ -203,8 +220,10 @@ func matchRoute(t *testing.T, vh *routev3.VirtualHost, headers map[string]string
 				ok = ok && present && v == sm.GetExact()
 			case sm.GetPrefix() != "":
 				ok = ok && present && strings.HasPrefix(v, sm.GetPrefix())
+			case sm.GetSafeRegex() != nil:
+				ok = ok && present && fullMatch(t, sm.GetSafeRegex().GetRegex(), v)
 			default:
-				t.Fatalf("only exact and prefix header matches are simulated: %v", sm)
+				t.Fatalf("only exact, prefix and regex header matches are simulated: %v", sm)
 			}
 		}
 		if ok {

@@ -67,8 +67,25 @@ func (g tlsGuard) filters(chain string) []*listenerv3.Filter {
 	})}
 }
 
-// unnamedSNI matches a connection without a usable server name: none, or
-// one ending in a dot.
+// numericHost matches, as an RE2 full match (Envoy's safe_regex), a
+// server name or Host that is an address rather than a name: its last
+// label a number (decimal or 0x hex), as plan.Decide reads it, or an IPv6
+// literal (a colon).
+const numericHost = `(?i)(?:.*\.)?(?:[0-9]+|0x[0-9a-f]*)\.?|.*:.*`
+
+// malformedSNI matches a server name with a byte neither a host name nor
+// an address literal has (Envoy lowercases the name): non-ASCII included,
+// since an SNI on the wire is an A-label. Such a name cannot be put in
+// canonical form; unless a listed wildcard holds it (then its chain
+// decides), it is refused.
+const malformedSNI = `.*[^a-z0-9._:\[\]-].*`
+
+func regexMatcher(re string) *matcherv3.StringMatcher {
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: re}}}
+}
+
+// unnamedSNI matches a connection without a usable server name: none, one
+// ending in a dot, or an address (numericHost).
 func unnamedSNI() *rbacv3.Permission {
 	sni := func(m *matcherv3.StringMatcher) *rbacv3.Permission {
 		return &rbacv3.Permission{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: m}}
@@ -76,5 +93,18 @@ func unnamedSNI() *rbacv3.Permission {
 	return &rbacv3.Permission{Rule: &rbacv3.Permission_OrRules{OrRules: &rbacv3.Permission_Set{Rules: []*rbacv3.Permission{
 		sni(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: ""}}),
 		sni(&matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: "."}}),
+		sni(regexMatcher(numericHost)),
 	}}}}
+}
+
+// malformedGuard denies, in front of a TLS fallback chain, a server name
+// that cannot be put in canonical form (plan.MalformedRuleID).
+func malformedGuard(chain string) *listenerv3.Filter {
+	return networkFilter("envoy.filters.network.rbac", &netrbacv3.RBAC{
+		StatPrefix: statPrefix("egressguard_deny", chain) + ".malformed.",
+		Rules: &rbacv3.RBAC{Action: rbacv3.RBAC_DENY, Policies: map[string]*rbacv3.Policy{"malformed-tls:" + plan.MalformedRuleID: {
+			Permissions: []*rbacv3.Permission{{Rule: &rbacv3.Permission_RequestedServerName{RequestedServerName: regexMatcher(malformedSNI)}}},
+			Principals:  []*rbacv3.Principal{{Identifier: &rbacv3.Principal_Any{Any: true}}},
+		}}},
+	})
 }

@@ -640,8 +640,10 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	// TLS without a listed server name lands in one chain, whether it
 	// names an unlisted host (a "*" host rule decides, else the cell's CIDR
 	// rule or the default, as plan.Decide) or carries no usable name: no
-	// SNI, or one with a trailing dot, which Envoy's server-name lookup
-	// never matches to a listed name (findFilterChainForServerName). A
+	// SNI, one with a trailing dot, which Envoy's server-name lookup never
+	// matches to a listed name (findFilterChainForServerName), or an
+	// address (a numeric last label, a colon). A server name no host name
+	// could be is refused first (malformedGuard). A
 	// connection without a usable name is decided on its destination
 	// address: the cell's CIDR rule, and outside every CIDR rule the plan's
 	// rule for unnamed TLS (b.unnamed). Where the two disagree on denying,
@@ -696,7 +698,7 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	m.TransportProtocol = "tls"
 	name := cell + "|tls"
 	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m,
-		Filters:  append(guard.filters(name), b.tcpFilters(name, tlsVerdict, false)...),
+		Filters:  slices.Concat([]*listenerv3.Filter{malformedGuard(name)}, guard.filters(name), b.tcpFilters(name, tlsVerdict, false)),
 		Metadata: chainMetadata(tlsVerdict.kind, tlsVerdict.rule.ID)})
 
 	// Plaintext HTTP: the shared route configuration; the chain tells it
