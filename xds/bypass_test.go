@@ -1,12 +1,19 @@
 package xds
 
 import (
+	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/plan"
 )
 
@@ -154,4 +161,32 @@ func TestUnnamedTLSDefault(t *testing.T) {
 		{"raw TCP is not TLS", simConn{ip: public, port: 22, transport: "tcp"}, "allow", "default"},
 		{"a production address, no SNI", simConn{ip: netip.MustParseAddr("10.20.3.4"), port: 443, transport: "tls"}, "deny", "production-network"},
 	})
+}
+
+// TestZoneApexThroughCatalog (class 2, sidecar side): a catalog zone
+// written "*.prod.example.com" reaches the sidecar with its apex, by SNI
+// and by Host in every spelling; provider wildcards stay strict.
+func TestZoneApexThroughCatalog(t *testing.T) {
+	cat := filepath.Join(t.TempDir(), "catalog.yaml")
+	require.NoError(t, os.WriteFile(cat, []byte("zones: [\"*.prod.example.com\"]\ncidrs: [10.20.0.0/16]\n"), 0o600))
+	eng, err := policy.NewEngine(context.Background(), policy.Options{CatalogFiles: []string{cat}}, zaptest.NewLogger(t), prometheus.NewRegistry())
+	require.NoError(t, err)
+	p, err := eng.PlanFor(&inventory.Workload{Name: "checkout", Namespace: "shop", Environment: "staging"})
+	require.NoError(t, err)
+	res, err := TranslateSidecar(p, NodeSettings{})
+	require.NoError(t, err)
+	require.NoError(t, Validate(res))
+	public := netip.MustParseAddr("192.0.2.10")
+	for _, h := range []string{"prod.example.com", "PROD.example.com.", "db.prod.example.com"} {
+		act, _ := simulate(t, res, simConn{ip: public, port: 80, transport: "http", host: h})
+		assert.Equal(t, "deny", act, "Host %s", h)
+		d := p.Decide(plan.Destination{Host: h, IP: public, Port: 80})
+		assert.Equal(t, want(d), act, "Host %s agrees with Decide", h)
+	}
+	for _, sni := range []string{"prod.example.com", "db.prod.example.com"} {
+		act, _ := simulate(t, res, simConn{ip: public, port: 443, transport: "tls", sni: sni})
+		assert.Equal(t, "deny", act, "SNI %s", sni)
+	}
+	act, _ := simulate(t, res, simConn{ip: public, port: 443, transport: "tls", sni: "example.com"})
+	assert.Equal(t, "allow", act, "the parent of the zone is not production")
 }
