@@ -40,6 +40,9 @@ type entry struct {
 	// What the answer leads to, checked against the asking client's plan.
 	ips   []netip.Addr // A, AAAA, SVCB/HTTPS ipv4hint/ipv6hint
 	names []string     // CNAME and DNAME targets, SVCB/HTTPS target names
+	// owners are the other names the response carries (owners of every RR
+	// in every section, MX/SRV/NS targets): production ones are stripped.
+	owners []string
 	// verdict memoises the answer check for the last plan that asked, so a
 	// cache hit from the same workload class does not re-match the answer.
 	verdict atomic.Pointer[verdict]
@@ -47,8 +50,9 @@ type entry struct {
 
 // verdict is the memoised answer check of one entry against one plan.
 type verdict struct {
-	plan  *plan.Plan
-	check answerCheck
+	plan     *plan.Plan
+	excepted bool
+	check    answerCheck
 }
 
 func (e *entry) fresh(now int64) bool { return now < e.expires }

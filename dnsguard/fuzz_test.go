@@ -174,7 +174,7 @@ func FuzzUpstreamAnswer(f *testing.F) {
 		if err != nil {
 			return
 		}
-		_ = h.s.check(e, p)
+		_ = h.s.check(e, p, false)
 		req := new(dns.Msg)
 		req.SetQuestion(q.Name, q.Qtype)
 		if strings.EqualFold(dns.Fqdn(qname), q.Name) {

@@ -108,7 +108,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		s.writeServfail(w, r, err)
 		return
 	}
-	if v := s.check(e, cp.plan); !v.ok || v.dec.WouldDeny {
+	// An explicit allow for the asked name (an exception) covers the
+	// addresses it resolves to, and only those: the sidecar decides the
+	// same connection by its SNI or Host first, too.
+	v := s.check(e, cp.plan, dec.Matched == plan.ActionAllow && dec.RuleID() != plan.DefaultRuleID)
+	if !v.ok || v.dec.WouldDeny {
 		d := plan.Destination{Host: v.host, IP: v.ip, Protocol: "dns"}
 		s.decided(cp, host, q.Qtype, d, v.dec, v.what)
 		if !v.ok {
@@ -116,6 +120,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			s.writeDeny(w, r, denyText(host, v.dec, v.what))
 			return
 		}
+	}
+	if v.stripped != nil {
+		d := plan.Destination{Host: v.strip.host, Protocol: "dns"}
+		s.decided(cp, host, q.Qtype, d, v.strip.dec, "records of "+v.strip.host+" stripped")
+		e = v.stripped
 	}
 	s.metrics.query(idxAllow, q.Qtype)
 	s.writeEntry(w, r, opt, e, now, stale)
@@ -230,6 +239,7 @@ func (s *Server) newEntry(q dns.Question, r *dns.Msg, now time.Time) (*entry, er
 			e.collect(rr)
 		}
 	}
+	e.owners = carriedNames(q.Name, m)
 	m.Compress = true
 	wire, err := m.Pack()
 	if err != nil {
@@ -292,6 +302,13 @@ type answerCheck struct {
 	what string // "cname target x", "address 10.20.0.5"
 	host string
 	ip   netip.Addr
+	// stripped is the entry without the records production names own (or
+	// point to), nil when there are none; strip is the first such name.
+	stripped *entry
+	strip    struct {
+		host string
+		dec  plan.Decision
+	}
 }
 
 // check matches an entry's targets and addresses against p. Only explicit
@@ -299,11 +316,17 @@ type answerCheck struct {
 // names a client asks for, not to every CDN host or address an allowed name
 // leads to. For an address, deny and redirect both mean "production".
 // The result is memoised on the entry for the last plan that asked.
-func (s *Server) check(e *entry, p *plan.Plan) answerCheck {
-	if len(e.ips) == 0 && len(e.names) == 0 {
+//
+// When excepted is set (an explicit rule allows the asked name), the
+// answer's addresses are not matched against CIDR rules: the exception
+// reads "this host", and the host's own addresses are what it grants.
+// Targets the answer leads to are still checked, and nothing else is
+// opened: other names and bare addresses in the same network stay denied.
+func (s *Server) check(e *entry, p *plan.Plan, excepted bool) answerCheck {
+	if len(e.ips) == 0 && len(e.names) == 0 && len(e.owners) == 0 {
 		return answerCheck{ok: true}
 	}
-	if v := e.verdict.Load(); v != nil && v.plan == p {
+	if v := e.verdict.Load(); v != nil && v.plan == p && v.excepted == excepted {
 		return v.check
 	}
 	c := answerCheck{ok: true}
@@ -333,7 +356,7 @@ func (s *Server) check(e *entry, p *plan.Plan) answerCheck {
 		}
 	}
 	for _, ip := range e.ips {
-		if denied {
+		if denied || excepted {
 			break
 		}
 		denied = consider(p.Decide(plan.Destination{IP: ip, Protocol: "dns"}), "", ip)
@@ -343,7 +366,10 @@ func (s *Server) check(e *entry, p *plan.Plan) answerCheck {
 		// production: the answer is denied, not rewritten.
 		c.dec.Action = plan.ActionDeny
 	}
-	e.verdict.Store(&verdict{plan: p, check: c})
+	if c.ok {
+		s.stripProduction(e, p, &c)
+	}
+	e.verdict.Store(&verdict{plan: p, excepted: excepted, check: c})
 	return c
 }
 
@@ -631,7 +657,7 @@ func (s *Server) redirect(w dns.ResponseWriter, r *dns.Msg, cp *clientPlan, host
 			s.writeServfail(w, r, fmt.Errorf("resolve sandbox %s: %w", sandbox, err))
 			return
 		}
-		if v := s.check(e, cp.plan); !v.ok {
+		if v := s.check(e, cp.plan, false); !v.ok {
 			dest := plan.Destination{Host: v.host, IP: v.ip, Protocol: "dns"}
 			s.decided(cp, host, q.Qtype, dest, v.dec, "sandbox "+v.what)
 			s.metrics.query(idxDeny, q.Qtype)

@@ -291,7 +291,7 @@ func (s *Server) fastAnswer(msg []byte, from netip.AddrPort, out []byte, name *n
 	if !ok || !e.fresh(now) {
 		return nil, false
 	}
-	if v := s.check(e, cp.plan); !v.ok || v.dec.WouldDeny {
+	if v := s.check(e, cp.plan, dec.Matched == plan.ActionAllow && dec.RuleID() != plan.DefaultRuleID); !v.ok || v.dec.WouldDeny || v.stripped != nil {
 		return nil, false
 	}
 	limit := dns.MinMsgSize

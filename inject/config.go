@@ -64,7 +64,19 @@ type Config struct {
 	// pod Guaranteed and otherwise does not cap Envoy.
 	SidecarCPU    string `yaml:"sidecar_cpu" json:"sidecar_cpu"`
 	SidecarMemory string `yaml:"sidecar_memory" json:"sidecar_memory"`
+	// Mode is "enforce" (the default) or "report". In enforce mode pods
+	// that could bypass the sidecar (host network without the audited
+	// opt-out, containers that could leave traffic capture) are refused;
+	// in report mode they are admitted and each finding is recorded as a
+	// would-deny (warning, audit annotation, metric, log).
+	Mode string `yaml:"mode" json:"mode"`
 }
+
+// Admission modes (Config.Mode).
+const (
+	ModeEnforce = "enforce"
+	ModeReport  = "report"
+)
 
 // Defaults returns the configuration used when a field is not set.
 func Defaults() Config {
@@ -78,6 +90,7 @@ func Defaults() Config {
 		ClusterDomain: "cluster.local",
 		SidecarCPU:    "100m",
 		SidecarMemory: "128Mi",
+		Mode:          ModeEnforce,
 	}
 }
 
@@ -165,6 +178,9 @@ func (c Config) Validate() error {
 		case r.Sign() <= 0:
 			add(q.field, "%q must be positive", q.v)
 		}
+	}
+	if c.Mode != ModeEnforce && c.Mode != ModeReport {
+		add("mode", "%q: want %s or %s", c.Mode, ModeEnforce, ModeReport)
 	}
 	return errors.Join(errs...)
 }

@@ -61,8 +61,17 @@ func review(t testing.TB, h http.Handler, body []byte) (int, *admissionv1.Admiss
 // request's object with evanphx/json-patch, decoded strictly) with
 // testdata/out. It also checks that the patched pod, reviewed again, gets
 // no patch (injection is idempotent).
+//
+// Cases named refuse-* must be refused: their files are <case>.refused.txt,
+// the denial's message. Cases named report-* run in report mode. A
+// response's warnings and audit annotations, when it has any, are
+// <case>.audit.yaml.
 func TestGolden(t *testing.T) {
 	h := newTestHandler(t, nil)
+	rcfg := testConfig()
+	rcfg.Mode = ModeReport
+	hReport, err := NewHandler(rcfg, nil, zaptest.NewLogger(t))
+	require.NoError(t, err)
 	ins, err := filepath.Glob("testdata/in/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, ins)
@@ -71,7 +80,12 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(in), ".yaml")
 		patchFile := filepath.Join("testdata/out", name+".patch.json")
 		podFile := filepath.Join("testdata/out", name+".pod.yaml")
-		want[patchFile], want[podFile] = true, true
+		refusedFile := filepath.Join("testdata/out", name+".refused.txt")
+		auditFile := filepath.Join("testdata/out", name+".audit.yaml")
+		h := h
+		if strings.HasPrefix(name, "report-") {
+			h = hReport
+		}
 		t.Run(name, func(t *testing.T) {
 			y, err := os.ReadFile(in)
 			require.NoError(t, err)
@@ -86,7 +100,22 @@ func TestGolden(t *testing.T) {
 			assert.Equal(t, in.Request.UID, rev.Response.UID)
 			assert.Equal(t, admissionAPIVersion, rev.APIVersion)
 			assert.Equal(t, "AdmissionReview", rev.Kind)
-			require.True(t, rev.Response.Allowed)
+			if strings.HasPrefix(name, "refuse-") {
+				want[refusedFile] = true
+				require.False(t, rev.Response.Allowed)
+				require.Nil(t, rev.Response.Patch)
+				assert.Equal(t, int32(http.StatusForbidden), rev.Response.Result.Code)
+				golden(t, refusedFile, []byte(rev.Response.Result.Message+"\n"))
+				return
+			}
+			want[patchFile], want[podFile] = true, true
+			require.True(t, rev.Response.Allowed, "%v", rev.Response.Result)
+			if len(rev.Response.Warnings)+len(rev.Response.AuditAnnotations) > 0 {
+				want[auditFile] = true
+				a, err := sigsyaml.Marshal(map[string]any{"warnings": rev.Response.Warnings, "auditAnnotations": rev.Response.AuditAnnotations})
+				require.NoError(t, err)
+				golden(t, auditFile, a)
+			}
 
 			patchOut := []byte("[]\n")
 			patched := in.Request.Object.Raw
@@ -155,6 +184,18 @@ func TestGolden(t *testing.T) {
 		}
 		t.Errorf("%s: no case in testdata/in produces it (run go test ./inject -update)", f)
 	}
+}
+
+// golden compares got with the file, or writes it with -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+		return
+	}
+	b, err := os.ReadFile(path)
+	require.NoError(t, err, "run go test ./inject -update")
+	assert.Equal(t, string(b), string(got), path)
 }
 
 // toYAML renders JSON as block-style YAML, keeping key order and writing

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,6 +119,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(out.notes) > 0 {
 		fields = append(fields, zap.Strings("notes", out.notes))
 	}
+	if len(out.wouldDeny) > 0 {
+		h.m.wouldDeny.Inc()
+		fields = append(fields, zap.Strings("would_deny", out.wouldDeny))
+	}
 	h.log.Info("admission", fields...)
 }
 
@@ -176,9 +181,10 @@ func decodeReview(body []byte) (*admissionv1.AdmissionReview, error) {
 
 // outcome is what a review came to, for metrics and the log.
 type outcome struct {
-	result string
-	reason string
-	notes  []string
+	result    string
+	reason    string
+	notes     []string
+	wouldDeny []string
 }
 
 // admit decides on one request.
@@ -214,10 +220,29 @@ func (h *Handler) admit(req *admissionv1.AdmissionRequest) (*admissionv1.Admissi
 	if err != nil {
 		return nil, outcome{}, &httpError{code: http.StatusInternalServerError, stage: stagePatch, err: err}
 	}
-	o := outcome{result: ResultInjected, notes: d.Notes}
+	o := outcome{result: ResultInjected, notes: d.Notes, wouldDeny: d.WouldDeny}
 	if !d.Injected {
-		o = outcome{result: ResultSkipped, reason: d.Reason, notes: d.Notes}
+		o = outcome{result: ResultSkipped, reason: d.Reason, notes: d.Notes, wouldDeny: d.WouldDeny}
 	}
+	// Opt-outs and report-mode findings reach the API server's audit log
+	// (auditAnnotations) and the client (warnings, shown by kubectl).
+	for k, v := range d.Audit {
+		if allow.AuditAnnotations == nil {
+			allow.AuditAnnotations = map[string]string{}
+		}
+		allow.AuditAnnotations[k] = v
+		allow.Warnings = append(allow.Warnings, "egressguard: admitted by opt-out "+k+": "+v)
+	}
+	if len(d.WouldDeny) > 0 {
+		if allow.AuditAnnotations == nil {
+			allow.AuditAnnotations = map[string]string{}
+		}
+		allow.AuditAnnotations[AuditWouldDeny] = strings.Join(d.WouldDeny, "; ")
+		for _, w := range d.WouldDeny {
+			allow.Warnings = append(allow.Warnings, "egressguard (report mode) would refuse this pod: "+w)
+		}
+	}
+	slices.Sort(allow.Warnings)
 	if patch != nil {
 		pt := admissionv1.PatchTypeJSONPatch
 		allow.PatchType = &pt

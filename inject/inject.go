@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -51,6 +52,12 @@ type Decision struct {
 	// Notes are the edge cases met on the way (a replaced container of
 	// ours, DNS settings that could not be kept), for the log.
 	Notes []string
+	// WouldDeny lists, in report mode, why enforce mode would have
+	// refused the pod, each with how to fix it.
+	WouldDeny []string
+	// Audit are annotations for the API server's audit log: the opt-outs
+	// the pod used.
+	Audit map[string]string
 }
 
 // RefusedError is returned by Inject for pods that must not be admitted as
@@ -102,41 +109,85 @@ func NewInjector(cfg Config) (*Injector, error) {
 	}, nil
 }
 
+// AnnotationHostNetworkOptOut admits a host-network pod (which no sidecar
+// or NetworkPolicy can govern) into an enforced namespace. Its value must
+// say why (a ticket, an owner); the webhook copies it into the API
+// server's audit log (auditAnnotations) and warns the client.
+const AnnotationHostNetworkOptOut = "egressguard.io/host-network-opt-out"
+
+// Audit annotation keys the webhook sets on admission responses (the API
+// server prefixes them with the webhook's name in the audit log).
+const (
+	AuditHostNetworkOptOut = "host-network-opt-out"
+	AuditOptedOut          = "opted-out"
+	AuditWouldDeny         = "would-deny"
+)
+
 // Inject returns the pod to admit and what was done. The input is never
 // written: the result is a deep copy (or pod itself when nothing changes).
 // namespace is the admission request's; it is used when the pod's own
 // metadata.namespace is empty, as it often is at admission.
 //
-// Pods are skipped (returned unchanged) when they use the host network
-// (capture rules would be installed in the node's network namespace), are
-// opted out with the annotation egressguard.io/inject: "false" ("disabled",
-// "no"), or are already injected: the marker annotation and both of our
-// containers present. Injecting twice thus changes nothing; the one change
-// made to an injected pod is moving egressguard-init back to the front of
-// the init containers when another webhook (reinvocationPolicy IfNeeded)
-// put one before it.
+// Every pod reaching the webhook is in an enforced namespace (the
+// namespaceSelector). In order:
+//
+//   - a host-network pod is refused (RefusedError), since no sidecar,
+//     capture rule or NetworkPolicy applies to it, unless it carries
+//     AnnotationHostNetworkOptOut with a reason (admitted unchanged,
+//     audited); in report mode it is admitted with a would-deny;
+//   - a pod opted out with egressguard.io/inject: "false" ("disabled",
+//     "no") is admitted unchanged, audited;
+//   - a container that could leave traffic capture (captureEscapes) gets
+//     the pod refused, with how to fix its spec; in report mode the pod is
+//     injected and each finding recorded as a would-deny;
+//   - a pod marked injected is left as it is only when the injection is
+//     proven (provenInjected: our containers exactly as this webhook would
+//     write them, dnsguard as its only nameserver); the one change made
+//     then is moving egressguard-init back to the front of the init
+//     containers when another webhook (reinvocationPolicy IfNeeded) put
+//     one before it. Otherwise it is injected again, so injecting twice
+//     changes nothing and a claimed injection changes everything.
 func (i *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, Decision, error) {
 	if pod == nil {
 		return nil, Decision{}, errors.New("inject: nil pod")
 	}
+	enforce := i.cfg.Mode != ModeReport
 	if pod.Spec.HostNetwork {
-		return pod, Decision{Reason: SkipHostNetwork}, nil
+		if why := strings.TrimSpace(pod.Annotations[AnnotationHostNetworkOptOut]); why != "" {
+			return pod, Decision{Reason: SkipHostNetwork, Audit: map[string]string{AuditHostNetworkOptOut: why},
+				Notes: []string{"host network admitted by " + AnnotationHostNetworkOptOut + ": " + why}}, nil
+		}
+		msg := "spec.hostNetwork: a host-network pod bypasses the egressguard sidecar, its traffic capture and NetworkPolicy: " +
+			"set hostNetwork: false, or, where the pod must use the node's network, annotate it " +
+			AnnotationHostNetworkOptOut + `: "<ticket and reason>" (an audited exception)`
+		if enforce {
+			return nil, Decision{}, &RefusedError{Reason: msg}
+		}
+		return pod, Decision{Reason: SkipHostNetwork, WouldDeny: []string{msg}}, nil
 	}
-	if optedOut(pod.Annotations[AnnotationInject]) {
-		return pod, Decision{Reason: SkipOptedOut}, nil
+	if v := pod.Annotations[AnnotationInject]; optedOut(v) {
+		return pod, Decision{Reason: SkipOptedOut, Audit: map[string]string{AuditOptedOut: AnnotationInject + "=" + v}}, nil
 	}
-	_, marked := pod.Annotations[AnnotationInjected]
-	if j := indexOf(pod.Spec.InitContainers, InitContainerName); marked && j >= 0 &&
-		indexOf(pod.Spec.Containers, ProxyContainerName) >= 0 {
-		d := Decision{Reason: SkipAlreadyInjected}
-		if j > 0 {
+	var d Decision
+	if escapes := i.captureEscapes(pod); len(escapes) > 0 {
+		if enforce {
+			return nil, Decision{}, &RefusedError{Reason: strings.Join(escapes, "; ")}
+		}
+		d.WouldDeny = escapes
+	}
+	if _, marked := pod.Annotations[AnnotationInjected]; marked {
+		if j, ok := i.provenInjected(pod); ok {
+			d.Reason = SkipAlreadyInjected
+			if j == 0 {
+				return pod, d, nil
+			}
 			out := pod.DeepCopy()
 			c := out.Spec.InitContainers[j]
 			out.Spec.InitContainers = slices.Insert(slices.Delete(out.Spec.InitContainers, j, j+1), 0, c)
 			d.Notes = append(d.Notes, fmt.Sprintf("moved %s from init container %d back to the front", InitContainerName, j))
 			return out, d, nil
 		}
-		return pod, d, nil
+		d.Notes = append(d.Notes, "marked "+AnnotationInjected+" but its containers or DNS differ from what this webhook writes: injected again")
 	}
 
 	ns := pod.Namespace
@@ -146,12 +197,7 @@ func (i *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, Decis
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		return nil, Decision{}, fmt.Errorf("inject: namespace %q: %s", ns, strings.Join(errs, "; "))
 	}
-	if err := i.checkUIDs(pod); err != nil {
-		return nil, Decision{}, err
-	}
-
 	out := pod.DeepCopy()
-	var d Decision
 	d.Injected = true
 	// A container of ours without the full injection (a copied manifest, a
 	// half-edited pod) is replaced, so the pod gets this webhook's current
@@ -210,32 +256,34 @@ func indexOf(cs []corev1.Container, name string) int {
 	return slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == name })
 }
 
-// checkUIDs refuses pods that run a process as the proxy UID: the capture
-// rules exempt that UID, so such a process would reach the network without
-// going through the sidecar.
-func (i *Injector) checkUIDs(pod *corev1.Pod) error {
-	var bad []string
-	if sc := pod.Spec.SecurityContext; sc != nil && sc.RunAsUser != nil && *sc.RunAsUser == i.cfg.ProxyUID {
-		bad = append(bad, "spec.securityContext.runAsUser")
+// provenInjected reports whether pod carries this webhook's injection
+// exactly: egressguard-init and egressguard-proxy as it would write them
+// (image, command, arguments, environment, security context: UID,
+// capabilities) and dnsguard as the only nameserver of a dnsPolicy None
+// pod. It returns egressguard-init's index.
+func (i *Injector) provenInjected(pod *corev1.Pod) (int, bool) {
+	j := indexOf(pod.Spec.InitContainers, InitContainerName)
+	k := indexOf(pod.Spec.Containers, ProxyContainerName)
+	if j < 0 || k < 0 || pod.Spec.DNSPolicy != corev1.DNSNone || pod.Spec.DNSConfig == nil ||
+		!slices.Equal(pod.Spec.DNSConfig.Nameservers, []string{i.cfg.DNSServer}) {
+		return j, false
 	}
-	for _, f := range []struct {
-		field string
-		list  []corev1.Container
-	}{{"spec.initContainers", pod.Spec.InitContainers}, {"spec.containers", pod.Spec.Containers}} {
-		for _, c := range f.list {
-			if c.Name == ProxyContainerName || c.Name == InitContainerName {
-				continue
-			}
-			if sc := c.SecurityContext; sc != nil && sc.RunAsUser != nil && *sc.RunAsUser == i.cfg.ProxyUID {
-				bad = append(bad, fmt.Sprintf("%s[%s].securityContext.runAsUser", f.field, c.Name))
-			}
-		}
-	}
-	if len(bad) > 0 {
-		return &RefusedError{Reason: fmt.Sprintf("%s: UID %d is the egressguard sidecar's, whose traffic is not captured; run the application as another UID",
-			strings.Join(bad, ", "), i.cfg.ProxyUID)}
-	}
-	return nil
+	// Our containers were added to a pod whose QoS class they kept.
+	base := pod.DeepCopy()
+	base.Spec.InitContainers = slices.Delete(base.Spec.InitContainers, j, j+1)
+	base.Spec.Containers = slices.Delete(base.Spec.Containers, k, k+1)
+	g := isGuaranteed(base)
+	return j, sameSpec(pod.Spec.InitContainers[j], i.initContainer(g)) && sameSpec(pod.Spec.Containers[k], i.proxyContainer(g))
+}
+
+// sameSpec compares the fields of our containers that decide what runs
+// and with which privileges.
+func sameSpec(have, want corev1.Container) bool {
+	return have.Image == want.Image &&
+		slices.Equal(have.Command, want.Command) &&
+		slices.Equal(have.Args, want.Args) &&
+		apiequality.Semantic.DeepEqual(have.Env, want.Env) &&
+		apiequality.Semantic.DeepEqual(have.SecurityContext, want.SecurityContext)
 }
 
 // isGuaranteed reports whether every container (init containers included)

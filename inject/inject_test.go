@@ -15,7 +15,10 @@ func samplePod() *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Annotations: map[string]string{"a": "b"}},
 		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "web", Image: "nginx"}},
+			Containers: []corev1.Container{{Name: "web", Image: "nginx", SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: ptr(false),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			}}},
 		},
 	}
 }
@@ -41,7 +44,10 @@ func TestInjectSkips(t *testing.T) {
 		mutate func(*corev1.Pod)
 		reason string
 	}{
-		{"host network", func(p *corev1.Pod) { p.Spec.HostNetwork = true }, SkipHostNetwork},
+		{"host network, opted out", func(p *corev1.Pod) {
+			p.Spec.HostNetwork = true
+			p.Annotations[AnnotationHostNetworkOptOut] = "OPS-1: node agent"
+		}, SkipHostNetwork},
 		{"opt-out false", func(p *corev1.Pod) { p.Annotations[AnnotationInject] = "false" }, SkipOptedOut},
 		{"opt-out disabled", func(p *corev1.Pod) { p.Annotations[AnnotationInject] = " Disabled " }, SkipOptedOut},
 		{"opt-out no", func(p *corev1.Pod) { p.Annotations[AnnotationInject] = "NO" }, SkipOptedOut},
@@ -99,7 +105,8 @@ func TestInjectRefusesProxyUID(t *testing.T) {
 	_, _, err = inj.Inject(p, "shop")
 	refused, ok := err.(*RefusedError) //nolint:errorlint // Inject returns it unwrapped
 	require.True(t, ok, "%v", err)
-	assert.Contains(t, refused.Reason, "spec.securityContext.runAsUser, spec.containers[web].securityContext.runAsUser: UID 1337")
+	assert.Contains(t, refused.Reason, "spec.securityContext.runAsUser is 1337, the egressguard sidecar's UID")
+	assert.Contains(t, refused.Reason, "spec.containers[web]: runs as UID 1337")
 }
 
 func TestInjectRefusesTooManySearchPaths(t *testing.T) {

@@ -18,9 +18,11 @@ type Metrics struct {
 	requests *prometheus.CounterVec
 	injected prometheus.Counter
 	skipped  *prometheus.CounterVec
-	errors   *prometheus.CounterVec
-	duration prometheus.Histogram
-	certs    *prometheus.CounterVec
+	// wouldDeny counts report-mode admissions enforce mode would refuse.
+	wouldDeny prometheus.Counter
+	errors    *prometheus.CounterVec
+	duration  prometheus.Histogram
+	certs     *prometheus.CounterVec
 }
 
 // NewMetrics creates the webhook's metrics and registers them with reg
@@ -39,6 +41,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "egressguard", Subsystem: "inject", Name: "skipped_total",
 			Help: "Requests admitted without injection, by reason: host_network, opted_out, already_injected, not_a_pod, not_create.",
 		}, []string{"reason"}),
+		wouldDeny: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "egressguard", Subsystem: "inject", Name: "would_deny_total",
+			Help: "Pods admitted in report mode that enforce mode would refuse (host network, containers that could leave traffic capture).",
+		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "egressguard", Subsystem: "inject", Name: "errors_total",
 			Help: "Requests that failed, by stage: decode, inject, patch, encode.",
@@ -66,7 +72,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.certs.WithLabelValues("ok")
 	m.certs.WithLabelValues("error")
 	if reg != nil {
-		reg.MustRegister(m.requests, m.injected, m.skipped, m.errors, m.duration, m.certs)
+		reg.MustRegister(m.requests, m.injected, m.skipped, m.wouldDeny, m.errors, m.duration, m.certs)
 	}
 	return m
 }

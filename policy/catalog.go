@@ -8,6 +8,7 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -21,6 +22,11 @@ type Catalog struct {
 	Zones []string `yaml:"zones,omitempty" json:"zones,omitempty"`
 	// CIDRs are production networks.
 	CIDRs []string `yaml:"cidrs,omitempty" json:"cidrs,omitempty"`
+	// NAT64 are the cluster's own NAT64 prefixes (RFC 6052 lengths /32,
+	// /40, /48, /56, /64 or /96): an IPv6 address in one of them is decided
+	// as the IPv4 address it embeds. The well-known 64:ff9b::/96 and the
+	// local-use 64:ff9b:1::/48 need not be listed.
+	NAT64 []string `yaml:"nat64,omitempty" json:"nat64,omitempty"`
 	// MailSink receives non-production mail for sink endpoints.
 	MailSink     *Target        `yaml:"mail_sink,omitempty" json:"mail_sink,omitempty"`
 	Providers    []Provider     `yaml:"providers,omitempty" json:"providers,omitempty"`
@@ -28,6 +34,15 @@ type Catalog struct {
 	JWT          *JWTIdentities `yaml:"jwt,omitempty" json:"jwt,omitempty"`
 	Fingerprints []Fingerprint  `yaml:"fingerprints,omitempty" json:"fingerprints,omitempty"`
 	Exceptions   []Exception    `yaml:"exceptions,omitempty" json:"exceptions,omitempty"`
+}
+
+// NAT64Prefixes returns the parsed NAT64 list of a validated catalog.
+func (c *Catalog) NAT64Prefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(c.NAT64))
+	for _, s := range c.NAT64 {
+		out = append(out, netip.MustParsePrefix(s)) // validated by ParseCatalog
+	}
+	return out
 }
 
 // Environments classifies workload environments. An environment in neither

@@ -174,6 +174,24 @@ func TestParseDestination(t *testing.T) {
 		{in: "2001:db8::1", ip: "2001:db8::1"},
 		{in: "[2001:db8::1]:443", ip: "2001:db8::1", port: 443},
 		{in: "::ffff:10.0.0.1", ip: "10.0.0.1"},
+		{in: "https://api.stripe.com/v1/charges", host: "api.stripe.com", port: 443},
+		{in: "http://user@Api.Stripe.com:8080/x?y", host: "api.stripe.com", port: 8080},
+		{in: "smtp://smtp.sendgrid.net", host: "smtp.sendgrid.net", port: 25},
+		{in: "xds:///payments.prod.example.com:8443", host: "payments.prod.example.com", port: 8443},
+		{in: "https://[::ffff:10.0.0.1]/", ip: "10.0.0.1", port: 443},
+		{in: "167772161", ip: "10.0.0.1"},
+		{in: "0xa.024.0.1:5432", ip: "10.20.0.1", port: 5432},
+		{in: "10.1310981", ip: "10.20.1.5"},
+		{in: "[64:ff9b::10.20.0.1]:443", ip: "10.20.0.1", port: 443},
+		{in: "2002:a14:1::1", ip: "10.20.0.1"},
+		{in: "10.20.0.08", err: true},
+		{in: "api.example.123", err: true},
+		{in: "ftp://api.stripe.com", err: true},
+		{in: "https://", err: true},
+		{in: "[10.0.0.1]:443", err: true},
+		{in: "[::1]x", err: true},
+		{in: "fe80::1%eth0", err: true},
+		{in: "host:", err: true},
 		{in: "host:0", err: true},
 		{in: "host:http", err: true},
 		{in: "*.example.com", err: true},
@@ -220,4 +238,22 @@ func TestCatalogIdentitiesMerge(t *testing.T) {
 
 	_, err = ParseCatalog("c.yaml", []byte("jwt:\n  issuer: x\n"))
 	require.ErrorContains(t, err, "c.yaml:2")
+}
+
+func TestCatalogNAT64(t *testing.T) {
+	c, err := ParseCatalog("c.yaml", []byte("nat64: [\"2001:DB8:64::/96\", \"2001:db8:100::/40\"]\n"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"2001:db8:64::/96", "2001:db8:100::/40"}, c.NAT64)
+	assert.Len(t, c.NAT64Prefixes(), 2)
+
+	_, err = ParseCatalog("c.yaml", []byte("zones: [a.example]\nnat64:\n  - 2001:db8::/33\n  - 10.0.0.0/8\n  - 2001:db8::1/96\n  - nope\n"))
+	require.Error(t, err)
+	for _, w := range []string{
+		`c.yaml:3: nat64[0]: NAT64 prefix 2001:db8::/33: length /33 has no RFC 6052 layout`,
+		`c.yaml:4: nat64[1]: NAT64 prefix 10.0.0.0/8 is not an IPv6 prefix`,
+		`c.yaml:5: nat64[2]: NAT64 prefix 2001:db8::1/96 has host bits set (did you mean 2001:db8::/96?)`,
+		`c.yaml:6: nat64[3]: netip.ParsePrefix("nope")`,
+	} {
+		assert.Contains(t, err.Error(), w)
+	}
 }

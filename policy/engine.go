@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -345,7 +344,7 @@ func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d 
 		ast.Item(ast.StringTerm("protocol"), ast.StringTerm(d.Protocol)),
 	)
 	if d.IP.IsValid() {
-		dest.Insert(ast.StringTerm("ip"), ast.StringTerm(unmap(d.IP).String()))
+		dest.Insert(ast.StringTerm("ip"), ast.StringTerm(plan.CanonicalAddr(d.IP, s.catalog.NAT64Prefixes()).String()))
 	}
 	obj.Insert(ast.StringTerm("destination"), ast.NewTerm(dest))
 	rs, err := s.decisionQ.Eval(ctx, rego.EvalParsedInput(obj))
@@ -361,5 +360,3 @@ func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d 
 	}
 	return out, nil
 }
-
-func unmap(a netip.Addr) netip.Addr { return a.Unmap() }

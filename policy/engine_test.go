@@ -135,7 +135,7 @@ func TestReasonsAreReadable(t *testing.T) {
 	for dest, want := range map[string]string{
 		"api-m.paypal.com:443":    "paypal live endpoint api-m.paypal.com: non-production workloads must use the paypal sandbox api-m.sandbox.paypal.com:443",
 		"api.stripe.com:443":      "stripe (payment) live endpoint api.stripe.com: blocked for non-production workloads (the provider has no separate sandbox host)",
-		"orders.prod.example.com": "*.prod.example.com is a production zone: non-production workloads may not reach production",
+		"orders.prod.example.com": "*.prod.example.com is a production zone (apex prod.example.com included): non-production workloads may not reach production",
 		"10.20.0.1":               "10.20.0.0/16 is a production network: non-production workloads may not reach production",
 	} {
 		d2, err := ParseDestination(dest)
@@ -548,6 +548,8 @@ func propertyDestinations(c *Catalog, seed int64, random int) []plan.Destination
 			plan.Destination{Host: name, Port: port},
 			plan.Destination{Host: "x." + name, Port: ports[(i+1)%len(ports)]},
 			plan.Destination{Host: "a.b." + name, Port: port},
+			plan.Destination{Host: name, Protocol: plan.ProtocolDNS},
+			plan.Destination{Host: "x." + name, Protocol: plan.ProtocolDNS},
 		)
 		if j := strings.IndexByte(name, '.'); j > 0 {
 			out = append(out, plan.Destination{Host: name[j+1:], Port: port})
@@ -565,6 +567,11 @@ func propertyDestinations(c *Catalog, seed int64, random int) []plan.Destination
 			plan.Destination{IP: pfx.Addr().Next(), Port: 5432},
 			plan.Destination{Host: "unlisted.example.org", IP: pfx.Addr().Next(), Port: 443},
 		)
+		if pfx.Addr().Is4() { // the same address through NAT64 and 6to4
+			for _, q := range plan.EmbeddingPrefixes(netip.PrefixFrom(pfx.Addr().Next(), 32), nil) {
+				out = append(out, plan.Destination{IP: q.Addr(), Port: ports[i%len(ports)]})
+			}
+		}
 	}
 	r := newRand(seed)
 	labels := []string{"api", "www", "prod", "example", "com", "paypal", "stripe", "net", "smtp", "db", "acme-psp", "io"}

@@ -29,6 +29,9 @@ func catalogIndex(c *Catalog) map[string]any {
 	}
 	for i, z := range c.Zones {
 		hosts[z] = append(hosts[z], [3]int{1, i, 0})
+		if apex, ok := strings.CutPrefix(z, "*."); ok {
+			hosts[apex] = append(hosts[apex], [3]int{1, i, 0}) // zones include their apex
+		}
 	}
 	// hosts_under: suffix s -> the indexed patterns strictly under s (whose
 	// name, without "*.", ends in "." + s), for exceptions like "*.s".

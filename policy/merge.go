@@ -82,6 +82,7 @@ func BuildCatalog(files []CatalogFile, now time.Time) (*Catalog, []ExpiredExcept
 		}
 		m.Zones = appendUnique(m.Zones, c.Zones...)
 		m.CIDRs = appendUnique(m.CIDRs, c.CIDRs...)
+		m.NAT64 = appendUnique(m.NAT64, c.NAT64...)
 		for _, p := range c.Providers {
 			if j, ok := provIdx[p.Name]; ok {
 				m.Providers[j] = p // replaced in place; disabled ones are dropped below

@@ -3,10 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
-	"strconv"
-	"strings"
 
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy/plan"
@@ -83,37 +79,19 @@ func ParseScenarios(file string, data []byte) ([]Scenario, error) {
 	return sf.Scenarios, errors.Join(errs...)
 }
 
-// ParseDestination parses host[:port], IPv4[:port], IPv6 or [IPv6]:port.
+// ParseDestination parses a destination the way every surface does
+// (plan.ParseDestination: a URL such as https://api.stripe.com/v1/charges,
+// host[:port], an IPv4 address in any inet_aton spelling, IPv6 or
+// [IPv6]:port), with the catalog's stricter label syntax for names.
 func ParseDestination(s string) (plan.Destination, error) {
-	var d plan.Destination
-	if s == "" {
-		return d, errors.New("empty destination")
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		d.IP = a.Unmap()
-		return d, nil
-	}
-	host := s
-	if h, port, err := net.SplitHostPort(s); err == nil {
-		n, err := strconv.ParseUint(port, 10, 16)
-		if err != nil || n == 0 {
-			return d, fmt.Errorf("bad port %q in %q", port, s)
-		}
-		host, d.Port = h, uint16(n)
-	} else if strings.Contains(s, ":") && !strings.Contains(s, "::") && strings.Count(s, ":") == 1 {
-		return d, fmt.Errorf("bad destination %q: %w", s, err)
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		d.IP = a.Unmap()
-		return d, nil
-	}
-	if strings.Contains(host, "*") {
-		return d, fmt.Errorf("bad destination %q: a destination is a name, not a pattern", s)
-	}
-	n, err := normalizeName(host)
+	d, err := plan.ParseDestination(s)
 	if err != nil {
-		return d, fmt.Errorf("bad destination %q: %w", s, err)
+		return d, err
 	}
-	d.Host = n
+	if d.Host != "" {
+		if _, err := normalizeName(d.Host); err != nil {
+			return plan.Destination{}, fmt.Errorf("bad destination %q: %w", s, err)
+		}
+	}
 	return d, nil
 }

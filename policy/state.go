@@ -385,7 +385,7 @@ func (s *state) compileClass(ctx context.Context, in ast.Value) (*plan.Plan, err
 		}
 		overlay = append(overlay, pr.Rules...)
 	}
-	p, err := plan.New(base, overlay, pr.Default, pr.Mode)
+	p, err := plan.New(base, overlay, pr.Default, pr.Mode, plan.WithNAT64(s.catalog.NAT64Prefixes()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: overlay: %w", queryPlan, err)
 	}

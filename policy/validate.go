@@ -158,6 +158,17 @@ func (c *Catalog) validate(d *doc) error {
 		}
 		c.CIDRs[i] = n
 	}
+	for i, s := range c.NAT64 {
+		pfx, err := netip.ParsePrefix(s)
+		if err == nil {
+			err = plan.ValidNAT64(pfx)
+		}
+		if err != nil {
+			add(d.errf(path{"nat64", i}, "%v", err))
+			continue
+		}
+		c.NAT64[i] = pfx.String()
+	}
 	if c.MailSink != nil {
 		validateTarget(d, path{"mail_sink"}, c.MailSink, true, add)
 	}

@@ -1,8 +1,11 @@
 package xds
 
 import (
+	"fmt"
 	"net/netip"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +17,7 @@ import (
 	netrbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	earlyhmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -29,87 +33,31 @@ type simConn struct {
 	host      string // HTTP Host header
 }
 
-// simulate follows Envoy's documented matching on our resources: filter
-// chains by destination port, then longest destination prefix, then
-// server_names (exact, then longest "*." suffix, then none), then transport
-// and application protocol; virtual hosts by exact domain, then longest
-// suffix wildcard, then "*". It returns the action and the rule ID
-// ("" where a grouped chain names none).
+// simulate follows Envoy's matching on our resources and returns the
+// action and the rule ID ("" where a grouped chain names none). Filter
+// chains are picked by selectChain; virtual hosts by exact domain, then
+// longest suffix wildcard, then "*".
 func simulate(t *testing.T, res *Resources, c simConn) (string, string) {
 	t.Helper()
-	lis := res.Listeners[0]
-	cands := lis.FilterChains
-	// destination_port
-	var byPort []*listenerv3.FilterChain
-	for _, fc := range cands {
-		if p := fc.FilterChainMatch.GetDestinationPort(); p != nil && p.Value == uint32(c.port) {
-			byPort = append(byPort, fc)
+	chain := selectChain(t, res.Listeners[0], c)
+	// Network RBAC filters run in chain order before the TCP proxy; a
+	// DENY filter whose policy matches closes the connection.
+	for _, f := range chain.Filters {
+		if !f.GetTypedConfig().MessageIs(&netrbacv3.RBAC{}) {
+			continue
+		}
+		r := &netrbacv3.RBAC{}
+		require.NoError(t, f.GetTypedConfig().UnmarshalTo(r))
+		if name, denied := rbacDenies(t, r, c); denied {
+			if name == "deny-sni" {
+				return "deny", ""
+			}
+			for _, side := range []string{"named-tls:", "unnamed-tls:", "malformed-tls:"} {
+				name = strings.TrimPrefix(name, side)
+			}
+			return "deny", name
 		}
 	}
-	if len(byPort) == 0 {
-		for _, fc := range cands {
-			if fc.FilterChainMatch.GetDestinationPort() == nil {
-				byPort = append(byPort, fc)
-			}
-		}
-	}
-	// prefix_ranges: longest match, else chains without ranges
-	best, bestBits := []*listenerv3.FilterChain(nil), -1
-	for _, fc := range byPort {
-		for _, r := range fc.FilterChainMatch.PrefixRanges {
-			pfx := netip.PrefixFrom(netip.MustParseAddr(r.AddressPrefix), int(r.PrefixLen.GetValue()))
-			if pfx.Contains(c.ip) && pfx.Bits() > bestBits {
-				best, bestBits = nil, pfx.Bits()
-			}
-			if pfx.Contains(c.ip) && pfx.Bits() == bestBits {
-				best = append(best, fc)
-			}
-		}
-	}
-	if best == nil {
-		for _, fc := range byPort {
-			if len(fc.FilterChainMatch.PrefixRanges) == 0 {
-				best = append(best, fc)
-			}
-		}
-	}
-	// server_names
-	var bySNI []*listenerv3.FilterChain
-	if c.sni != "" {
-		for _, cand := range append([]string{c.sni}, suffixWildcards(c.sni)...) {
-			for _, fc := range best {
-				for _, n := range fc.FilterChainMatch.ServerNames {
-					if n == cand {
-						bySNI = append(bySNI, fc)
-					}
-				}
-			}
-			if bySNI != nil {
-				break
-			}
-		}
-	}
-	if bySNI == nil {
-		for _, fc := range best {
-			if len(fc.FilterChainMatch.ServerNames) == 0 {
-				bySNI = append(bySNI, fc)
-			}
-		}
-	}
-	// transport + application protocols
-	var chain *listenerv3.FilterChain
-	for _, fc := range bySNI {
-		m := fc.FilterChainMatch
-		switch {
-		case c.transport == "tls" && m.TransportProtocol == "tls":
-			chain = fc
-		case c.transport == "http" && m.TransportProtocol == "raw_buffer" && len(m.ApplicationProtocols) > 0:
-			chain = fc
-		case c.transport == "tcp" && m.TransportProtocol == "raw_buffer" && len(m.ApplicationProtocols) == 0:
-			chain = fc
-		}
-	}
-	require.NotNil(t, chain, "no filter chain for %+v", c)
 	if md := chain.GetMetadata().GetFilterMetadata()["egressguard"]; md != nil {
 		if act := md.Fields["action"].GetStringValue(); act != "" && !strings.Contains(chain.Name, "|http") {
 			return act, md.Fields["rule"].GetStringValue()
@@ -127,22 +75,15 @@ func simulate(t *testing.T, res *Resources, c simConn) (string, string) {
 			}
 		}
 		require.NotNil(t, rc)
-		vh := matchVHost(rc, strings.ToLower(strings.TrimSuffix(c.host, ".")))
+		authority := routingHost(h, c.host)
+		vh := matchVHost(rc, strings.ToLower(authority))
 		require.NotNil(t, vh, "no virtual host for %q", c.host)
-		rt := matchRoute(t, vh, earlyHeaders(t, h))
+		headers := earlyHeaders(t, h)
+		headers[":authority"] = authority
+		rt := matchRoute(t, vh, headers)
 		require.NotNil(t, rt, "no route in virtual host %s", vh.Name)
 		action, rule, _ := strings.Cut(rt.Name, "|")
 		return action, rule
-	case f.GetTypedConfig().MessageIs(&netrbacv3.RBAC{}):
-		r := &netrbacv3.RBAC{}
-		require.NoError(t, f.GetTypedConfig().UnmarshalTo(r))
-		require.Equal(t, rbacv3.RBAC_DENY, r.Rules.Action)
-		for name := range r.Rules.Policies {
-			if name == "deny-sni" {
-				return "deny", ""
-			}
-			return "deny", name
-		}
 	}
 	tp := &tcpproxyv3.TcpProxy{}
 	require.NoError(t, f.GetTypedConfig().UnmarshalTo(tp))
@@ -155,6 +96,93 @@ func simulate(t *testing.T, res *Resources, c simConn) (string, string) {
 		return "redirect", ""
 	}
 	return "?", tp.GetCluster()
+}
+
+// rbacDenies evaluates a network RBAC filter of action DENY on c, as
+// Envoy's RoleBasedAccessControlEngineImpl::handleAction does
+// (source/extensions/filters/common/rbac/engine_impl.cc: denied when any
+// policy matches), with the matchers the translation writes
+// (source/extensions/filters/common/rbac/matchers.cc: AlwaysMatcher,
+// OrMatcher, NotMatcher, RequestedServerNameMatcher on the connection's
+// requested server name, empty without SNI). It returns the policy.
+func rbacDenies(t *testing.T, r *netrbacv3.RBAC, c simConn) (string, bool) {
+	t.Helper()
+	require.Equal(t, rbacv3.RBAC_DENY, r.Rules.Action)
+	sni := ""
+	if c.transport == "tls" {
+		sni = c.sni
+	}
+	var perm func(p *rbacv3.Permission) bool
+	perm = func(p *rbacv3.Permission) bool {
+		switch x := p.Rule.(type) {
+		case *rbacv3.Permission_Any:
+			return x.Any
+		case *rbacv3.Permission_NotRule:
+			return !perm(x.NotRule)
+		case *rbacv3.Permission_OrRules:
+			return slices.ContainsFunc(x.OrRules.Rules, perm)
+		case *rbacv3.Permission_RequestedServerName:
+			switch m := x.RequestedServerName.MatchPattern.(type) {
+			case *matcherv3.StringMatcher_Exact:
+				return sni == m.Exact
+			case *matcherv3.StringMatcher_Suffix:
+				return strings.HasSuffix(sni, m.Suffix)
+			case *matcherv3.StringMatcher_SafeRegex:
+				return fullMatch(t, m.SafeRegex.Regex, sni)
+			}
+		}
+		t.Fatalf("permission not simulated: %v", p)
+		return false
+	}
+	names := make([]string, 0, len(r.Rules.Policies))
+	for name := range r.Rules.Policies {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		pol := r.Rules.Policies[name]
+		for _, pr := range pol.Principals {
+			require.True(t, pr.GetAny(), "only the any principal is simulated")
+		}
+		if slices.ContainsFunc(pol.Permissions, perm) {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// routingHost is the Host an HTTP connection manager routes on, as
+// ConnectionManagerUtility::maybeNormalizeHost
+// (source/common/http/conn_manager_utility.cc) leaves it: first a trailing
+// dot removed, at the end or just before the port
+// (strip_trailing_host_dot, HeaderUtility::stripTrailingHostDot in
+// source/common/http/header_utility.cc), then the port
+// (strip_any_host_port, HeaderUtility::stripPortFromHost). Routes' header
+// matchers see it so; virtual host domains match it case-insensitively
+// (RouteMatcher::findVirtualHost in source/common/router/config_impl.cc
+// lowercases the host).
+func routingHost(h *hcmv3.HttpConnectionManager, host string) string {
+	if h.StripTrailingHostDot {
+		if i := strings.LastIndexByte(host, '.'); i >= 0 && (i == len(host)-1 || host[i+1] == ':') {
+			host = host[:i] + host[i+1:]
+		}
+	}
+	if h.GetStripAnyHostPort() {
+		if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+			host = host[:i]
+		}
+	}
+	return host
+}
+
+// fullMatch is Envoy's safe_regex: RE2, the whole string must match
+// (Regex::CompiledGoogleReMatcher::match in source/common/common/regex.cc
+// uses RE2::FullMatch). Go's regexp is RE2 syntax.
+func fullMatch(t *testing.T, re, s string) bool {
+	t.Helper()
+	r, err := regexp.Compile(`^(?:` + re + `)$`)
+	require.NoError(t, err)
+	return r.MatchString(s)
 }
 
 // earlyHeaders applies the HCM's early header mutations (run before
@@ -176,8 +204,8 @@ func earlyHeaders(t *testing.T, h *hcmv3.HttpConnectionManager) map[string]strin
 	return out
 }
 
-// matchRoute picks the first route whose header matchers (exact and
-// prefix string matches, as the translation writes them) all hold; every route
+// matchRoute picks the first route whose header matchers (exact, prefix
+// and regex string matches, as the translation writes them) all hold; every route
 // matches any path ("/").
 func matchRoute(t *testing.T, vh *routev3.VirtualHost, headers map[string]string) *routev3.Route {
 	t.Helper()
@@ -192,8 +220,10 @@ func matchRoute(t *testing.T, vh *routev3.VirtualHost, headers map[string]string
 				ok = ok && present && v == sm.GetExact()
 			case sm.GetPrefix() != "":
 				ok = ok && present && strings.HasPrefix(v, sm.GetPrefix())
+			case sm.GetSafeRegex() != nil:
+				ok = ok && present && fullMatch(t, sm.GetSafeRegex().GetRegex(), v)
 			default:
-				t.Fatalf("only exact and prefix header matches are simulated: %v", sm)
+				t.Fatalf("only exact, prefix and regex header matches are simulated: %v", sm)
 			}
 		}
 		if ok {
@@ -201,16 +231,6 @@ func matchRoute(t *testing.T, vh *routev3.VirtualHost, headers map[string]string
 		}
 	}
 	return nil
-}
-
-func suffixWildcards(name string) []string {
-	var out []string
-	for i := 0; i < len(name); i++ {
-		if name[i] == '.' {
-			out = append(out, "*"+name[i:])
-		}
-	}
-	return out
 }
 
 func matchVHost(rc *routev3.RouteConfiguration, host string) *routev3.VirtualHost {
@@ -295,4 +315,184 @@ func want(d plan.Decision) string {
 		return "redirect"
 	}
 	return "allow"
+}
+
+// selectChain picks the filter chain Envoy would for c, following
+// FilterChainManagerImpl::findFilterChain and the findFilterChainFor*
+// functions it calls (source/common/listener_manager/filter_chain_manager_impl.cc).
+// Where Envoy's index would hold two chains in one place (it answers one
+// of them arbitrarily, or refuses the listener), the test fails.
+func selectChain(t *testing.T, l *listenerv3.Listener, c simConn) *listenerv3.FilterChain {
+	t.Helper()
+	fc, err := envoySelect(l, c)
+	require.NoError(t, err)
+	return fc
+}
+
+// envoySelect is selectChain, with an error where no chain or more than
+// one could answer.
+func envoySelect(l *listenerv3.Listener, c simConn) (*listenerv3.FilterChain, error) {
+	// findFilterChain: the chains of the destination port if any chain
+	// names it, with no fallback to the port-less chains once it does
+	// (the default filter chain answers then; we set none); otherwise
+	// the chains without destination_port.
+	var cands []*listenerv3.FilterChain
+	for _, fc := range l.FilterChains {
+		if p := fc.FilterChainMatch.GetDestinationPort(); p != nil && p.Value == uint32(c.port) {
+			cands = append(cands, fc)
+		}
+	}
+	if len(cands) == 0 {
+		for _, fc := range l.FilterChains {
+			if fc.FilterChainMatch.GetDestinationPort() == nil {
+				cands = append(cands, fc)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("no filter chain for port %d", c.port)
+	}
+
+	// findFilterChainForDestinationIP: one LC trie per port over the
+	// chains' prefixes, each normalised by CidrRange::create
+	// (source/common/network/cidr_range.cc), a chain without
+	// prefix_ranges entered as 0.0.0.0/0 and ::/0 (makeCidrListEntry). The
+	// trie answers the node of the longest prefix containing the address;
+	// chains listing the same range string share that node's server-name
+	// map, but the empty key and an explicit catch-all are two maps at one
+	// prefix (envoyproxy/envoy issue 7341): ambiguous.
+	type ipKey struct{ key, prefix string }
+	best := -1
+	nodes := map[ipKey][]*listenerv3.FilterChain{}
+	for _, fc := range cands {
+		rs := fc.FilterChainMatch.GetPrefixRanges()
+		if len(rs) == 0 {
+			for _, all := range anyPrefixes {
+				pfx := netip.MustParsePrefix(all)
+				if pfx.Contains(c.ip) {
+					best = max(best, pfx.Bits())
+					nodes[ipKey{"", pfx.String()}] = append(nodes[ipKey{"", pfx.String()}], fc)
+				}
+			}
+			continue
+		}
+		for _, r := range rs {
+			pfx, err := envoyPrefix(r)
+			if err != nil {
+				return nil, err
+			}
+			if pfx.Contains(c.ip) {
+				best = max(best, pfx.Bits())
+				nodes[ipKey{pfx.String(), pfx.String()}] = append(nodes[ipKey{pfx.String(), pfx.String()}], fc)
+			}
+		}
+	}
+	if best < 0 {
+		return nil, fmt.Errorf("no filter chain for destination %s", c.ip)
+	}
+	var node []*listenerv3.FilterChain
+	keys := 0
+	for k, fcs := range nodes {
+		if netip.MustParsePrefix(k.prefix).Bits() == best {
+			node = fcs
+			keys++
+		}
+	}
+	if keys != 1 {
+		return nil, fmt.Errorf("destination %s: chains with and without prefix_ranges share a trie node (envoyproxy/envoy issue 7341)", c.ip)
+	}
+
+	// findFilterChainForServerName: the exact (lowercased) name, then each
+	// "*." suffix from the longest, starting at the second character and
+	// never the final one alone, then chains without server_names.
+	sni := strings.ToLower(c.sni)
+	hasName := func(fc *listenerv3.FilterChain, key string) bool {
+		for _, n := range fc.FilterChainMatch.ServerNames {
+			n = strings.ToLower(n)
+			if strings.HasPrefix(n, "*.") {
+				n = n[1:]
+			}
+			if n == key {
+				return true
+			}
+		}
+		return key == "" && len(fc.FilterChainMatch.ServerNames) == 0
+	}
+	byName := func(key string) []*listenerv3.FilterChain {
+		var out []*listenerv3.FilterChain
+		for _, fc := range node {
+			if hasName(fc, key) {
+				out = append(out, fc)
+			}
+		}
+		return out
+	}
+	named := byName(sni)
+	if named == nil {
+		for pos := indexFrom(sni, '.', 1); pos >= 0 && pos < len(sni)-1; pos = indexFrom(sni, '.', pos+1) {
+			if named = byName(sni[pos:]); named != nil {
+				break
+			}
+		}
+	}
+	if named == nil {
+		named = byName("")
+	}
+	if len(named) == 0 {
+		return nil, fmt.Errorf("no filter chain for server name %q", c.sni)
+	}
+
+	// findFilterChainForTransportProtocol: the detected protocol ("tls"
+	// from the TLS inspector, else "raw_buffer"), then chains without one.
+	transport, alpn := "raw_buffer", []string(nil)
+	switch c.transport {
+	case "tls":
+		transport = "tls"
+	case "http":
+		alpn = []string{"http/1.1"} // what the HTTP inspector reports for HTTP/1.1
+	}
+	pick := func(fcs []*listenerv3.FilterChain, ok func(*listenerv3.FilterChain) bool) []*listenerv3.FilterChain {
+		var out []*listenerv3.FilterChain
+		for _, fc := range fcs {
+			if ok(fc) {
+				out = append(out, fc)
+			}
+		}
+		return out
+	}
+	byTransport := pick(named, func(fc *listenerv3.FilterChain) bool { return fc.FilterChainMatch.TransportProtocol == transport })
+	if byTransport == nil {
+		byTransport = pick(named, func(fc *listenerv3.FilterChain) bool { return fc.FilterChainMatch.TransportProtocol == "" })
+	}
+	// findFilterChainForApplicationProtocols: the first requested protocol
+	// some chain lists, then chains without application_protocols.
+	var byALPN []*listenerv3.FilterChain
+	for _, a := range alpn {
+		if byALPN = pick(byTransport, func(fc *listenerv3.FilterChain) bool {
+			return slices.Contains(fc.FilterChainMatch.ApplicationProtocols, a)
+		}); byALPN != nil {
+			break
+		}
+	}
+	if byALPN == nil {
+		byALPN = pick(byTransport, func(fc *listenerv3.FilterChain) bool { return len(fc.FilterChainMatch.ApplicationProtocols) == 0 })
+	}
+	// The source fields are unused here; two chains left would have made
+	// Envoy refuse the listener (addFilterChainForSourcePorts).
+	if len(byALPN) != 1 {
+		return nil, fmt.Errorf("%d filter chains for %+v", len(byALPN), c)
+	}
+	return byALPN[0], nil
+}
+
+// indexFrom is std::string::find(c, from): the index of c at or after
+// from, or -1.
+func indexFrom(s string, c byte, from int) int {
+	if from > len(s) {
+		return -1
+	}
+	if i := strings.IndexByte(s[from:], c); i >= 0 {
+		return from + i
+	}
+	return -1
 }

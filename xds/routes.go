@@ -268,11 +268,37 @@ func (b *sidecarBuilder) routeTable(name string, l *routeLayout, tables map[uint
 	for _, v := range vhosts {
 		rc.VirtualHosts = append(rc.VirtualHosts, v.vh)
 	}
-	if l.sameCatch {
+	// A Host that is an address (numericHost) is no name: a "*" host rule
+	// does not hold it, its cell's CIDR rule or the default does, as
+	// plan.Decide decides on the connection's address. Such Hosts only
+	// reach the catch-all (no host pattern ends in a number).
+	var numeric []*routev3.Route
+	for _, port := range ports {
+		if _, star := tables[port].hosts["*"]; !star {
+			continue
+		}
+		for _, g := range groups[port] {
+			if v := b.catchAllOf(tables, port, g); v != g.fallback {
+				b.registerClusters(g.fallback)
+				r := withHeader(httpRoute(g.fallback), exactMatch(cellValue(port, g)))
+				r.Match.Headers = append(r.Match.Headers, &routev3.HeaderMatcher{
+					Name:                 ":authority",
+					HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: regexMatcher(numericHost)},
+				})
+				numeric = append(numeric, r)
+			}
+		}
+	}
+	switch {
+	case l.sameCatch && numeric == nil:
 		b.registerClusters(l.uniform)
 		rc.VirtualHosts = append(rc.VirtualHosts, virtualHost("catch-all", []string{"*"}, l.uniform))
-	} else {
-		var routes []*routev3.Route
+	case l.sameCatch:
+		b.registerClusters(l.uniform)
+		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{Name: "catch-all", Domains: []string{"*"},
+			Routes: append(numeric, httpRoute(l.uniform))})
+	default:
+		routes := numeric
 		for _, port := range ports {
 			routes = append(routes, cellRoutes(port)...)
 		}

@@ -147,8 +147,8 @@ func verdictOf(p *plan.Plan, r *plan.Rule) verdict {
 	}
 }
 
-// strictness orders verdicts for the one place the sidecar cannot follow
-// the plan exactly (TLS without SNI, see chainsFor).
+// strictness orders verdicts for the one place the sidecar cannot tell
+// them apart (report and allow in one TLS fallback chain, see tlsFallback).
 func (v verdict) strictness() int {
 	switch v.kind {
 	case vDeny, vRedirect:
@@ -175,7 +175,12 @@ type table struct {
 // tableFor applies the port rule of plan.Decide: for one pattern, an entry
 // whose port filter lists the port beats an any-port entry; entries for
 // other ports do not apply. port 0 means "a port no entry names".
-func tableFor(entries []plan.Entry, port uint16) (table, error) {
+//
+// IPv4 prefixes also cover the IPv6 addresses that embed them (mapped,
+// compatible, NAT64 with the well-known, local-use and the plan's own
+// prefixes, 6to4: plan.EmbeddingPrefixes), as Decide decides such an
+// address as its IPv4 address before its IPv6 form (see embed).
+func tableFor(p *plan.Plan, entries []plan.Entry, port uint16) (table, error) {
 	t := table{hosts: map[string]*plan.Rule{}, cidrs: map[netip.Prefix]*plan.Rule{}, wild: map[string]string{}}
 	specific := map[string]bool{}
 	for _, e := range entries {
@@ -210,8 +215,63 @@ func tableFor(entries []plan.Entry, port uint16) (table, error) {
 			t.cidrs[pfx] = e.Rule
 		}
 	}
+	t.embed(p)
 	return t, nil
 }
+
+// embed adds to the table, for every IPv4 prefix, the IPv6 prefixes whose
+// addresses embed an address in it, decided by the same rule. Decide
+// consults an embedding address's IPv4 form first and its IPv6 form only
+// when no rule holds the IPv4 address, so a derived prefix replaces an
+// equal explicit IPv6 prefix, and an explicit IPv6 prefix inside a derived
+// one (every address of it embeds an IPv4 address some rule holds) is
+// dropped. Where the derived prefixes of two IPv4 prefixes coincide (the
+// RFC 6052 layouts that split an address around the "u" octet, see
+// plan.EmbeddingPrefixes), the stricter verdict, then the longer IPv4
+// prefix, decides: fail closed.
+func (t *table) embed(p *plan.Plan) {
+	type src struct {
+		rule *plan.Rule
+		v4   netip.Prefix
+	}
+	derived := map[netip.Prefix]src{}
+	for pfx, r := range t.cidrs {
+		if !pfx.Addr().Is4() {
+			continue
+		}
+		for _, d := range plan.EmbeddingPrefixes(pfx, p.NAT64()) {
+			old, dup := derived[d]
+			if dup {
+				ov, nv := verdictOf(p, old.rule).strictness(), verdictOf(p, r).strictness()
+				if ov > nv || ov == nv && (old.v4.Bits() > pfx.Bits() || old.v4.Bits() == pfx.Bits() && old.rule.ID <= r.ID) {
+					continue
+				}
+			}
+			derived[d] = src{r, pfx}
+		}
+	}
+	if len(derived) == 0 {
+		return
+	}
+	for pfx := range t.cidrs {
+		if pfx.Addr().Is4() || unembeddable.Contains(pfx.Addr()) && pfx.Bits() >= unembeddable.Bits() {
+			continue
+		}
+		for bits := pfx.Bits() - 1; bits >= 0; bits-- {
+			if _, ok := derived[netip.PrefixFrom(pfx.Addr(), bits).Masked()]; ok {
+				delete(t.cidrs, pfx)
+				break
+			}
+		}
+	}
+	for d, s := range derived {
+		t.cidrs[d] = s.rule
+	}
+}
+
+// unembeddable holds :: and ::1, which sit in the IPv4-compatible range
+// but embed no IPv4 address (plan.EmbeddedIPv4).
+var unembeddable = netip.MustParsePrefix("::/127")
 
 // ipGroup is a set of destination prefixes decided by one CIDR rule; the
 // group with no prefixes stands for every other address.
@@ -219,6 +279,8 @@ type ipGroup struct {
 	name     string
 	prefixes []netip.Prefix
 	fallback verdict // what an unnamed destination in the group gets
+	// other is the group of every address no CIDR rule names.
+	other bool
 }
 
 func ipGroupsFor(p *plan.Plan, t table) []ipGroup {
@@ -232,7 +294,40 @@ func ipGroupsFor(p *plan.Plan, t table) []ipGroup {
 		groups = append(groups, ipGroup{name: "cidr:" + r.ID, prefixes: pfxs, fallback: verdictOf(p, r)})
 	}
 	slices.SortFunc(groups, func(a, b ipGroup) int { return strings.Compare(a.name, b.name) })
-	return append(groups, ipGroup{name: "other", fallback: verdictOf(p, p.DefaultRule())})
+	other := ipGroup{name: "other", fallback: verdictOf(p, p.DefaultRule()), other: true}
+	// Envoy keys a chain without prefix_ranges as 0.0.0.0/0 and ::/0
+	// (filter_chain_manager_impl.cc, makeCidrListEntry): next to a CIDR
+	// rule's 0.0.0.0/0 or ::/0 the two would share a trie node and Envoy
+	// would pick one arbitrarily (envoyproxy/envoy issue 7341). Where a
+	// rule claims a family's whole range, the other cell lists the
+	// remaining family explicitly, or is left out.
+	taken := [2]bool{}
+	for pfx := range t.cidrs {
+		if pfx.Bits() == 0 {
+			taken[boolIndex(pfx.Addr().Is6())] = true
+		}
+	}
+	if taken[0] || taken[1] {
+		for i, all := range allAddresses {
+			if !taken[i] {
+				other.prefixes = append(other.prefixes, all)
+			}
+		}
+		if len(other.prefixes) == 0 {
+			return groups
+		}
+	}
+	return append(groups, other)
+}
+
+// allAddresses are the IPv4 and IPv6 catch-all prefixes, in that order.
+var allAddresses = [2]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func comparePrefix(a, b netip.Prefix) int {
@@ -270,10 +365,20 @@ func portsOf(entries []plan.Entry) []uint16 {
 //     would-deny stats, deny and redirect → network RBAC deny: TLS cannot be
 //     redirected without terminating it); CIDR cells leave out names their
 //     no-SNI chain decides the same way (see chainsFor);
-//   - TLS without a listed SNI, plaintext HTTP (an HCM on the shared route
-//     table, told its cell through CellHeader so host rules still beat CIDR
-//     rules, see routeTable), and raw TCP (the CIDR rule or the plan
-//     default).
+//   - TLS without a listed SNI: an unlisted name gets the "*" host rule,
+//     the CIDR rule or the default, as plan.Decide; no usable name (no SNI,
+//     or a trailing dot) gets the CIDR rule, or outside every CIDR rule the
+//     plan's rule for unnamed TLS (plan.UnnamedTLS), split by an RBAC filter
+//     on the requested server name where only one side denies (tlsGuard);
+//   - plaintext HTTP (an HCM on the shared route table, told its cell
+//     through CellHeader so host rules still beat CIDR rules, see
+//     routeTable), and raw TCP (the CIDR rule or the plan default).
+//
+// A CIDR rule claiming a family's whole range (0.0.0.0/0, ::/0) takes that
+// family from the "other" cell, which then lists the remaining family's
+// range, so Envoy never holds a range-less chain and a catch-all chain in
+// one trie node. Validate proves every listener free of such ties
+// (CheckFilterChains).
 func TranslateSidecar(p *plan.Plan, s NodeSettings) (*Resources, error) {
 	return translateSidecar(p, s, newVHostCache(false))
 }
@@ -292,6 +397,7 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 		routes:   map[string]*routev3.RouteConfiguration{},
 		vhc:      vhc,
 		sni:      map[sniKey]map[verdictKind][]string{},
+		unnamed:  verdictOf(p, p.UnnamedTLS()),
 	}
 	entries := p.Entries()
 	if err := checkRuleIDs(entries); err != nil {
@@ -301,7 +407,7 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 	tables := make(map[uint16]table, len(ports))
 	groups := make(map[uint16][]ipGroup, len(ports))
 	for _, port := range ports {
-		t, err := tableFor(entries, port)
+		t, err := tableFor(p, entries, port)
 		if err != nil {
 			return nil, fmt.Errorf("xds: translate: %w", err)
 		}
@@ -374,6 +480,9 @@ type sidecarBuilder struct {
 	routes   map[string]*routev3.RouteConfiguration
 	vhc      *vhostCache
 	sni      map[sniKey]map[verdictKind][]string
+	// unnamed decides TLS without a usable server name to an address no
+	// CIDR rule names.
+	unnamed verdict
 }
 
 // sniKey names one computation of sniNames: its result depends only on the
@@ -528,19 +637,26 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	cell := "port=" + portLabel(port) + "|ip=" + g.name
 	var chains []*listenerv3.FilterChain
 
-	// TLS without a listed SNI. Envoy cannot tell "no SNI" (the CIDR rule or
-	// default decides) from "an unlisted SNI" (a "*" host rule decides): when
-	// the plan has a "*" host rule, the stricter of the two applies.
-	star, hasStar := t.hosts["*"]
-	tlsFallback := g.fallback
-	if hasStar {
-		if sv := verdictOf(b.p, star); sv.strictness() > tlsFallback.strictness() {
-			tlsFallback = sv
-		}
+	// TLS without a listed server name lands in one chain, whether it
+	// names an unlisted host (a "*" host rule decides, else the cell's CIDR
+	// rule or the default, as plan.Decide) or carries no usable name: no
+	// SNI, one with a trailing dot, which Envoy's server-name lookup never
+	// matches to a listed name (findFilterChainForServerName), or an
+	// address (a numeric last label, a colon). A server name no host name
+	// could be is refused first (malformedGuard). A
+	// connection without a usable name is decided on its destination
+	// address: the cell's CIDR rule, and outside every CIDR rule the plan's
+	// rule for unnamed TLS (b.unnamed). Where the two disagree on denying,
+	// a network RBAC filter keyed on the requested server name denies the
+	// one side (tlsGuard).
+	named, unnamed := g.fallback, g.fallback
+	if star, ok := t.hosts["*"]; ok {
+		named = verdictOf(b.p, star)
 	}
-	if tlsFallback.kind == vRedirect {
-		tlsFallback.kind = vDeny
+	if g.other {
+		unnamed = b.unnamed
 	}
+	tlsVerdict, guard := tlsFallback(named, unnamed)
 
 	// TLS with a listed SNI, one chain per verdict class. In a CIDR cell, a
 	// name whose verdict class equals what the cell's no-SNI chain does is
@@ -549,8 +665,13 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	// would then pick that wildcard. This keeps the listener from repeating
 	// the whole host table in every CIDR cell. The "other" cell lists every
 	// name, so outside production CIDRs a TLS log line never names a rule
-	// that did not decide.
-	sk := sniKey{port: port, fallback: tlsFallback.kind, prune: len(g.prefixes) > 0}
+	// that did not decide. namedKind is what the fallback chain does to a
+	// named connection: names of that class may be left out.
+	namedKind := tlsVerdict.kind
+	if guard.rule != nil && !guard.unnamed {
+		namedKind = vDeny
+	}
+	sk := sniKey{port: port, fallback: namedKind, prune: !g.other}
 	sni, ok := b.sni[sk]
 	if !ok {
 		sni = b.sniNames(t, sk.fallback, sk.prune)
@@ -576,8 +697,9 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	m := base()
 	m.TransportProtocol = "tls"
 	name := cell + "|tls"
-	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m, Filters: b.tcpFilters(name, tlsFallback, false),
-		Metadata: chainMetadata(tlsFallback.kind, tlsFallback.rule.ID)})
+	chains = append(chains, &listenerv3.FilterChain{Name: name, FilterChainMatch: m,
+		Filters:  slices.Concat([]*listenerv3.Filter{malformedGuard(name)}, guard.filters(name), b.tcpFilters(name, tlsVerdict, false)),
+		Metadata: chainMetadata(tlsVerdict.kind, tlsVerdict.rule.ID)})
 
 	// Plaintext HTTP: the shared route configuration; the chain tells it
 	// which cell (destination port and IP group) the connection is in.

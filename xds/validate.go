@@ -18,7 +18,8 @@ import (
 // Validate checks a translation's output the way a careful client would:
 // every resource passes its generated ValidateAll, so does every message
 // packed in an Any inside it (HCM, filters, per-route configs, transport
-// sockets, access logs), and no reference dangles (listener → route
+// sockets, access logs), no two filter chains of a listener can match the
+// same connection (CheckFilterChains), and no reference dangles (listener → route
 // configuration → cluster → endpoints, including api_listener, which
 // go-control-plane's Snapshot.Consistent does not follow).
 func Validate(r *Resources) error { return validateWith(r, nil) }
@@ -34,6 +35,9 @@ func validateWith(r *Resources, vhc *vhostCache) error {
 	}
 	for _, l := range r.Listeners {
 		if err := ac.validate(l, "listener "+l.Name); err != nil {
+			errs = append(errs, err)
+		}
+		if err := CheckFilterChains(l); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -27,17 +27,24 @@ type portRef struct {
 type hostEntry struct {
 	any   int32
 	ports []portRef
+	// dns is the first rule whose port filter names only NameBlindPorts:
+	// DNS decides it (see DNSHeld).
+	dns int32
 }
 
 // pick returns the rule for port: a port-specific rule first, then the
-// any-port rule. Port 0 (unknown) only sees the any-port rule.
-func (e *hostEntry) pick(port uint16) int32 {
+// any-port rule. Port 0 (unknown) sees the any-port rule, except for a DNS
+// lookup (dns), which sees a DNS-held rule first, as a port-specific one.
+func (e *hostEntry) pick(port uint16, dns bool) int32 {
 	if port != 0 {
 		for _, p := range e.ports {
 			if p.port == port {
 				return p.rule
 			}
 		}
+	}
+	if dns && e.dns != noRule {
+		return e.dns
 	}
 	return e.any
 }
@@ -128,7 +135,10 @@ func (l *Layer) index(i int32) {
 		}
 		e, ok := m[key]
 		if !ok {
-			e = hostEntry{any: noRule}
+			e = hostEntry{any: noRule, dns: noRule}
+		}
+		if e.dns == noRule && h != "*" && DNSHeld(r) {
+			e.dns = i
 		}
 		if len(r.Ports) == 0 {
 			if e.any == noRule {
@@ -255,13 +265,13 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 // hostRule looks a name (or, when wild, a wildcard suffix) up without
 // allocating: the compiler does not copy a []byte converted to string inside
 // a map index expression.
-func (l *Layer) hostRule(key []byte, port uint16, wild bool) int32 {
+func (l *Layer) hostRule(key []byte, port uint16, wild, dns bool) int32 {
 	m := l.exact
 	if wild {
 		m = l.wild
 	}
 	if e, ok := m[string(key)]; ok {
-		return e.pick(port)
+		return e.pick(port, dns)
 	}
 	return noRule
 }

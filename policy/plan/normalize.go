@@ -78,8 +78,8 @@ func canonicalName(name string) (string, error) {
 			return "", fmt.Errorf("invalid character %q (host names are letters, digits, '-', '_' and '.')", c)
 		}
 	}
-	if _, err := netip.ParseAddr(name); err == nil {
-		return "", errors.New("an IP address is not a host name (use a CIDR rule)")
+	if _, err := netip.ParseAddr(name); err == nil || endsInNumber(name) {
+		return "", errors.New("an IP address (or a name whose last label is numeric, which resolvers read as one) is not a host name (use a CIDR rule)")
 	}
 	return name, nil
 }

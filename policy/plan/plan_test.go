@@ -61,7 +61,10 @@ func TestDecide(t *testing.T) {
 		{"host rule before ip rule", Destination{Host: "status.prod.example.com", IP: netip.MustParseAddr("10.20.6.1")}, ActionAllow, "exact-allow", false},
 		{"unmatched host falls to ip", Destination{Host: "www.example.org", IP: netip.MustParseAddr("10.20.6.1")}, ActionDeny, "cidr-prod", false},
 		{"report mode", Destination{Host: "hooks.slack.com"}, ActionAllow, "report", true},
-		{"invalid host falls to ip and default", Destination{Host: "a..b"}, ActionAllow, DefaultRuleID, false},
+		{"invalid host is refused, not defaulted", Destination{Host: "a..b"}, ActionDeny, MalformedRuleID, false},
+		{"invalid host under a wildcard is decided by its suffix", Destination{Host: "a..x.prod.example.com"}, ActionDeny, "zone-prod", false},
+		{"numeric host is an address", Destination{Host: "0xa.0x14.0x601"}, ActionDeny, "cidr-prod", false},
+		{"malformed numeric host is refused", Destination{Host: "10.20.0.08"}, ActionDeny, MalformedRuleID, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := p.Decide(tc.dest)

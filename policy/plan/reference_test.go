@@ -33,9 +33,13 @@ func referenceDecide(layers [][]Rule, def Action, d Destination) (string, Action
 		}
 		return a.index < b.index
 	}
-	portOK := func(r *Rule) (int, bool) {
+	dnsLookup := d.Port == 0 && d.Protocol == ProtocolDNS
+	portOK := func(r *Rule, byName bool) (int, bool) {
 		if len(r.Ports) == 0 {
 			return 0, true
+		}
+		if dnsLookup && DNSHeld(r) && byName {
+			return 1, true // as if on its port; CIDRs are not DNS-held
 		}
 		for _, p := range r.Ports {
 			if d.Port != 0 && p == d.Port {
@@ -44,7 +48,7 @@ func referenceDecide(layers [][]Rule, def Action, d Destination) (string, Action
 		}
 		return 0, false
 	}
-	search := func(score func(r *Rule) int) *Rule {
+	search := func(byName bool, score func(r *Rule) int) *Rule {
 		var best *cand
 		for li, rules := range layers {
 			for i := range rules {
@@ -53,7 +57,7 @@ func referenceDecide(layers [][]Rule, def Action, d Destination) (string, Action
 				if s < 0 {
 					continue
 				}
-				pm, ok := portOK(r)
+				pm, ok := portOK(r, byName)
 				if !ok {
 					continue
 				}
@@ -69,13 +73,15 @@ func referenceDecide(layers [][]Rule, def Action, d Destination) (string, Action
 		return best.rule
 	}
 	if name, err := NormalizeHost(d.Host); err == nil && d.Host != "" && !strings.HasPrefix(name, "*") {
-		r := search(func(r *Rule) int {
+		r := search(true, func(r *Rule) int {
 			best := -1
 			for _, h := range r.Hosts {
 				h, _ = NormalizeHost(h)
 				switch {
 				case h == name:
 					best = max(best, 10000)
+				case h == "*" && dnsLookup && DNSHeld(r):
+					// "*" on name-blind ports stays with the sidecar.
 				case h == "*":
 					best = max(best, 0)
 				case strings.HasPrefix(h, "*.") && strings.HasSuffix(name, h[1:]):
@@ -90,7 +96,7 @@ func referenceDecide(layers [][]Rule, def Action, d Destination) (string, Action
 	}
 	if d.IP.IsValid() {
 		ip := d.IP.Unmap()
-		r := search(func(r *Rule) int {
+		r := search(false, func(r *Rule) int {
 			best := -1
 			for _, c := range r.CIDRs {
 				p, _ := ParsePrefix(c)
@@ -155,8 +161,13 @@ func randRules(rng *rand.Rand, prefix string, n int) []Rule {
 		if len(r.Hosts)+len(r.CIDRs) == 0 {
 			r.Hosts = []string{randName(rng)}
 		}
-		if rng.IntN(4) == 0 {
+		switch rng.IntN(8) {
+		case 0, 1:
 			r.Ports = []uint16{uint16(1 + rng.IntN(3))}
+		case 2:
+			r.Ports = []uint16{25, 587}
+		case 3:
+			r.Ports = []uint16{587, 443}
 		}
 		rules[i] = r
 	}
@@ -176,7 +187,10 @@ func TestMatcherAgreesWithReference(t *testing.T) {
 		p, err := New(base, overRules, def, ModeEnforce)
 		require.NoError(t, err)
 		for range 200 {
-			d := Destination{Port: uint16(rng.IntN(4))}
+			d := Destination{Port: []uint16{0, 0, 1, 2, 3, 25, 443}[rng.IntN(7)]}
+			if rng.IntN(3) == 0 {
+				d.Protocol = ProtocolDNS
+			}
 			if rng.IntN(4) != 0 {
 				d.Host = randName(rng)
 				if rng.IntN(5) == 0 {
@@ -188,7 +202,7 @@ func TestMatcherAgreesWithReference(t *testing.T) {
 			}
 			wantID, wantAction := referenceDecide([][]Rule{baseRules, overRules}, def, d)
 			got := p.Decide(d)
-			require.Equal(t, wantID, got.RuleID(), "round %d dest %+v", round, d)
+			require.Equal(t, wantID, got.RuleID(), "round %d dest %+v\nbase %+v\noverlay %+v", round, d, baseRules, overRules)
 			require.Equal(t, wantAction, got.Action, "round %d dest %+v", round, d)
 		}
 	}

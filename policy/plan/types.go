@@ -15,15 +15,28 @@
 //     "stripe.com" itself) or "*" (every name).
 //   - The most specific host pattern wins: an exact name beats any wildcard, a
 //     longer wildcard suffix beats a shorter one, "*" comes last.
-//   - IP addresses are matched against CIDRs by longest prefix; IPv4-mapped
-//     IPv6 addresses are matched as IPv4.
+//   - IP addresses are matched against CIDRs by longest prefix. An IPv6
+//     address that embeds an IPv4 address (mapped, compatible, NAT64 with
+//     the well-known, local-use or the catalog's own prefixes, 6to4; see
+//     EmbeddedIPv4) is matched as that IPv4 address first, and as itself
+//     only when no CIDR rule holds the IPv4 address. Addresses given as text
+//     go through ParseAddr (every inet_aton spelling of IPv4).
 //   - When a destination has a host name, host rules are consulted first; CIDR
 //     rules apply only when no host rule matches (or the destination has no
 //     name, as for IP literals and raw TCP).
 //   - A rule with a port filter matches only destinations whose port is known
 //     (non-zero) and listed. Where both apply to the same pattern, a rule whose
 //     port filter matches beats a rule without a port filter. DNS does not know
-//     ports, so port-filtered rules are enforced by the sidecar only.
+//     ports, so port-filtered rules are enforced by the sidecar, except
+//     DNS-held ones (port filters naming only NameBlindPorts, such as SMTP):
+//     a DNS lookup (port 0, Protocol "dns") sees them as if on their port.
+//   - A destination is decided in normal form: a host that ends in a number
+//     is an address (ParseAddr; refused when malformed), decided as the
+//     destination address when none is given (a connection's own address
+//     wins over the text); a name that cannot
+//     be put in canonical form is decided by the wildcard patterns over its
+//     longest canonical suffix, and refused (MalformedRuleID) when none
+//     holds it; never by the default.
 //   - A plan is a shared base Layer plus a small per-class overlay. The most
 //     specific pattern wins across both; on the very same pattern (and port
 //     filter) the overlay wins. Within one layer the earlier rule wins.
@@ -38,6 +51,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 )
 
 // Action is what an enforcer does with a destination.
@@ -166,6 +180,8 @@ type Spec struct {
 	Default Action `json:"default"`
 	Mode    Mode   `json:"mode,omitempty"`
 	Rules   []Rule `json:"rules"`
+	// NAT64 are the cluster's own NAT64 prefixes (see Plan.NAT64).
+	NAT64 []string `json:"nat64,omitempty"`
 }
 
 // Destination is what a workload is trying to reach. Zero values mean
@@ -179,6 +195,76 @@ type Destination struct {
 
 // DefaultRuleID is the ID of the synthetic rule a plan's default comes from.
 const DefaultRuleID = "default"
+
+// MalformedRuleID is the ID of the synthetic deny rule for destinations that
+// cannot be put in normal form (see Plan.Decide).
+const MalformedRuleID = "malformed-destination"
+
+// ProtocolDNS is the Destination.Protocol of a DNS lookup: with port 0 it
+// makes DNS-held rules apply (see DNSHeld).
+const ProtocolDNS = "dns"
+
+// NameBlindPorts are the ports of protocols that show the sidecar no server
+// name: server-first protocols, where the server speaks before the client
+// could name it (SMTP 25, submission 587, 2525 and Amazon SES's 2587 with
+// STARTTLS; POP3 110, IMAP 143, FTP 21, SSH 22, Telnet 23, MySQL 3306), and
+// protocols that negotiate TLS after plaintext or never carry a name
+// (PostgreSQL 5432, Redis 6379). A host rule filtered to such ports cannot
+// be matched by name at the sidecar, so DNS decides it (DNSHeld).
+var NameBlindPorts = []uint16{21, 22, 23, 25, 110, 143, 587, 2525, 2587, 3306, 5432, 6379}
+
+// IsNameBlindPort reports whether port is one of NameBlindPorts.
+func IsNameBlindPort(port uint16) bool { return slices.Contains(NameBlindPorts, port) }
+
+// DNSHeld reports whether DNS decides r's host patterns: r has a port filter
+// and every port in it is name-blind (NameBlindPorts). At a DNS lookup
+// (port 0, Protocol ProtocolDNS) such a rule applies to its host patterns,
+// except "*", as a port-specific rule would on its port: a name whose mail
+// endpoint is redirected to the mail sink is answered with the sink. The
+// pattern "*" (every name on those ports) stays with the sidecar's port
+// match.
+func DNSHeld(r *Rule) bool {
+	if len(r.Ports) == 0 {
+		return false
+	}
+	for _, p := range r.Ports {
+		if !IsNameBlindPort(p) {
+			return false
+		}
+	}
+	return true
+}
+
+// Enforcement point names (EnforcedBy).
+const (
+	EnforcedBySidecar = "sidecar"
+	EnforcedByDNS     = "dns"
+)
+
+// EnforcedBy names the enforcement points that hold a rule, each with what
+// it matches: DNS decides host rules without a port filter and DNS-held
+// rules (by name), and checks answer addresses against CIDR rules without a
+// port filter; the sidecar matches host rules by SNI or Host except
+// DNS-held ones (server-first protocols show it no name), and CIDR rules by
+// destination address.
+func EnforcedBy(r *Rule) []string {
+	var out []string
+	named := slices.ContainsFunc(r.Hosts, func(h string) bool { return h != "*" })
+	switch {
+	case named && (len(r.Ports) == 0 || DNSHeld(r)):
+		out = append(out, EnforcedByDNS+" (name)")
+	}
+	if len(r.CIDRs) > 0 && len(r.Ports) == 0 {
+		out = append(out, EnforcedByDNS+" (answer addresses)")
+	}
+	if len(r.Hosts) > 0 && !DNSHeld(r) || slices.Contains(r.Hosts, "*") {
+		out = append(out, EnforcedBySidecar+" (SNI/Host)")
+	}
+	if len(r.CIDRs) > 0 {
+		out = append(out, EnforcedBySidecar+" (destination address)")
+	}
+	return out
+}
 
 // Decision is the outcome of Plan.Decide.
 type Decision struct {

@@ -133,13 +133,23 @@ zone_rules := [zone_rule(z) | some z in object.get(catalog, "zones", [])]
 
 cidr_rules := [cidr_rule(c) | some c in object.get(catalog, "cidrs", [])]
 
+# A zone "*.X" is the zone X, apex included (the apex holds the zone's SOA
+# and NS records); every other pattern keeps strict wildcard semantics.
 zone_rule(z) := {
 	"id": concat(":", ["zone", z]),
-	"hosts": [z],
+	"hosts": zone_hosts(z),
 	"action": "deny",
 	"category": "production-zone",
-	"reason": sprintf("%s is a production zone: non-production workloads may not reach production", [z]),
+	"reason": zone_reason(z),
 }
+
+zone_hosts(z) := [z, zone_apex(z)] if startswith(z, "*.")
+else := [z]
+
+zone_apex(z) := substring(z, 2, -1)
+
+zone_reason(z) := sprintf("%s is a production zone (apex %s included): non-production workloads may not reach production", [z, zone_apex(z)]) if startswith(z, "*.")
+else := sprintf("%s is a production zone: non-production workloads may not reach production", [z])
 
 cidr_rule(c) := {
 	"id": concat(":", ["cidr", c]),
@@ -417,7 +427,10 @@ computed_host_index[p] contains [0, i, j] if {
 	some p in endpoint_hosts(e)
 }
 
-computed_host_index[z] contains [1, i, 0] if some i, z in object.get(catalog, "zones", [])
+computed_host_index[h] contains [1, i, 0] if {
+	some i, z in object.get(catalog, "zones", [])
+	some h in zone_hosts(z)
+}
 
 ref_rule(ref) := endpoint_rule(catalog.providers[ref[1]], catalog.providers[ref[1]].endpoints[ref[2]]) if ref[0] == 0
 
@@ -432,25 +445,48 @@ port_rank(r) := 1 if {
 	dest_port in r.ports
 }
 
+# The ports of protocols that show the sidecar no server name
+# (plan.NameBlindPorts): a host rule filtered to only these ports is decided
+# by DNS (plan.DNSHeld), as if on its port, for every pattern but "*".
+name_blind_ports := {21, 22, 23, 25, 110, 143, 587, 2525, 2587, 3306, 5432, 6379}
+
+dns_lookup if {
+	dest_port == 0
+	object.get(destination, "protocol", "") == "dns"
+}
+
+dns_held(r) if {
+	count(object.get(r, "ports", [])) > 0
+	every p in r.ports {
+		p in name_blind_ports
+	}
+}
+
+host_port_rank(r, c) := 1 if {
+	dns_lookup
+	c != "*"
+	dns_held(r)
+} else := port_rank(r)
+
 # A match is [specificity, port filter matched, layer, a, b, c]; the
 # maximum wins. Layer 1 is the overlay (c = -position), layer 0 the base:
 # (a, b, c) = -(kind, i, j) for the catalog index, (0, -position, 0)
 # otherwise. Negated positions make the earliest rule win within a layer.
-host_matches contains [rank, port_rank(r), 1, 0, 0 - i, 0] if {
+host_matches contains [rank, host_port_rank(r, c), 1, 0, 0 - i, 0] if {
 	index := overlay_by_host
 	some c, rank in candidate_rank
 	some i in index[c]
 	r := overlay_rules[i]
 }
 
-host_matches contains [rank, port_rank(ref_rule(ref)), 0, 0 - ref[0], 0 - ref[1], 0 - ref[2]] if {
+host_matches contains [rank, host_port_rank(ref_rule(ref), c), 0, 0 - ref[0], 0 - ref[1], 0 - ref[2]] if {
 	uses_catalog_index
 	hosts := catalog_index.hosts
 	some c, rank in candidate_rank
 	some ref in hosts[c]
 }
 
-host_matches contains [rank, port_rank(r), 0, 0, 0 - i, 0] if {
+host_matches contains [rank, host_port_rank(r, c), 0, 0, 0 - i, 0] if {
 	not uses_catalog_index
 	index := generic_base_by_host
 	some c, rank in candidate_rank

@@ -91,10 +91,31 @@ test_other_live_hosts_are_denied if {
 	d.rule == "provider:paypal:*.paypal.com"
 }
 
+# Provider and exception wildcards match strict subdomains only; a zone
+# "*.X" under zones: is the zone X, apex included.
 test_wildcard_matches_strict_subdomains_only if {
 	decide(web, {"host": "paypal.com", "port": 443}).rule == "default"
-	decide(web, {"host": "prod.example.com"}).rule == "default"
 	decide(web, {"host": "a.b.prod.example.com"}).rule == "zone:*.prod.example.com"
+}
+
+test_zone_includes_its_apex if {
+	d := decide(web, {"host": "prod.example.com"})
+	d.action == "deny"
+	d.rule == "zone:*.prod.example.com"
+	contains(d.reason, "apex prod.example.com included")
+	decide(web, {"host": "example.com"}).rule == "default"
+}
+
+# A host rule filtered to name-blind ports only (SMTP) is decided by DNS
+# as if on its port; "*" on those ports stays with the sidecar.
+test_dns_held_rule_applies_at_dns_only if {
+	r := {"id": "mx", "hosts": ["mail.example.org", "*"], "ports": [25, 587], "action": "deny"}
+	p := {"default": "allow", "rules": [r]}
+	egressguard.decision.rule == "mx" with egressguard.plan as p with data.catalog as fixture with input as {"workload": web, "destination": {"host": "mail.example.org", "protocol": "dns"}}
+	egressguard.decision.rule == "default" with egressguard.plan as p with data.catalog as fixture with input as {"workload": web, "destination": {"host": "mail.example.org"}}
+	egressguard.decision.rule == "default" with egressguard.plan as p with data.catalog as fixture with input as {"workload": web, "destination": {"host": "other.example.org", "protocol": "dns"}}
+	egressguard.decision.rule == "mx" with egressguard.plan as p with data.catalog as fixture with input as {"workload": web, "destination": {"host": "other.example.org", "port": 25}}
+	egressguard.decision.rule == "default" with egressguard.plan as p with data.catalog as fixture with input as {"workload": web, "destination": {"host": "mail.example.org", "port": 443}}
 }
 
 test_production_zones_are_denied if {
