@@ -434,22 +434,27 @@ func checkDNSGuard(t *testing.T, r roles) {
 }
 
 // checkRBAC: ServiceAccounts exist, and the only permissions are get, list
-// and watch on pods and namespaces.
+// and watch on pods and namespaces, and create on tokenreviews.
 func checkRBAC(t *testing.T, objs []object, r roles) {
 	t.Helper()
 	assert.Empty(t, find[*rbacv1.Role](objs), "no namespaced Roles")
 	assert.Empty(t, find[*rbacv1.RoleBinding](objs), "no RoleBindings")
 	roles := find[*rbacv1.ClusterRole](objs)
 	require.Len(t, roles, 1)
+	// Reading pods and namespaces, and TokenReview (xds.identity): the
+	// only write-like verb, and it stores nothing.
+	allowed := map[string][]string{"/pods": {"get", "list", "watch"}, "/namespaces": {"get", "list", "watch"},
+		"authentication.k8s.io/tokenreviews": {"create"}}
 	for _, rule := range roles[0].Rules {
-		assert.Equal(t, []string{""}, rule.APIGroups, "core API group only")
+		assert.Len(t, rule.APIGroups, 1)
 		assert.Empty(t, rule.ResourceNames)
 		assert.Empty(t, rule.NonResourceURLs)
 		for _, res := range rule.Resources {
-			assert.Contains(t, []string{"pods", "namespaces"}, res)
-		}
-		for _, v := range rule.Verbs {
-			assert.Contains(t, []string{"get", "list", "watch"}, v)
+			verbs, ok := allowed[rule.APIGroups[0]+"/"+res]
+			assert.True(t, ok, "%s/%s", rule.APIGroups[0], res)
+			for _, v := range rule.Verbs {
+				assert.Contains(t, verbs, v, "%s/%s", rule.APIGroups[0], res)
+			}
 		}
 	}
 	bound := map[string]bool{}

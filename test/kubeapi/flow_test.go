@@ -17,6 +17,7 @@ import (
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	helmkube "helm.sh/helm/v4/pkg/kube"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -91,6 +92,9 @@ func checkRBAC(ctx context.Context, t *testing.T, c *cluster) {
 	w, err := sa.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{})
 	require.NoError(t, err, "watch pods")
 	w.Stop()
+
+	_, err = sa.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: "x"}}, metav1.CreateOptions{})
+	require.NoError(t, err, "TokenReview (xds.identity)")
 
 	forbidden := map[string]error{}
 	_, forbidden["list secrets cluster-wide"] = sa.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
