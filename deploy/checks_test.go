@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -269,9 +270,76 @@ func mountedConfig(t *testing.T, objs []object, pt *corev1.PodTemplateSpec) *ser
 	cm := configMapAt(t, objs, pt, c, path.Dir(file))
 	text, ok := cm.Data[path.Base(file)]
 	require.True(t, ok, "ConfigMap %s has key %s", cm.Name, path.Base(file))
+	env := serviceLinks(objs, cm.Namespace)
+	for _, e := range c.Env {
+		switch {
+		case e.Value != "":
+			env[e.Name] = e.Value
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil:
+			env[e.Name] = "from-" + e.ValueFrom.FieldRef.FieldPath // the kubelet fills it in
+		}
+	}
+	text = applyArgSets(t, text, c.Args, env)
 	cfg, err := parseServeConfig(cm.Name+"/"+path.Base(file), text)
 	require.NoError(t, err)
 	return cfg
+}
+
+// allocatedIP stands in for the ClusterIP the API server allocates to a
+// Service that does not fix one.
+const allocatedIP = "192.0.2.53"
+
+// serviceLinks are the <SERVICE>_SERVICE_HOST variables Kubernetes sets in
+// pods of namespace ns created after its Services (enableServiceLinks).
+func serviceLinks(objs []object, ns string) map[string]string {
+	env := map[string]string{}
+	for _, o := range objs {
+		s, ok := o.Obj.(*corev1.Service)
+		if !ok || o.NS != ns || s.Spec.ClusterIP == corev1.ClusterIPNone {
+			continue
+		}
+		ip := s.Spec.ClusterIP
+		if ip == "" {
+			ip = allocatedIP
+		}
+		env[strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))+"_SERVICE_HOST"] = ip
+	}
+	return env
+}
+
+// applyArgSets applies a container's --set=KEY=VALUE arguments to a serve
+// config, with $(VAR) expanded from env as the kubelet expands arguments.
+func applyArgSets(t *testing.T, text string, args []string, env map[string]string) string {
+	t.Helper()
+	var doc map[string]any
+	require.NoError(t, yaml.Unmarshal([]byte(text), &doc))
+	for _, a := range args {
+		kv, ok := strings.CutPrefix(a, "--set=")
+		if !ok {
+			continue
+		}
+		key, val, ok := strings.Cut(kv, "=")
+		require.True(t, ok, a)
+		val = regexp.MustCompile(`\$\(([A-Z0-9_]+)\)`).ReplaceAllStringFunc(val, func(m string) string {
+			v, ok := env[m[2:len(m)-1]]
+			require.True(t, ok, "%s: %s is not set in the pod", a, m)
+			return v
+		})
+		m := doc
+		parts := strings.Split(key, ".")
+		for _, p := range parts[:len(parts)-1] {
+			next, ok := m[p].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[p] = next
+			}
+			m = next
+		}
+		m[parts[len(parts)-1]] = val
+	}
+	b, err := yaml.Marshal(doc)
+	require.NoError(t, err)
+	return string(b)
 }
 
 // configMapAt returns the ConfigMap a container mounts at dir.
@@ -331,7 +399,7 @@ func checkDNSGuard(t *testing.T, r roles) {
 		"a node never loses its dnsguard during a rollout (maxUnavailable 0, maxSurge)")
 	assert.Positive(t, r.dg.Spec.UpdateStrategy.RollingUpdate.MaxSurge.IntValue())
 
-	// The DNS Service: fixed ClusterIP, node-local, 53 -> the dns ports,
+	// The DNS Service: allocated (or fixed) ClusterIP, node-local, 53 -> the dns ports,
 	// UDP and TCP.
 	var dnsSvc *corev1.Service
 	for _, s := range servicesFor(r.objs, r.dg.Namespace, &r.dg.Spec.Template) {
@@ -341,8 +409,13 @@ func checkDNSGuard(t *testing.T, r roles) {
 		}
 	}
 	require.NotNil(t, dnsSvc, "a Service for dnsguard")
-	_, err := netip.ParseAddr(dnsSvc.Spec.ClusterIP)
-	require.NoError(t, err, "the DNS Service has a fixed clusterIP")
+	dnsIP := dnsSvc.Spec.ClusterIP
+	if dnsIP == "" {
+		dnsIP = allocatedIP // the API server allocates it
+	} else {
+		_, err := netip.ParseAddr(dnsIP)
+		require.NoError(t, err, "a fixed clusterIP is an address")
+	}
 	require.NotNil(t, dnsSvc.Spec.InternalTrafficPolicy)
 	assert.Equal(t, corev1.ServiceInternalTrafficPolicyLocal, *dnsSvc.Spec.InternalTrafficPolicy)
 	protos := map[corev1.Protocol]bool{}
@@ -357,27 +430,32 @@ func checkDNSGuard(t *testing.T, r roles) {
 
 	// The webhook points injected pods at that address.
 	if w := r.cpConfig.Webhook; w != nil && w.Listen != "" {
-		assert.Equal(t, dnsSvc.Spec.ClusterIP, w.DNSServer, "webhook.dns_server is the dnsguard Service's clusterIP")
+		assert.Equal(t, dnsIP, w.DNSServer, "webhook.dns_server is the dnsguard Service's clusterIP")
 	}
 }
 
 // checkRBAC: ServiceAccounts exist, and the only permissions are get, list
-// and watch on pods and namespaces.
+// and watch on pods and namespaces, and create on tokenreviews.
 func checkRBAC(t *testing.T, objs []object, r roles) {
 	t.Helper()
 	assert.Empty(t, find[*rbacv1.Role](objs), "no namespaced Roles")
 	assert.Empty(t, find[*rbacv1.RoleBinding](objs), "no RoleBindings")
 	roles := find[*rbacv1.ClusterRole](objs)
 	require.Len(t, roles, 1)
+	// Reading pods and namespaces, and TokenReview (xds.identity): the
+	// only write-like verb, and it stores nothing.
+	allowed := map[string][]string{"/pods": {"get", "list", "watch"}, "/namespaces": {"get", "list", "watch"},
+		"authentication.k8s.io/tokenreviews": {"create"}}
 	for _, rule := range roles[0].Rules {
-		assert.Equal(t, []string{""}, rule.APIGroups, "core API group only")
+		assert.Len(t, rule.APIGroups, 1)
 		assert.Empty(t, rule.ResourceNames)
 		assert.Empty(t, rule.NonResourceURLs)
 		for _, res := range rule.Resources {
-			assert.Contains(t, []string{"pods", "namespaces"}, res)
-		}
-		for _, v := range rule.Verbs {
-			assert.Contains(t, []string{"get", "list", "watch"}, v)
+			verbs, ok := allowed[rule.APIGroups[0]+"/"+res]
+			assert.True(t, ok, "%s/%s", rule.APIGroups[0], res)
+			for _, v := range rule.Verbs {
+				assert.Contains(t, verbs, v, "%s/%s", rule.APIGroups[0], res)
+			}
 		}
 	}
 	bound := map[string]bool{}

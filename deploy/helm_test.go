@@ -12,12 +12,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
-	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/lint/support"
+	"helm.sh/helm/v4/pkg/chart/common"
+	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	chart "helm.sh/helm/v4/pkg/chart/v2"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
+	"helm.sh/helm/v4/pkg/chart/v2/loader"
+	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -37,9 +39,13 @@ const (
 
 // capabilities is a cluster of kubeVersion serving client-go's APIs plus
 // extra API versions (e.g. cert-manager.io/v1).
-func capabilities(extra ...string) *chartutil.Capabilities {
-	c := chartutil.DefaultCapabilities.Copy()
-	c.KubeVersion = chartutil.KubeVersion{Version: kubeVersion, Major: "1", Minor: "33"}
+func capabilities(extra ...string) *common.Capabilities {
+	c := common.DefaultCapabilities.Copy()
+	kv, err := common.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		panic(err) // the constant above
+	}
+	c.KubeVersion = *kv
 	c.APIVersions = append(slices.Clone(c.APIVersions), extra...)
 	return c
 }
@@ -56,18 +62,18 @@ func loadChart(t *testing.T) *chart.Chart {
 // renderChart renders the chart as `helm install` would (strict: a template
 // that reads a value that does not exist fails) and decodes every object.
 // It returns the objects and the NOTES.
-func renderChart(t *testing.T, ch *chart.Chart, values string, caps *chartutil.Capabilities) ([]object, string, error) {
+func renderChart(t *testing.T, ch *chart.Chart, values string, caps *common.Capabilities) ([]object, string, error) {
 	t.Helper()
 	return renderChartSchema(t, ch, values, caps, false)
 }
 
 // renderChartSchema is renderChart, optionally without the values schema
 // (helm install --skip-schema-validation).
-func renderChartSchema(t *testing.T, ch *chart.Chart, values string, caps *chartutil.Capabilities, skipSchema bool) ([]object, string, error) {
+func renderChartSchema(t *testing.T, ch *chart.Chart, values string, caps *common.Capabilities, skipSchema bool) ([]object, string, error) {
 	t.Helper()
-	vals, err := chartutil.ReadValues([]byte(values))
+	vals, err := common.ReadValues([]byte(values))
 	require.NoError(t, err, "test values")
-	top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, chartutil.ReleaseOptions{
+	top, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, common.ReleaseOptions{
 		Name: releaseName, Namespace: releaseNS, Revision: 1, IsInstall: true,
 	}, caps, skipSchema)
 	if err != nil {
@@ -105,7 +111,7 @@ func renderChartSchema(t *testing.T, ch *chart.Chart, values string, caps *chart
 type chartCase struct {
 	name   string
 	values string
-	caps   *chartutil.Capabilities
+	caps   *common.Capabilities
 	check  func(t *testing.T, r roles)
 }
 
@@ -122,15 +128,19 @@ func TestChartRenders(t *testing.T) {
 			assert.Equal(t, "Fail", string(*mwc.Webhooks[0].FailurePolicy), "fail closed by default")
 			assert.Equal(t, "/mutate", *mwc.Webhooks[0].ClientConfig.Service.Path)
 			assert.Equal(t, "egressguard.egressguard.svc:18000", r.cpConfig.Webhook.XDSAddress, "the brief's default xds_address")
-			assert.Equal(t, "10.96.0.53", r.cpConfig.Webhook.DNSServer)
+			assert.Equal(t, allocatedIP, r.cpConfig.Webhook.DNSServer, "the allocated ClusterIP, read by the control plane")
 			assert.Equal(t, inject.DefaultSidecarImage, r.cpConfig.Webhook.SidecarImage, "the chart pins the Envoy the webhook is built for")
 			assert.True(t, strings.HasPrefix(r.cpConfig.Webhook.InitImage, inject.DefaultInitImageRepository+":"))
 			assert.Equal(t, int64(1337), r.cpConfig.Webhook.ProxyUID)
 			assert.Equal(t, uint32(15001), r.cpConfig.Webhook.OutboundPort)
-			nps := egressPolicies(r.objs)
-			require.Len(t, nps, 1)
-			assert.Equal(t, "staging", nps[0].Namespace)
-			assertNoUDPBeyondDNS(t, nps[0])
+			// No object in a namespace the chart does not own: the
+			// install does not depend on staging namespaces existing.
+			for _, o := range r.objs {
+				if o.NS != "" {
+					assert.Equal(t, releaseNS, o.NS, "%s %s", o.GVK.Kind, o.Name)
+				}
+			}
+			assert.Empty(t, egressPolicies(r.objs))
 			// Report mode: every guarded environment reports.
 			assertEnvironments(t, r, "", []string{"staging", "stage", "qa", "test", "dev", "development", "sandbox"})
 			pcm := one[*corev1.ConfigMap](t, r.objs, releaseName+"-policy")
@@ -234,8 +244,10 @@ dnsguard:
 				}
 			}
 		}},
-		{name: "udp allowed", values: "networkPolicy: {allowUDP: true}", check: func(t *testing.T, r roles) {
-			np := egressPolicies(r.objs)[0]
+		{name: "udp allowed", values: "networkPolicy: {allowUDP: true, namespaces: [staging]}", check: func(t *testing.T, r roles) {
+			nps := egressPolicies(r.objs)
+			require.Len(t, nps, 1)
+			np := nps[0]
 			udp := 0
 			for _, rule := range np.Spec.Egress {
 				for _, p := range rule.Ports {
@@ -276,7 +288,7 @@ func TestChartRejectsBadValues(t *testing.T) {
 	ch := loadChart(t)
 	for _, tc := range []struct {
 		name, values string
-		caps         *chartutil.Capabilities
+		caps         *common.Capabilities
 		want         string
 	}{
 		{"unknown mode", "mode: audit", nil, "at '/mode'"},
@@ -355,7 +367,7 @@ func TestChartStrictDecodeCatchesTypos(t *testing.T) {
 	require.NoError(t, err, "the unmodified chart renders")
 }
 
-func templateNamed(t *testing.T, ch *chart.Chart, name string) *chart.File {
+func templateNamed(t *testing.T, ch *chart.Chart, name string) *common.File {
 	t.Helper()
 	for _, f := range ch.Templates {
 		if f.Name == name {
@@ -408,14 +420,15 @@ func assertEnvironments(t *testing.T, r roles, operatorFile string, wantReport [
 	assert.ElementsMatch(t, wantReport, cat.Environments.Report)
 }
 
-// TestCoreDNSSnippetForwardsToDNSGuard: the CoreDNS snippet forwards to the
-// address the chart gives dnsguard's Service by default.
+// TestCoreDNSSnippetForwardsToDNSGuard: the CoreDNS snippet's address is one
+// the chart can pin dnsguard's Service to (the default lets the API server
+// allocate it: the snippet is then edited to that address).
 func TestCoreDNSSnippetForwardsToDNSGuard(t *testing.T) {
 	b, err := os.ReadFile("coredns/staging-forward.Corefile")
 	require.NoError(t, err)
 	m := regexp.MustCompile(`(?m)^\s*forward \. (\S+) \{`).FindSubmatch(b)
 	require.NotNil(t, m, "the snippet has a forward")
-	objs, _, err := renderChart(t, loadChart(t), "", capabilities("cert-manager.io/v1"))
+	objs, _, err := renderChart(t, loadChart(t), "dnsguard: {service: {clusterIP: "+string(m[1])+"}}", capabilities("cert-manager.io/v1"))
 	require.NoError(t, err)
 	svc := one[*corev1.Service](t, objs, releaseName+"-dnsguard")
 	assert.Equal(t, svc.Spec.ClusterIP, string(m[1]))
@@ -425,8 +438,9 @@ func TestCoreDNSSnippetForwardsToDNSGuard(t *testing.T) {
 // template syntax, object names and top-level indentation. Info messages
 // (e.g. a missing icon) are allowed; warnings and errors are not.
 func TestChartLint(t *testing.T) {
-	kv := &chartutil.KubeVersion{Version: kubeVersion, Major: "1", Minor: "33"}
-	l := lint.AllWithKubeVersion(chartDir, nil, releaseNS, kv)
+	kv, err := common.ParseKubeVersion(kubeVersion)
+	require.NoError(t, err)
+	l := lint.RunAll(chartDir, nil, releaseNS, lint.WithKubeVersion(kv))
 	for _, m := range l.Messages {
 		assert.Less(t, m.Severity, support.WarningSev, "helm lint: %s", m.Error())
 	}

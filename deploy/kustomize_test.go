@@ -13,8 +13,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/engine"
+	"helm.sh/helm/v4/pkg/chart/common"
+	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/engine"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -61,9 +62,9 @@ func generated(t *testing.T) map[string]string {
 	t.Helper()
 	ch := loadChart(t)
 	render := func(values string) map[string]string {
-		vals, err := chartutil.ReadValues([]byte(values))
+		vals, err := common.ReadValues([]byte(values))
 		require.NoError(t, err)
-		top, err := chartutil.ToRenderValues(ch, vals, chartutil.ReleaseOptions{
+		top, err := commonutil.ToRenderValues(ch, vals, common.ReleaseOptions{
 			Name: releaseName, Namespace: releaseNS, Revision: 1, IsInstall: true,
 		}, capabilities("cert-manager.io/v1"))
 		require.NoError(t, err)

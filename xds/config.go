@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/egressguard/egressguard/xds/nodeauth"
 )
 
 // Config is the "xds" section of egressguard's configuration.
@@ -25,6 +27,8 @@ type Config struct {
 	MaxStreams int `yaml:"max_streams" json:"max_streams"`
 	// MaxTargetsPerNode bounds the listener names one proxyless node may ask for.
 	MaxTargetsPerNode int `yaml:"max_targets_per_node" json:"max_targets_per_node"`
+	// Identity is how a stream's node ID is proven (package nodeauth).
+	Identity nodeauth.Config `yaml:"identity" json:"identity"`
 }
 
 // TLSConfig is the server side of the xDS connection.
@@ -46,6 +50,7 @@ func Defaults() Config {
 		ListenerFiltersTimeout: time.Second,
 		MaxStreams:             10000,
 		MaxTargetsPerNode:      256,
+		Identity:               nodeauth.Defaults(),
 	}
 }
 
@@ -75,6 +80,9 @@ func (c Config) Validate() error {
 	}
 	if c.TLS.ClientCAFile != "" && !c.TLS.Enabled() {
 		errs = append(errs, errors.New("xds.tls.client_ca_file: needs cert_file and key_file"))
+	}
+	if err := c.Identity.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -43,7 +43,8 @@ type Server struct {
 }
 
 // NewServer builds the gRPC server (TLS per cfg.TLS). Run or Serve starts it.
-func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger) (*Server, error) {
+// extra are further server options (the node identity guard's interceptor).
+func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger, extra ...grpc.ServerOption) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger) 
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
-	s.grpc = grpc.NewServer(opts...)
+	s.grpc = grpc.NewServer(append(opts, extra...)...)
 	xs := serverv3.NewServer(ctx, enf.cache, s)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, xs)
 	listenerservice.RegisterListenerDiscoveryServiceServer(s.grpc, xs)

@@ -184,3 +184,20 @@ func TestRouteKlog(t *testing.T) {
 	assert.Equal(t, "*v1.Pod", entries[0].ContextMap()["type"])
 	assert.Equal(t, "forbidden", entries[0].ContextMap()["error"])
 }
+
+// TestIdentityGuardWiring: xds.identity installs the node identity guard
+// (set from the command line like any key); mode off installs none, and a
+// bad mode fails validation with its field path.
+func TestIdentityGuardWiring(t *testing.T) {
+	for mode, want := range map[string]bool{"off": false, "report": true, "enforce": true} {
+		cfg := testServeConfig(t)
+		require.NoError(t, applySet(&cfg, "xds.identity.mode="+mode))
+		require.NoError(t, cfg.validate())
+		g, err := build(t.Context(), zaptest.NewLogger(t), cfg)
+		require.NoError(t, err)
+		assert.Equal(t, want, g.identity != nil, mode)
+	}
+	cfg := testServeConfig(t)
+	require.NoError(t, applySet(&cfg, "xds.identity.mode=block"))
+	require.ErrorContains(t, cfg.validate(), `xds.identity.mode: "block" is not one of off, report, enforce`)
+}

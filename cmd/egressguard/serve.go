@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"github.com/egressguard/egressguard/dnsguard"
@@ -28,6 +30,7 @@ import (
 	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/xds"
+	"github.com/egressguard/egressguard/xds/nodeauth"
 )
 
 type serveFlags struct {
@@ -147,8 +150,11 @@ type guard struct {
 	dns     *dnsguard.Server
 	enf     *xds.Enforcer
 	xdsSrv  *xds.Server
-	webhook *inject.Server
-	ready   atomic.Bool
+	// identity proves xDS node IDs (nil with xds.identity.mode off); its
+	// Recent is for the admin page.
+	identity *nodeauth.Guard
+	webhook  *inject.Server
+	ready    atomic.Bool
 	// lameDuck is set on SIGTERM: /readyz answers 503 while the
 	// listeners keep serving for shutdown.lame_duck.
 	lameDuck atomic.Bool
@@ -185,10 +191,13 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 		errs = append(errs, err)
 	}
 
+	var kc kubernetes.Interface // the API server, with inventory.source kubernetes
 	switch cfg.Inventory.source() {
 	case inventoryKubernetes:
-		if g.kube, err = newKubeSource(cfg.Inventory.Kubernetes, log, g.reg); err != nil {
+		if kc, err = kubeClient(cfg.Inventory.Kubernetes); err != nil {
 			errs = append(errs, err)
+		} else {
+			g.kube = newKubeSource(kc, cfg.Inventory.Kubernetes, log, g.reg)
 		}
 		g.inv = g.kube
 	default:
@@ -242,9 +251,15 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 		}
 	}
 	if cfg.XDS.Listen != "" {
+		var idOpts []grpc.ServerOption
+		if g.identity, err = newIdentityGuard(cfg.XDS.Identity, g.inv, kc, log, g.reg); err != nil {
+			errs = append(errs, err)
+		} else if g.identity != nil {
+			idOpts = g.identity.ServerOptions()
+		}
 		if g.enf, err = xds.NewEnforcer(eng, g.inv, cfg.XDS, log.Named("xds"), xds.NewMetrics(g.reg)); err != nil {
 			errs = append(errs, fmt.Errorf("xds: %w", err))
-		} else if g.xdsSrv, err = xds.NewServer(ctx, cfg.XDS, g.enf, log.Named("xds")); err != nil {
+		} else if g.xdsSrv, err = xds.NewServer(ctx, cfg.XDS, g.enf, log.Named("xds"), idOpts...); err != nil {
 			errs = append(errs, fmt.Errorf("xds: %w", err))
 		}
 	}

@@ -163,3 +163,40 @@ func PodIPs(pod *corev1.Pod) []netip.Addr {
 	}
 	return out
 }
+
+// PodRef names one pod, as a sidecar node ID (NodeID) does.
+type PodRef struct {
+	IP        netip.Addr
+	Name      string
+	Namespace string
+}
+
+// String is "namespace/name".
+func (r PodRef) String() string { return r.Namespace + "/" + r.Name }
+
+// ParseNodeID reads the pod a sidecar node ID names: the inverse of NodeID
+// for any cluster domain. The namespace is the part after the last dot of
+// the third field (namespaces cannot contain dots, pod names can) and must
+// equal the namespace of the fourth field. ok is false for any other node
+// ID, including one whose IP is not in netip.Addr.String's canonical form
+// (NodeID never writes such an ID, so no inventory can hold it).
+func ParseNodeID(id string) (ref PodRef, ok bool) {
+	parts := strings.Split(id, "~")
+	if len(parts) != 4 || parts[0] != "sidecar" {
+		return PodRef{}, false
+	}
+	ip, err := netip.ParseAddr(parts[1])
+	if err != nil || ip.Zone() != "" || ip.String() != parts[1] {
+		return PodRef{}, false
+	}
+	i := strings.LastIndexByte(parts[2], '.')
+	if i <= 0 || i == len(parts[2])-1 {
+		return PodRef{}, false
+	}
+	name, ns := parts[2][:i], parts[2][i+1:]
+	domain, found := strings.CutPrefix(parts[3], ns+".svc.")
+	if !found || domain == "" {
+		return PodRef{}, false
+	}
+	return PodRef{IP: ip, Name: name, Namespace: ns}, true
+}

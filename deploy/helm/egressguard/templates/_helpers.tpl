@@ -148,8 +148,8 @@ admin:
 {{- if not (has .Values.webhook.failurePolicy (list "Fail" "Ignore")) -}}
 {{- fail (printf "webhook.failurePolicy: %q is not Fail or Ignore" .Values.webhook.failurePolicy) -}}
 {{- end -}}
-{{- if not (regexMatch "^([0-9]{1,3}\\.){3}[0-9]{1,3}$|^[0-9a-fA-F:]+:[0-9a-fA-F:]*$" (toString .Values.dnsguard.service.clusterIP)) -}}
-{{- fail (printf "dnsguard.service.clusterIP: %q is not an IP address (it must be a fixed, free address in the Service CIDR: it is the nameserver of every injected pod)" (toString .Values.dnsguard.service.clusterIP)) -}}
+{{- if and .Values.dnsguard.service.clusterIP (not (regexMatch "^([0-9]{1,3}\\.){3}[0-9]{1,3}$|^[0-9a-fA-F:]+:[0-9a-fA-F:]*$" (toString .Values.dnsguard.service.clusterIP))) -}}
+{{- fail (printf "dnsguard.service.clusterIP: %q is not an IP address (leave it empty to let the API server allocate one, or set a free address in the Service CIDR: it is the nameserver of every injected pod)" (toString .Values.dnsguard.service.clusterIP)) -}}
 {{- end -}}
 {{- range $name, $body := .Values.catalog.files -}}
 {{- if not (hasSuffix ".yaml" $name) -}}
@@ -194,4 +194,15 @@ crt: {{ $cert.Cert | b64enc }}
 key: {{ $cert.Key | b64enc }}
 caBundle: {{ $ca.Cert | b64enc }}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The dnsguard Service's ClusterIP as the control plane sees it: the fixed
+value when one is set, else the Service's environment variable (Kubernetes
+sets <SERVICE>_SERVICE_HOST in pods created after a Service of their
+namespace; the chart creates the Service before the Deployment), expanded
+by the kubelet in the container's arguments.
+*/}}
+{{- define "egressguard.dnsServer" -}}
+{{- .Values.dnsguard.service.clusterIP | default (printf "$(%s_SERVICE_HOST)" (include "egressguard.dnsguardName" . | upper | replace "-" "_")) -}}
 {{- end -}}
