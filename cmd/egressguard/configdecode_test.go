@@ -64,7 +64,7 @@ func TestConfigErrors(t *testing.T) {
 	sets := []struct{ set, want string }{
 		{"dns.upstream_timeout=2", "--set dns.upstream_timeout=2: dns.upstream_timeout: 2 has no unit: use 2s (or ms, m, h)"},
 		{"dns.upstream_timout=2s", "--set dns.upstream_timout=2s: dns.upstream_timout: unknown key; did you mean dns.upstream_timeout? (dns has " + dnsKeys + ")"},
-		{"dsn.listen=:53", "--set dsn.listen=:53: dsn: unknown key; did you mean dns? (the config has policy, inventory, dns, xds, webhook, admin, decisions, log)"},
+		{"dsn.listen=:53", "--set dsn.listen=:53: dsn: unknown key; did you mean dns? (the config has policy, inventory, dns, xds, webhook, admin, decisions, log, shutdown)"},
 		{"dns.listen.port=1", "--set dns.listen.port=1: dns.listen.port: dns.listen is a single value, not a section"},
 		{"dns.upstreams=[a, b", "--set dns.upstreams=[a, b: did not find expected ',' or ']'"},
 		{"dns.cache_size=many", `--set dns.cache_size=many: dns.cache_size: want a whole number, not "many"`},
