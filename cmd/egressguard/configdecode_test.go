@@ -28,7 +28,7 @@ func TestConfigErrors(t *testing.T) {
 	bad := write("bad.yaml", "dns:\n  upstream_timeout: 2\n  cache_sise: 5\n  upstreams: 10.0.0.2\n  check_upstreams: maybe\nxds:\n  listen: [a]\n  max_streams: lots\n  listener_filters_timeout: soon\ndecisions:\n  recent: 5\n  recent: 6\n")
 	_, err := loadServeConfig(bad)
 	require.Error(t, err)
-	dnsKeys := "listen, upstreams, resolv_conf, check_upstreams, block_response, cache_size, upstream_timeout, query_timeout, negative_ttl, max_ttl, serve_stale, udp_size, max_concurrent"
+	dnsKeys := "listen, upstreams, resolv_conf, check_upstreams, block_response, cache_size, upstream_timeout, query_timeout, negative_ttl, max_ttl, serve_stale, udp_size, max_concurrent, allow_from, rrl"
 	assert.Equal(t, strings.Join([]string{
 		bad + ":2: dns.upstream_timeout: 2 has no unit: use 2s (or ms, m, h)",
 		bad + ":3: dns.cache_sise: unknown key; did you mean dns.cache_size? (dns has " + dnsKeys + ")",
