@@ -45,7 +45,7 @@ func TestConfigErrors(t *testing.T) {
 
 	cases := []struct{ name, body, want string }{
 		{"syntax", "dns:\n  listen: \"a\n", ":2: found unexpected end of stream"},
-		{"not a mapping", "- a\n", ":1: want a mapping with the keys policy, inventory, dns, xds, webhook, admin, decisions, log, not a list"},
+		{"not a mapping", "- a\n", ":1: want a mapping with the keys policy, inventory, dns, xds, webhook, admin, decisions, log, shutdown, not a list"},
 		{"section not a mapping", "dns: 5\n", ":1: dns: want a mapping with the keys listen,"},
 		{"far-off key", "zzz: 1\n", ":1: zzz: unknown key; the config has policy, inventory,"},
 		{"float duration", "dns:\n  max_ttl: 1.5\n", ":2: dns.max_ttl: 1.5 has no unit: use 1.5s (or ms, m, h)"},
