@@ -27,7 +27,7 @@ run: ## Run the guard on its embedded defaults (DNS :5353, xDS :18000, admin :99
 	$(BIN)/egressguard serve
 
 .PHONY: test
-test: test-deps ## Run all tests with the race detector; lists skipped tests and why at the end
+test: test-deps kube-tools ## Run all tests with the race detector; lists skipped tests and why at the end
 	@$(GO) build -o $(BIN)/testsummary ./internal/testsummary
 	$(BIN)/testsummary -- $(GO) test -race -timeout 20m -json ./...
 
@@ -39,6 +39,15 @@ test: test-deps ## Run all tests with the race detector; lists skipped tests and
 # never fails the build. TEST_DEPS=0 skips installing.
 TEST_TOOLS := chromium:chromium:the-admin-page-browser-test iptables-restore:iptables:the-traffic-capture-test-in-a-network-namespace
 TEST_DEPS  ?= 1
+
+# The integration tests in test/kubeapi run a real kube-apiserver and etcd,
+# built from pinned modules (test/kubeapi/tools) into the user cache
+# directory. Built here, before the test run, so that a cold build (about
+# 10 minutes on 2 idle cores, far longer on busy ones) has its own timeout.
+.PHONY: kube-tools
+kube-tools: ## Build (or find cached) the kube-apiserver and etcd the integration tests start
+	@echo "kube-tools: building kube-apiserver and etcd for test/kubeapi if not cached (cold: 10+ minutes on 2 cores; cached after)"
+	KUBEAPI_BUILD_ONLY=1 $(GO) test -count=1 -timeout 90m ./test/kubeapi/
 
 .PHONY: test-deps
 test-deps: ## Install what the tests use where possible (chromium, iptables), saying so first

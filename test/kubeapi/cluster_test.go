@@ -60,6 +60,24 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	// KUBEAPI_BUILD_ONLY=1 builds (or finds cached) kube-apiserver and etcd
+	// and exits: `make test` runs it first, with its own timeout, so a cold
+	// build does not eat into the timeout of the test run itself.
+	if os.Getenv("KUBEAPI_BUILD_ONLY") == "1" {
+		for _, name := range []string{"etcd", "kube-apiserver"} {
+			bin, skip, err := buildTool(name)
+			switch {
+			case err != nil:
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			case skip != "":
+				fmt.Fprintln(os.Stderr, skip)
+			default:
+				fmt.Fprintf(os.Stderr, "kubeapi: %s ready: %s\n", name, bin)
+			}
+		}
+		os.Exit(0)
+	}
 	code := m.Run()
 	if theCluster != nil {
 		theCluster.stop()
