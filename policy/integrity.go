@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -238,7 +239,12 @@ func ProductionEntries(c *Catalog) int {
 }
 
 // operatorEntries parses each operator catalog file on its own and counts
-// its production entries; an empty file is an error unless allowEmpty.
+// its production entries; an empty file (one that sets nothing: no
+// production entries and no other section, as a file truncated to its
+// comments or to "zones: []" reads) is an error unless allowEmpty. A file
+// that only classifies environments or lists exceptions is not empty: the
+// merged catalog's own check (no production entries at all) covers the
+// rest.
 func operatorEntries(files []CatalogFile, allowEmpty bool) (int, error) {
 	n := 0
 	var errs []error
@@ -252,13 +258,35 @@ func operatorEntries(files []CatalogFile, allowEmpty bool) (int, error) {
 			continue
 		}
 		k := ProductionEntries(c)
-		if k == 0 && !allowEmpty {
+		if k == 0 && setsNothing(c) && !allowEmpty {
 			errs = append(errs, &IntegrityError{Check: CheckEmpty, Msg: fmt.Sprintf(
 				"%s: the catalog names no production zone, CIDR or provider endpoint (%d bytes); set policy.allow_empty to load it", f.Name, len(f.Data))})
 		}
 		n += k
 	}
 	return n, errors.Join(errs...)
+}
+
+// setsNothing reports whether no section of c has content: every list is
+// empty and every block absent or itself empty ("environments: {}").
+func setsNothing(c *Catalog) bool { return emptyValue(reflect.ValueOf(c)) }
+
+func emptyValue(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Slice, reflect.Map:
+		return v.Len() == 0
+	case reflect.Pointer:
+		return v.IsNil() || emptyValue(v.Elem())
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if !emptyValue(v.Field(i)) {
+				return false
+			}
+		}
+		return true
+	default:
+		return v.IsZero()
+	}
 }
 
 // Shrink is the change in the operator catalogs' production entries a

@@ -290,3 +290,20 @@ func TestYAMLSyntaxErrorLines(t *testing.T) {
 		})
 	}
 }
+
+// A file that only classifies environments (as the Helm chart ships one)
+// is not an empty catalog: the embedded providers still name production.
+func TestAnEnvironmentsOnlyFileIsNotEmpty(t *testing.T) {
+	dir := t.TempDir()
+	env := filepath.Join(dir, "environments.yaml")
+	require.NoError(t, os.WriteFile(env, []byte("environments:\n  production: [production]\n  non_production: [staging]\n"), 0o600))
+	e, err := NewEngine(context.Background(), Options{CatalogFiles: []string{env}, Now: fixedNow}, zaptest.NewLogger(t), nil)
+	require.NoError(t, err)
+	require.NoError(t, e.Reload(context.Background()))
+
+	// Emptied to nothing but a key with no content, it is refused.
+	require.NoError(t, os.WriteFile(env, []byte("environments: {}\nzones: []\n"), 0o600))
+	err = e.Reload(context.Background())
+	require.Error(t, err)
+	assert.Equal(t, CheckEmpty, integrityCheck(err))
+}

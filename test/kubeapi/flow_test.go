@@ -140,6 +140,10 @@ func checkWebhook(ctx context.Context, t *testing.T, c *cluster) {
 	certDir := t.TempDir()
 	cert := testcert.Write(t, certDir, 1)
 	cfg := webhookConfig(ctx, t, c, certDir)
+	// The chart installs in report mode (admit, record would-denies); the
+	// flow checks the enforce mode an operator switches to after rollout,
+	// where a pod spec that could leave the capture is refused.
+	cfg.Mode = inject.ModeEnforce
 	log := zaptest.NewLogger(t)
 	h, err := inject.NewHandler(cfg, inject.NewMetrics(nil), log)
 	require.NoError(t, err)
@@ -177,7 +181,10 @@ func checkWebhook(ctx context.Context, t *testing.T, c *cluster) {
 	pod := func(name string, mutate ...func(*corev1.Pod)) *corev1.Pod {
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example/app:1"}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example/app:1",
+				// What the webhook asks of a container in enforce mode: it
+				// cannot gain the capabilities that would leave the capture.
+				SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}}}},
 		}
 		for _, m := range mutate {
 			m(p)
@@ -213,7 +220,7 @@ func checkWebhook(ctx context.Context, t *testing.T, c *cluster) {
 		p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid}
 	}))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "UID "+strconv.FormatInt(uid, 10)+" is the egressguard sidecar's", "the webhook's message reaches the user")
+	assert.Contains(t, err.Error(), "runAsUser is "+strconv.FormatInt(uid, 10)+", the egressguard sidecar's UID", "the webhook's message reaches the user")
 
 	stopWebhook()
 	running = false
