@@ -46,3 +46,13 @@ func TestPolicyEvalDestinations(t *testing.T) {
 	_, err = eval("gopher://x")
 	assert.ErrorContains(t, err, "https://api.stripe.com/v1/charges")
 }
+
+// policy explain shows that a zone "*.X" covers its apex X: the zone rule
+// carries X as an exact pattern and says so in its reason.
+func TestPolicyExplainZoneApex(t *testing.T) {
+	out, err := runCLI(t, "policy", "explain", "--catalog", "../../deploy/examples/catalog.yaml", "--workload", "env=staging", "--dest", "prod.example.com:443")
+	require.NoError(t, err)
+	assert.Contains(t, out, "zone:*.prod.example.com")
+	assert.Contains(t, out, "apex prod.example.com included")
+	assert.Regexp(t, `\* host prod\.example\.com +deny +zone:\*\.prod\.example\.com: most specific`, out)
+}
