@@ -24,8 +24,9 @@
 // default-deny class does not block every CDN name an allowed name leads
 // to); a deny or redirect rule on a target or an address replaces the whole
 // answer with the deny answer (CNAME cloaking and DNS rebinding into
-// production stop here). Port-filtered rules never apply to DNS (see
-// policy/plan).
+// production stop here). Port-filtered rules apply to DNS only when they
+// are DNS-held (their ports are name-blind, as SMTP's: see plan.DNSHeld);
+// records production names own are stripped from allowed answers.
 //
 // Rules in report mode answer allow and are counted and recorded as
 // would_deny. Every answer that is not a plain allow yields one

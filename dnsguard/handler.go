@@ -28,8 +28,12 @@ import (
 //     redirect are answered without asking the upstream for the asked name;
 //  4. allowed names are answered from the cache or the upstreams, and the
 //     answer itself is checked (CNAME/DNAME/SVCB targets by name, A/AAAA
-//     and SVCB hints by address): a production hit replaces the whole
-//     answer with the deny answer.
+//     and SVCB hints by address, IPv6 that embeds IPv4 as that IPv4
+//     address): a production hit replaces the whole answer with the deny
+//     answer; an explicit allow of the asked name (an exception) covers
+//     its own addresses;
+//  5. records of an allowed answer that production names own, or MX/SRV/NS
+//     records pointing to them, are stripped from every section.
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	if r.Opcode != dns.OpcodeQuery {
 		s.metrics.Malformed.Inc()

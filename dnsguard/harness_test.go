@@ -31,7 +31,7 @@ func stagingSpec() plan.Spec {
 			{ID: "provider.paypal.api-m.paypal.com", Hosts: []string{"api-m.paypal.com"}, Action: plan.ActionRedirect,
 				Redirect: &plan.Redirect{Host: "api-m.sandbox.paypal.com", Port: 443, TLS: true}, Reason: "PayPal live API", Category: "payment"},
 			{ID: "vendor-metrics", Hosts: []string{"metrics.vendor.example"}, Action: plan.ActionDeny, Mode: plan.ModeReport, Reason: "rolling out"},
-			// Port-filtered: enforced by the sidecar only, never by DNS.
+			// Port-filtered on every name ("*"): enforced by the sidecar only, never by DNS.
 			{ID: "smtp-submission", Hosts: []string{"*"}, Ports: []uint16{25, 587}, Action: plan.ActionDeny, Reason: "mail goes to the sink"},
 		},
 	}

@@ -91,10 +91,14 @@ type Provider struct {
 	Accounts []string `yaml:"accounts,omitempty" json:"accounts,omitempty"`
 }
 
-// Endpoint is one live host pattern of a provider (or, with no Live host, a
-// set of ports that is matched for every destination).
+// Endpoint is one live host pattern of a provider, its addresses (CIDRs),
+// or, with neither, a set of ports that is matched for every destination.
 type Endpoint struct {
-	Live    string   `yaml:"live,omitempty" json:"live,omitempty"`
+	Live string `yaml:"live,omitempty" json:"live,omitempty"`
+	// CIDRs are the endpoint's addresses, matched when a connection names
+	// no host a rule holds (IP literals, TLS without SNI or with another
+	// one); with no Live host the endpoint is addresses only.
+	CIDRs   []string `yaml:"cidrs,omitempty" json:"cidrs,omitempty"`
 	Ports   []uint16 `yaml:"ports,omitempty" json:"ports,omitempty"`
 	Sandbox *Target  `yaml:"sandbox,omitempty" json:"sandbox,omitempty"`
 	// Sink sends matching traffic to the catalog's mail sink (deny when none

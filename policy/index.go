@@ -8,8 +8,9 @@ import (
 // catalogIndex re-keys the merged catalog by host pattern for the Rego
 // reference decision (data.catalog.index.hosts): pattern -> positions in the
 // default policy's catalog rule set, as [0, provider, endpoint] or
-// [1, zone, 0], in rule-set order; ports_only lists the endpoints without a
-// live host (matched by port on every destination); hosts_under maps a
+// [1, zone, 0], in rule-set order; ports_only lists the endpoints whose
+// rules have CIDRs (ports-only endpoints, matched on every destination, and
+// endpoints with addresses); hosts_under maps a
 // suffix to the patterns under it; exceptions files each exception under
 // one selector key. It carries no semantics of its own: the
 // Rego computes the same object when it is absent, and a test checks that
@@ -19,12 +20,15 @@ func catalogIndex(c *Catalog) map[string]any {
 	portsOnly := []any{}
 	for i, p := range c.Providers {
 		for j, e := range p.Endpoints {
-			pat := e.Live
-			if pat == "" {
-				pat = "*"
-				portsOnly = append(portsOnly, []any{0, i, j})
+			if e.Live == "" || len(e.CIDRs) > 0 {
+				portsOnly = append(portsOnly, []any{0, i, j}) // has CIDRs
 			}
-			hosts[pat] = append(hosts[pat], [3]int{0, i, j})
+			switch {
+			case e.Live != "":
+				hosts[e.Live] = append(hosts[e.Live], [3]int{0, i, j})
+			case len(e.CIDRs) == 0:
+				hosts["*"] = append(hosts["*"], [3]int{0, i, j})
+			}
 		}
 	}
 	for i, z := range c.Zones {

@@ -196,9 +196,9 @@ func (c *Catalog) validate(d *doc) error {
 		for j := range pv.Endpoints {
 			ep := &pv.Endpoints[j]
 			validateEndpoint(d, p.with("endpoints", j), ep, add)
-			key := fmt.Sprint(ep.Live, ep.Ports)
+			key := fmt.Sprint(ep.Live, ep.CIDRs, ep.Ports)
 			if k, dup := seenEP[key]; dup {
-				add(d.errf(p.with("endpoints", j), "duplicate endpoint (same live host and ports as endpoints[%d])", k))
+				add(d.errf(p.with("endpoints", j), "duplicate endpoint (same live host, cidrs and ports as endpoints[%d])", k))
 			} else {
 				seenEP[key] = j
 			}
@@ -266,8 +266,15 @@ func validatePorts(d *doc, p path, ports []uint16, add func(error)) {
 }
 
 func validateEndpoint(d *doc, p path, e *Endpoint, add func(error)) {
-	if e.Live == "" && len(e.Ports) == 0 {
-		add(d.errf(p, "endpoint has neither live nor ports: set live (a host pattern), ports, or both"))
+	if e.Live == "" && len(e.Ports) == 0 && len(e.CIDRs) == 0 {
+		add(d.errf(p, "endpoint has neither live nor ports nor cidrs: set live (a host pattern), ports, cidrs, or a combination"))
+	}
+	for j, s := range e.CIDRs {
+		if n, err := normalizeCIDR(s); err != nil {
+			add(d.errf(p.with("cidrs", j), "%v", err))
+		} else {
+			e.CIDRs[j] = n
+		}
 	}
 	if e.Live != "" {
 		if n, err := NormalizePattern(e.Live, false); err != nil {
@@ -277,7 +284,7 @@ func validateEndpoint(d *doc, p path, e *Endpoint, add func(error)) {
 		}
 	}
 	validatePorts(d, p.with("ports"), e.Ports, add)
-	if e.Sink && e.Sandbox == nil && e.Live == "" && len(e.Ports) == 0 {
+	if e.Sink && e.Sandbox == nil && e.Live == "" && len(e.CIDRs) == 0 && len(e.Ports) == 0 {
 		add(d.errf(p.with("sink"), "a sink endpoint needs ports (e.g. [25, 465, 587])"))
 	}
 	if e.Sandbox != nil {

@@ -47,7 +47,7 @@ other key is a label) or the name of a workload in --inventory.`,
 		},
 	}
 	cmd.Flags().StringVar(&o.workload, "workload", "env=staging", "the calling workload")
-	cmd.Flags().StringVar(&o.dest, "dest", "", "destination: host[:port], IP[:port] or [IPv6]:port")
+	cmd.Flags().StringVar(&o.dest, "dest", "", "destination: host[:port], IP[:port] (any inet_aton form), [IPv6]:port, or a URL (https://api.stripe.com/v1/charges, dns://name for a DNS lookup)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	_ = cmd.MarkFlagRequired("dest")
 	return cmd
@@ -80,8 +80,9 @@ func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
 			Destination   string              `json:"destination"`
 			Decision      plan.Decision       `json:"decision"`
 			PolicyVersion string              `json:"policy_version"`
+			EnforcedBy    []string            `json:"enforced_by"`
 			Notes         []string            `json:"notes,omitempty"`
-		}{w, eng.ClassDescription(w), o.dest, d, eng.Version(), decisionNotes(d, dest)})
+		}{w, eng.ClassDescription(w), o.dest, d, eng.Version(), enforcedBy(d.Rule), decisionNotes(d, dest)})
 	}
 	return writeDecisionText(out, w, eng.ClassDescription(w), o.dest, d, decisionNotes(d, dest))
 }
@@ -111,6 +112,7 @@ func writeDecisionText(out io.Writer, w *inventory.Workload, class, dest string,
 	if d.Rule.Category != "" {
 		rows = append(rows, [2]string{"category", d.Rule.Category})
 	}
+	rows = append(rows, [2]string{"enforced by", strings.Join(enforcedBy(d.Rule), ", ")})
 	for _, n := range notes {
 		rows = append(rows, [2]string{"note", n})
 	}
@@ -120,6 +122,19 @@ func writeDecisionText(out io.Writer, w *inventory.Workload, class, dest string,
 		}
 	}
 	return nil
+}
+
+// enforcedBy names the enforcement points that hold the deciding rule
+// (plan.EnforcedBy); the synthetic default and malformed rules apply
+// wherever nothing else matched or normalisation failed.
+func enforcedBy(r *plan.Rule) []string {
+	switch r.ID {
+	case plan.DefaultRuleID:
+		return []string{"dns and sidecar (the plan's default, where no rule matched)"}
+	case plan.MalformedRuleID:
+		return []string{"every surface (refused before any rule: not in normal form)"}
+	}
+	return plan.EnforcedBy(r)
 }
 
 // decisionNotes says what a decision means at each enforcement point where

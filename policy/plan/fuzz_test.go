@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/json"
 	"net/netip"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -56,5 +57,41 @@ func FuzzSpec(f *testing.F) {
 		d := Destination{Host: host, Port: port}
 		d.IP, _ = netip.ParseAddr(ip)
 		require.Equal(t, p.Decide(d).RuleID(), p2.Decide(d).RuleID())
+	})
+}
+
+// FuzzParseDestination: no panic; an accepted destination is in normal form
+// (a canonical address or a normalised name, never both) and its rendering
+// parses back to the same host, address and port.
+func FuzzParseDestination(f *testing.F) {
+	for _, s := range []string{"https://api.stripe.com/v1/charges", "167772161:25", "[64:ff9b::a00:1]:443", "xds:///svc.prod:8443",
+		"dns://x.example", "0xa.024.1", "1.2.3.08", "a\u200db.example", "[::1", "host:"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDestination(s)
+		if err != nil {
+			return
+		}
+		require.True(t, (d.Host == "") != !d.IP.IsValid(), "%q: %+v", s, d)
+		again := d.Host
+		if d.IP.IsValid() {
+			require.Equal(t, CanonicalAddr(d.IP, nil), d.IP, "%q", s)
+			again = d.IP.String()
+			if d.IP.Is6() {
+				again = "[" + again + "]"
+			}
+		} else {
+			n, err := NormalizeHost(d.Host)
+			require.NoError(t, err)
+			require.Equal(t, n, d.Host)
+		}
+		if d.Port != 0 {
+			again += ":" + strconv.Itoa(int(d.Port))
+		}
+		d2, err := ParseAuthority(again)
+		require.NoError(t, err, "re-parse %q (from %q)", again, s)
+		d.Protocol = ""
+		require.Equal(t, d, d2)
 	})
 }

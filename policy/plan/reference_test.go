@@ -168,6 +168,8 @@ func randRules(rng *rand.Rand, prefix string, n int) []Rule {
 			r.Ports = []uint16{25, 587}
 		case 3:
 			r.Ports = []uint16{587, 443}
+		case 4:
+			r.Ports = []uint16{25, 465}
 		}
 		rules[i] = r
 	}

@@ -10,7 +10,7 @@ import (
 
 // destinationForms is the help text of every destination parse error.
 const destinationForms = "want host[:port], IPv4[:port], IPv6, [IPv6]:port or a URL " +
-	"(https://api.stripe.com/v1/charges, smtp://smtp.example.com:587, xds:///payments.prod:443)"
+	"(https://api.stripe.com/v1/charges, smtp://smtp.example.com:587, xds:///payments.prod:443, dns://api.stripe.com)"
 
 // schemePorts are the URL schemes ParseDestination understands, with their
 // default port and the protocol they imply.
@@ -25,13 +25,14 @@ var schemePorts = map[string]struct {
 	"smtp":  {25, "smtp"},
 	"smtps": {465, "tls"},
 	"xds":   {0, "grpc"},
-	"dns":   {53, "dns"},
+	"dns":   {0, ProtocolDNS}, // dns://name: a DNS lookup of name
 }
 
 // ParseDestination parses a destination as an operator or a client writes
 // it: a URL (the scheme gives the port when the URL has none: https -> 443;
 // path, query and user are ignored; for xds:///target the target is the
-// authority), or an authority (see ParseAuthority). Addresses come out in
+// authority; dns://name is a DNS lookup of name, with no port, which is how
+// dnsguard asks), or an authority (see ParseAuthority). Addresses come out in
 // canonical form (ParseAddr), names normalised (NormalizeHost). Anything
 // else is refused with an error that shows the accepted forms.
 func ParseDestination(s string) (Destination, error) {
@@ -110,7 +111,7 @@ func ParseAuthority(s string) (Destination, error) {
 	if port != "" {
 		n, err := strconv.ParseUint(port, 10, 16)
 		if err != nil || n == 0 {
-			return d, fmt.Errorf("%q: bad port %q (1-65535)", s, port)
+			return d, fmt.Errorf("bad port %q in %q (1-65535)", port, s)
 		}
 		d.Port = uint16(n)
 	}

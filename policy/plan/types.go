@@ -213,26 +213,33 @@ const ProtocolDNS = "dns"
 // be matched by name at the sidecar, so DNS decides it (DNSHeld).
 var NameBlindPorts = []uint16{21, 22, 23, 25, 110, 143, 587, 2525, 2587, 3306, 5432, 6379}
 
+// ImplicitTLSCompanionPorts are the implicit-TLS ports of the same mail
+// protocols (SMTPS 465 and SES's 2465, IMAPS 993, POP3S 995). The sidecar
+// sees their SNI, but a mail provider's rule lists them beside the
+// name-blind ones; they do not keep such a rule from being DNS-held.
+var ImplicitTLSCompanionPorts = []uint16{465, 993, 995, 2465}
+
 // IsNameBlindPort reports whether port is one of NameBlindPorts.
 func IsNameBlindPort(port uint16) bool { return slices.Contains(NameBlindPorts, port) }
 
-// DNSHeld reports whether DNS decides r's host patterns: r has a port filter
-// and every port in it is name-blind (NameBlindPorts). At a DNS lookup
-// (port 0, Protocol ProtocolDNS) such a rule applies to its host patterns,
-// except "*", as a port-specific rule would on its port: a name whose mail
-// endpoint is redirected to the mail sink is answered with the sink. The
-// pattern "*" (every name on those ports) stays with the sidecar's port
-// match.
+// DNSHeld reports whether DNS decides r's host patterns: r's port filter
+// names at least one name-blind port (NameBlindPorts) and otherwise only
+// ImplicitTLSCompanionPorts. At a DNS lookup (port 0, Protocol ProtocolDNS)
+// such a rule applies to its host patterns, except "*", as a port-specific
+// rule would on its port: a name whose mail endpoint is redirected to the
+// mail sink is answered with the sink. The pattern "*" (every name on those
+// ports) stays with the sidecar's port match.
 func DNSHeld(r *Rule) bool {
-	if len(r.Ports) == 0 {
-		return false
-	}
+	blind := false
 	for _, p := range r.Ports {
-		if !IsNameBlindPort(p) {
+		switch {
+		case IsNameBlindPort(p):
+			blind = true
+		case !slices.Contains(ImplicitTLSCompanionPorts, p):
 			return false
 		}
 	}
-	return true
+	return blind
 }
 
 // Enforcement point names (EnforcedBy).

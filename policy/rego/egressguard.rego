@@ -144,11 +144,13 @@ zone_rule(z) := {
 }
 
 zone_hosts(z) := [z, zone_apex(z)] if startswith(z, "*.")
+
 else := [z]
 
 zone_apex(z) := substring(z, 2, -1)
 
 zone_reason(z) := sprintf("%s is a production zone (apex %s included): non-production workloads may not reach production", [z, zone_apex(z)]) if startswith(z, "*.")
+
 else := sprintf("%s is a production zone: non-production workloads may not reach production", [z])
 
 cidr_rule(c) := {
@@ -174,24 +176,40 @@ endpoint_ports(e) := object.get(e, "ports", [])
 
 ports_text(ports) := concat(",", [format_int(n, 10) | some n in ports])
 
-# provider:<name>:<live host or *>[:<ports>]
+# provider:<name>:<live host, CIDRs or *>[:<ports>]
 endpoint_id(p, e) := concat(":", ["provider", p.name, endpoint_live(e)]) if count(endpoint_ports(e)) == 0
 
 else := concat(":", ["provider", p.name, endpoint_live(e), ports_text(endpoint_ports(e))])
 
 endpoint_live(e) := e.live if e.live
 
+else := concat(",", e.cidrs) if lists_cidrs(e)
+
 else := "*"
 
-# A live host is a host rule; a ports-only endpoint matches every destination
-# on those ports, names ("*") and IP literals (0.0.0.0/0, ::/0) alike.
+# A live host is a host rule, an endpoint's CIDRs a CIDR rule; a ports-only
+# endpoint matches every destination on those ports, names ("*") and IP
+# literals (0.0.0.0/0, ::/0) alike.
 endpoint_hosts(e) := [e.live] if e.live
+
+else := [] if lists_cidrs(e)
 
 else := ["*"]
 
-endpoint_cidrs(e) := [] if e.live
+endpoint_cidrs(e) := object.get(e, "cidrs", []) if {
+	e.live
+} else := e.cidrs if lists_cidrs(e)
 
 else := ["0.0.0.0/0", "::/0"]
+
+# The endpoints whose rules have CIDRs (what catalog.index.ports_only lists).
+endpoint_has_cidrs(e) if not e.live
+
+endpoint_has_cidrs(e) if lists_cidrs(e)
+
+# An endpoint that lists CIDRs. (A rule of its own: OPA v1.22.3's formatter
+# mangles "else := ... if count(object.get(...)) > 0".)
+lists_cidrs(e) if count(object.get(e, "cidrs", [])) > 0
 
 # Where the endpoint is, in words: "api-m.paypal.com", "ports 25,587",
 # "smtp.example.com on ports 587".
@@ -199,6 +217,11 @@ endpoint_where(e) := e.live if {
 	e.live
 	count(endpoint_ports(e)) == 0
 } else := sprintf("%s on ports %s", [e.live, ports_text(endpoint_ports(e))]) if e.live
+
+else := sprintf("%s on ports %s", [concat(", ", e.cidrs), ports_text(endpoint_ports(e))]) if {
+	lists_cidrs(e)
+	count(endpoint_ports(e)) > 0
+} else := concat(", ", e.cidrs) if lists_cidrs(e)
 
 else := sprintf("ports %s", [ports_text(endpoint_ports(e))])
 
@@ -226,6 +249,13 @@ else := {
 	"reason": sprintf("%s (%s) %s: blocked for non-production workloads (no mail_sink is configured in the catalog)", [p.name, object.get(p, "category", "provider"), endpoint_where(e)]),
 } if {
 	e.sink
+}
+
+else := {
+	"action": "deny",
+	"reason": sprintf("%s %s: an alternate resolver (DNS over HTTPS/TLS) would let a non-production workload skip egressguard's DNS; use the cluster resolver", [p.name, endpoint_where(e)]),
+} if {
+	object.get(p, "category", "") == "dns-bypass"
 }
 
 else := {
@@ -418,7 +448,7 @@ else := {
 computed_ports_only := [[0, i, j] |
 	some i, pv in object.get(catalog, "providers", [])
 	some j, e in object.get(pv, "endpoints", [])
-	not e.live
+	endpoint_has_cidrs(e)
 ]
 
 computed_host_index[p] contains [0, i, j] if {
@@ -450,17 +480,25 @@ port_rank(r) := 1 if {
 # by DNS (plan.DNSHeld), as if on its port, for every pattern but "*".
 name_blind_ports := {21, 22, 23, 25, 110, 143, 587, 2525, 2587, 3306, 5432, 6379}
 
+# plan.ImplicitTLSCompanionPorts: may sit beside name-blind ports.
+implicit_tls_companion_ports := {465, 993, 995, 2465}
+
 dns_lookup if {
 	dest_port == 0
 	object.get(destination, "protocol", "") == "dns"
 }
 
 dns_held(r) if {
-	count(object.get(r, "ports", [])) > 0
+	some b in object.get(r, "ports", [])
+	b in name_blind_ports
 	every p in r.ports {
-		p in name_blind_ports
+		dns_held_port(p)
 	}
 }
+
+dns_held_port(p) if p in name_blind_ports
+
+dns_held_port(p) if p in implicit_tls_companion_ports
 
 host_port_rank(r, c) := 1 if {
 	dns_lookup
