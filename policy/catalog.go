@@ -27,6 +27,12 @@ type Catalog struct {
 	// as the IPv4 address it embeds. The well-known 64:ff9b::/96 and the
 	// local-use 64:ff9b:1::/48 need not be listed.
 	NAT64 []string `yaml:"nat64,omitempty" json:"nat64,omitempty"`
+	// UnnamedTLS ("allow" or "deny") decides, for guarded workloads, TLS
+	// connections without a usable server name (no SNI, or one ending in a
+	// dot) to an address no CIDR rule names; empty keeps the plan's
+	// default. Set it to deny so that a client cannot withhold or mangle its
+	// SNI to reach a production host outside the catalog's CIDRs.
+	UnnamedTLS string `yaml:"unnamed_tls,omitempty" json:"unnamed_tls,omitempty"`
 	// MailSink receives non-production mail for sink endpoints.
 	MailSink     *Target        `yaml:"mail_sink,omitempty" json:"mail_sink,omitempty"`
 	Providers    []Provider     `yaml:"providers,omitempty" json:"providers,omitempty"`

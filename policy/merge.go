@@ -80,6 +80,9 @@ func BuildCatalog(files []CatalogFile, now time.Time) (*Catalog, []ExpiredExcept
 		if c.MailSink != nil {
 			m.MailSink = c.MailSink
 		}
+		if c.UnnamedTLS != "" {
+			m.UnnamedTLS = c.UnnamedTLS
+		}
 		m.Zones = appendUnique(m.Zones, c.Zones...)
 		m.CIDRs = appendUnique(m.CIDRs, c.CIDRs...)
 		m.NAT64 = appendUnique(m.NAT64, c.NAT64...)

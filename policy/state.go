@@ -341,6 +341,9 @@ type planResult struct {
 	Include        []string    `json:"include"`
 	OverlayInclude []string    `json:"overlay_include"`
 	Rules          []plan.Rule `json:"rules"`
+	// UnnamedTLS is the catalog's unnamed_tls for guarded classes ("" keeps
+	// the plan's default).
+	UnnamedTLS string `json:"unnamed_tls"`
 }
 
 func (s *state) evalPlan(ctx context.Context, in ast.Value) (*planResult, error) {
@@ -388,6 +391,15 @@ func (s *state) compileClass(ctx context.Context, in ast.Value) (*plan.Plan, err
 	p, err := plan.New(base, overlay, pr.Default, pr.Mode, plan.WithNAT64(s.catalog.NAT64Prefixes()))
 	if err != nil {
 		return nil, fmt.Errorf("%s: overlay: %w", queryPlan, err)
+	}
+	if pr.UnnamedTLS != "" {
+		a, err := plan.ParseAction(pr.UnnamedTLS)
+		if err != nil {
+			return nil, fmt.Errorf("%s: unnamed_tls: %w", queryPlan, err)
+		}
+		if p, err = p.WithUnnamedTLS(a); err != nil {
+			return nil, fmt.Errorf("%s: %w", queryPlan, err)
+		}
 	}
 	return p, nil
 }

@@ -169,6 +169,11 @@ func (c *Catalog) validate(d *doc) error {
 		}
 		c.NAT64[i] = pfx.String()
 	}
+	switch c.UnnamedTLS {
+	case "", "allow", "deny":
+	default:
+		add(d.errf(path{"unnamed_tls"}, "%q: want allow or deny", c.UnnamedTLS))
+	}
 	if c.MailSink != nil {
 		validateTarget(d, path{"mail_sink"}, c.MailSink, true, add)
 	}

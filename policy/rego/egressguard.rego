@@ -54,6 +54,7 @@ plan := {
 	"include": ["catalog"],
 	"overlay_include": [exception_ruleset_name(x) | some x in matching_exceptions],
 	"rules": [],
+	"unnamed_tls": object.get(catalog, "unnamed_tls", ""),
 } if not production
 
 guarded_mode := "report" if workload_env in report_envs
