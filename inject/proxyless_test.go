@@ -45,7 +45,7 @@ func TestProxylessPod(t *testing.T) {
 	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "worker", Image: "w",
 		// A spec the admission checks accept (it cannot leave the capture).
 		SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
-		Env: []corev1.EnvVar{{Name: "GRPC_XDS_BOOTSTRAP", Value: "/etc/own-bootstrap.json"}, {Name: "POD_IP", Value: "kept"}}})
+		Env:             []corev1.EnvVar{{Name: "GRPC_XDS_BOOTSTRAP", Value: "/etc/own-bootstrap.json"}, {Name: "POD_IP", Value: "kept"}}})
 	out, d, err := inj.Inject(pod, "payments")
 	require.NoError(t, err)
 	require.True(t, d.Injected)
