@@ -376,3 +376,40 @@ func TestDeltaADS(t *testing.T) {
 		}
 	}
 }
+
+// TestSotWAndDeltaStreamsOfOneNode: go-control-plane numbers SotW and delta
+// streams with separate counters, so the first of each shares ID 1. Closing
+// the SotW stream must leave the node, served on its delta stream,
+// connected and with its snapshot (before the fix the close unregistered
+// the node: its delta stream would get no further policy).
+func TestSotWAndDeltaStreamsOfOneNode(t *testing.T) {
+	env := startADS(t, Defaults(), smallSpec, "node-a")
+	conn := dial(t, env.addr)
+	sotwCtx, closeSotW := context.WithCancel(context.Background())
+	defer closeSotW()
+	sotw, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sotwCtx)
+	require.NoError(t, err)
+	require.NoError(t, sotw.Send(&discoveryv3.DiscoveryRequest{Node: sidecarNode("node-a"), TypeUrl: resourcev3.ListenerType}))
+	_, err = sotw.Recv()
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	delta, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
+	require.NoError(t, err)
+	require.NoError(t, delta.Send(&discoveryv3.DeltaDiscoveryRequest{Node: sidecarNode("node-a"), TypeUrl: resourcev3.ListenerType}))
+	_, err = delta.Recv()
+	require.NoError(t, err)
+	streams := func() int {
+		if nodes := env.enf.Nodes(); len(nodes) == 1 && nodes[0].ID == "node-a" {
+			return nodes[0].Streams
+		}
+		return 0
+	}
+	require.Eventually(t, func() bool { return streams() == 2 }, 10*time.Second, 5*time.Millisecond, "one node, two streams")
+
+	closeSotW()
+	require.Eventually(t, func() bool { return streams() != 2 }, 10*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 1, streams(), "the node stays connected on its delta stream")
+	require.NotNil(t, env.enf.NodeSnapshot("node-a"), "the delta stream's node keeps its snapshot")
+}

@@ -81,7 +81,8 @@ func TestWireCodecOverGRPC(t *testing.T) {
 	conn := dial(t, env.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	want := func(typ string) map[string]proto.Message {
+	want := func(t *testing.T, typ string) map[string]proto.Message {
+		t.Helper()
 		snap := env.enf.NodeSnapshot("node-a")
 		require.NotNil(t, snap)
 		return snap.Resources(typ)
@@ -94,7 +95,7 @@ func TestWireCodecOverGRPC(t *testing.T) {
 			resp, err := st.Recv()
 			require.NoError(t, err)
 			require.Equal(t, typ, resp.TypeUrl)
-			exp := want(typ)
+			exp := want(t, typ)
 			require.Len(t, resp.Resources, len(exp))
 			for _, a := range resp.Resources {
 				m, err := a.UnmarshalNew()
@@ -112,7 +113,7 @@ func TestWireCodecOverGRPC(t *testing.T) {
 			resp, err := st.Recv()
 			require.NoError(t, err)
 			require.Equal(t, typ, resp.TypeUrl)
-			exp := want(typ)
+			exp := want(t, typ)
 			require.Len(t, resp.Resources, len(exp))
 			for _, r := range resp.Resources {
 				m, err := r.Resource.UnmarshalNew()

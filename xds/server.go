@@ -204,17 +204,27 @@ func (s *Server) OnFetchRequest(context.Context, *discoveryv3.DiscoveryRequest) 
 // OnFetchResponse implements serverv3.Callbacks.
 func (s *Server) OnFetchResponse(*discoveryv3.DiscoveryRequest, *discoveryv3.DiscoveryResponse) {}
 
+// deltaStream maps a delta stream's ID into a space of its own:
+// go-control-plane numbers state-of-the-world and delta streams with two
+// separate counters (pkg/server/sotw/v3/xds.go and
+// pkg/server/delta/v3/server.go both start at 1), so without this the
+// first delta stream and the first SotW stream share ID 1, and the close
+// of one unregisters the other's node: a stream left connected with no
+// node stops receiving policy updates.
+func deltaStream(id int64) int64 { return -id }
+
 // OnDeltaStreamOpen implements serverv3.Callbacks.
 func (s *Server) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	return s.openStream(id)
+	return s.openStream(deltaStream(id))
 }
 
 // OnDeltaStreamClosed implements serverv3.Callbacks.
-func (s *Server) OnDeltaStreamClosed(id int64, _ *corev3.Node) { s.closeStream(id) }
+func (s *Server) OnDeltaStreamClosed(id int64, _ *corev3.Node) { s.closeStream(deltaStream(id)) }
 
 // OnStreamDeltaRequest implements serverv3.Callbacks. The delta server calls
 // it before it copies the stream's node into later requests.
 func (s *Server) OnStreamDeltaRequest(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+	id = deltaStream(id)
 	node := req.GetNode()
 	if node == nil {
 		s.enf.mu.Lock()
