@@ -70,6 +70,9 @@ type serveConfig struct {
 	XDS     xds.Config      `yaml:"xds"`
 	Admin   struct {
 		Listen string `yaml:"listen"`
+		Auth   struct {
+			Kubernetes bool `yaml:"kubernetes"`
+		} `yaml:"auth"`
 	} `yaml:"admin"`
 	Decisions struct {
 		File     string `yaml:"file"`
@@ -371,6 +374,7 @@ func checkControlPlane(t *testing.T, r roles) {
 	assert.Empty(t, cfg.DNS.Listen, "control plane: dns off")
 	require.NotEmpty(t, cfg.XDS.Listen, "control plane: xds on")
 	require.NotEmpty(t, cfg.Admin.Listen, "control plane: admin on")
+	assert.True(t, cfg.Admin.Auth.Kubernetes, "control plane: admin APIs need a token (TokenReview + SubjectAccessReview)")
 	assert.Empty(t, cfg.Inventory.Kubernetes.NodeName, "control plane: cluster-wide inventory")
 	c := r.cp.Spec.Template.Spec.Containers[0]
 	assert.Equal(t, listenPort(t, cfg.XDS.Listen), containerPort(t, c, "xds").ContainerPort, "xds.listen port is the container's xds port")
@@ -393,6 +397,7 @@ func checkDNSGuard(t *testing.T, r roles) {
 	assert.Equal(t, "spec.nodeName", c.Env[i].ValueFrom.FieldRef.FieldPath)
 	dnsPort := listenPort(t, cfg.DNS.Listen)
 	assert.Equal(t, listenPort(t, cfg.Admin.Listen), containerPort(t, c, "admin").ContainerPort)
+	assert.True(t, cfg.Admin.Auth.Kubernetes, "dnsguard: admin APIs need a token (TokenReview + SubjectAccessReview)")
 
 	require.NotNil(t, r.dg.Spec.UpdateStrategy.RollingUpdate)
 	assert.Equal(t, 0, r.dg.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue(),
@@ -435,17 +440,26 @@ func checkDNSGuard(t *testing.T, r roles) {
 }
 
 // checkRBAC: ServiceAccounts exist, and the only permissions are get, list
-// and watch on pods and namespaces, and create on tokenreviews.
+// and watch on pods and namespaces, and create on tokenreviews and
+// subjectaccessreviews. The chart's other ClusterRole, admin-reader, is
+// bound to no one: operators bind it to who may read the admin APIs.
 func checkRBAC(t *testing.T, objs []object, r roles) {
 	t.Helper()
 	assert.Empty(t, find[*rbacv1.Role](objs), "no namespaced Roles")
 	assert.Empty(t, find[*rbacv1.RoleBinding](objs), "no RoleBindings")
-	roles := find[*rbacv1.ClusterRole](objs)
+	roles := slices.DeleteFunc(find[*rbacv1.ClusterRole](objs), func(cr *rbacv1.ClusterRole) bool {
+		if !strings.HasSuffix(cr.Name, "-admin-reader") {
+			return false
+		}
+		assert.Equal(t, []rbacv1.PolicyRule{{APIGroups: []string{"egressguard.io"}, Resources: []string{"adminapi"}, Verbs: []string{"get"}}}, cr.Rules)
+		return true
+	})
 	require.Len(t, roles, 1)
-	// Reading pods and namespaces, and TokenReview (xds.identity): the
-	// only write-like verb, and it stores nothing.
+	// Reading pods and namespaces; TokenReview (xds.identity, admin auth)
+	// and SubjectAccessReview (admin auth): the only write-like verbs, and
+	// they store nothing.
 	allowed := map[string][]string{"/pods": {"get", "list", "watch"}, "/namespaces": {"get", "list", "watch"},
-		"authentication.k8s.io/tokenreviews": {"create"}}
+		"authentication.k8s.io/tokenreviews": {"create"}, "authorization.k8s.io/subjectaccessreviews": {"create"}}
 	for _, rule := range roles[0].Rules {
 		assert.Len(t, rule.APIGroups, 1)
 		assert.Empty(t, rule.ResourceNames)

@@ -45,6 +45,7 @@ func TestKubernetesFlow(t *testing.T) {
 
 	t.Run("helm install with default values", func(t *testing.T) { helmInstall(ctx, t, c) })
 	t.Run("control plane RBAC", func(t *testing.T) { checkRBAC(ctx, t, c) })
+	t.Run("admin API auth: TokenReview and SubjectAccessReview", func(t *testing.T) { checkAdminAuth(ctx, t, c) })
 	t.Run("kustomize base and overlay, server-side", func(t *testing.T) { checkKustomize(ctx, t, c) })
 	t.Run("webhook called by the API server", func(t *testing.T) { checkWebhook(ctx, t, c) })
 	t.Run("inventory informers", func(t *testing.T) { checkInventory(ctx, t, c) })

@@ -108,6 +108,13 @@ log:
   format: {{ .Values.log.format | quote }}
 admin:
   listen: {{ include "egressguard.listen" (dict "ctx" . "port" .Values.ports.admin) | quote }}
+  {{- if .Values.adminAuth.kubernetes }}
+  # The JSON APIs and the page: a bearer token checked with TokenReview,
+  # its user allowed "get adminapi.egressguard.io" by SubjectAccessReview
+  # (bind the <release>-admin-reader ClusterRole to who may read them).
+  auth:
+    kubernetes: true
+  {{- end }}
 {{- end -}}
 
 {{/* Volumes both roles mount: config, catalog, policy, and a /tmp. */}}
