@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -46,9 +47,11 @@ func TestErrorsAreSharedThenRetried(t *testing.T) {
 	boom := errors.New("transient")
 	release := make(chan struct{})
 	var calls atomic.Int32
-	var wg sync.WaitGroup
+	var wg, arrived sync.WaitGroup
+	arrived.Add(5)
 	for range 5 {
 		wg.Go(func() {
+			arrived.Done()
 			_, err := m.Get(1, func() (string, error) {
 				calls.Add(1)
 				<-release
@@ -57,9 +60,15 @@ func TestErrorsAreSharedThenRetried(t *testing.T) {
 			assert.ErrorIs(t, err, boom)
 		})
 	}
+	// Every caller has reached Get and the computation is in flight; give
+	// the callers time to block on it before it fails (a caller that came
+	// after the failure would rightly compute again: the error is not
+	// cached).
+	arrived.Wait()
 	for m.Len() == 0 {
 		runtime.Gosched()
 	}
+	time.Sleep(100 * time.Millisecond)
 	close(release)
 	wg.Wait()
 	assert.Equal(t, int32(1), calls.Load(), "waiters share the failing computation")
