@@ -234,18 +234,7 @@ func TestServeReportsEveryBindFailure(t *testing.T) {
 func TestLameDuckOrder(t *testing.T) {
 	cfg := testServeConfig(t)
 	cfg.Shutdown.LameDuck = 1500 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	bound := make(chan listeners, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
-	var a listeners
-	select {
-	case a = <-bound:
-	case err := <-done:
-		t.Fatal(err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not bind")
-	}
+	a, cancel, done := runServe(t, cfg)
 	ready := "http://" + a.Admin.String() + "/readyz"
 	code, _ := getWith(t, ready, "")
 	require.Equal(t, http.StatusOK, code)
@@ -435,11 +424,7 @@ func TestLameDuckSecondSignal(t *testing.T) {
 	cfg := testServeConfig(t)
 	cfg.DNS.Listen, cfg.XDS.Listen = "", ""
 	cfg.Shutdown.LameDuck = time.Minute
-	ctx, cancel := context.WithCancel(context.Background())
-	bound := make(chan listeners, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
-	a := <-bound
+	a, cancel, done := runServe(t, cfg)
 	cancel() // the first signal
 	require.Eventually(t, func() bool {
 		code, _ := getWith(t, "http://"+a.Admin.String()+"/readyz", "")

@@ -59,18 +59,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 // checks each component through its real socket.
 func TestServeEndToEnd(t *testing.T) {
 	cfg := testServeConfig(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	bound := make(chan listeners, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
-	var addrs listeners
-	select {
-	case addrs = <-bound:
-	case err := <-done:
-		t.Fatalf("serve stopped early: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not bind within 60s")
-	}
+	addrs, cancel, done := runServe(t, cfg)
 	admin := "http://" + addrs.Admin.String()
 
 	code, body := httpGet(t, admin+"/readyz")
@@ -198,10 +187,7 @@ func exitCode(err error) int {
 func startGuard(t *testing.T, cfg serveConfig) listeners {
 	t.Helper()
 	cfg.Shutdown.LameDuck = 0 // tests stop at once; TestLameDuckOrder covers it
-	ctx, cancel := context.WithCancel(context.Background())
-	bound := make(chan listeners, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
+	a, cancel, done := runServe(t, cfg)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -210,15 +196,29 @@ func startGuard(t *testing.T, cfg serveConfig) listeners {
 			t.Error("serve did not stop within 30s")
 		}
 	})
+	return a
+}
+
+// runServe starts serve with cfg and returns its bound listeners once it has
+// bound them, the function that stops it (as SIGTERM does) and where its
+// result arrives. The caller stops it.
+func runServe(t *testing.T, cfg serveConfig) (listeners, context.CancelFunc, <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	bound := make(chan listeners, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, zaptest.NewLogger(t), cfg, bound) }()
 	select {
 	case a := <-bound:
-		return a
+		return a, cancel, done
 	case err := <-done:
+		cancel()
 		t.Fatalf("serve stopped early: %v", err)
 	case <-time.After(60 * time.Second):
+		cancel()
 		t.Fatal("serve did not bind within 60s")
 	}
-	return listeners{}
+	return listeners{}, cancel, done
 }
 
 func TestPolicyEvalCLI(t *testing.T) {
