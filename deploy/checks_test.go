@@ -65,10 +65,17 @@ type serveConfig struct {
 			DefaultEnvironment string `yaml:"default_environment"`
 		} `yaml:"kubernetes"`
 	} `yaml:"inventory"`
-	Webhook *inject.Config  `yaml:"webhook"`
-	DNS     dnsguard.Config `yaml:"dns"`
-	XDS     xds.Config      `yaml:"xds"`
-	Admin   struct {
+	Webhook *inject.Config `yaml:"webhook"`
+	// Intercept is the staging CA's section (contract #18 §5; serve's own
+	// type lives with the staging CA): the chart sets only the key file.
+	Intercept struct {
+		CA struct {
+			KeyFile string `yaml:"key_file"`
+		} `yaml:"ca"`
+	} `yaml:"intercept"`
+	DNS   dnsguard.Config `yaml:"dns"`
+	XDS   xds.Config      `yaml:"xds"`
+	Admin struct {
 		Listen string `yaml:"listen"`
 		Auth   struct {
 			Kubernetes bool `yaml:"kubernetes"`
@@ -183,6 +190,8 @@ func checkManifests(t *testing.T, objs []object) roles {
 	checkDNSGuard(t, r)
 	checkRBAC(t, objs, r)
 	checkWebhook(t, objs, r)
+	checkXDSTLS(t, r)
+	checkStagingCA(t, r)
 	checkNetworkPolicies(t, objs, r)
 	checkCatalogMount(t, objs, r)
 	return r

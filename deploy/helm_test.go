@@ -133,6 +133,15 @@ func TestChartRenders(t *testing.T) {
 			assert.True(t, strings.HasPrefix(r.cpConfig.Webhook.InitImage, inject.DefaultInitImageRepository+":"))
 			assert.Equal(t, int64(1337), r.cpConfig.Webhook.ProxyUID)
 			assert.Equal(t, uint32(15001), r.cpConfig.Webhook.OutboundPort)
+			// xDS over TLS, identity in report mode, the staging CA's key.
+			assert.Equal(t, "/etc/egressguard/xds/tls.crt", r.cpConfig.XDS.TLS.CertFile)
+			assert.Equal(t, "/etc/egressguard/xds/ca.crt", r.cpConfig.Webhook.XDSCAFile)
+			assert.Equal(t, "report", string(r.cpConfig.XDS.Identity.Mode), "identity checks roll out in report mode")
+			assert.Equal(t, time.Minute, r.cpConfig.XDS.Identity.ReviewCacheTTL)
+			assert.Equal(t, "egressguard", r.cpConfig.Webhook.TokenAudience)
+			assert.Equal(t, "/etc/egressguard/staging-ca/tls.key", r.cpConfig.Intercept.CA.KeyFile)
+			one[*corev1.Secret](t, r.objs, releaseName+"-xds-tls")
+			one[*corev1.Secret](t, r.objs, releaseName+"-staging-ca")
 			// No object in a namespace the chart does not own: the
 			// install does not depend on staging namespaces existing.
 			for _, o := range r.objs {
@@ -147,11 +156,26 @@ func TestChartRenders(t *testing.T) {
 			assert.Empty(t, pcm.Data, "no Rego: the embedded policy alone")
 		}},
 		{name: "cert-manager present", caps: capabilities("cert-manager.io/v1"), check: func(t *testing.T, r roles) {
-			assert.Len(t, find[*cmCertificate](r.objs), 2, "CA and serving certificate")
+			assert.Len(t, find[*cmCertificate](r.objs), 3, "CA, webhook and xDS serving certificates")
 			assert.Len(t, find[*cmIssuer](r.objs), 2, "self-signed root and CA issuer")
 		}},
 		{name: "cert-manager forced", values: "webhook: {certificate: {certManager: true}}", check: func(t *testing.T, r roles) {
-			assert.Len(t, find[*cmCertificate](r.objs), 2)
+			assert.Len(t, find[*cmCertificate](r.objs), 3)
+		}},
+		{name: "plaintext xDS, identity enforced, operator's staging CA key", values: `
+xds: {tls: {enabled: false}, identity: {mode: enforce, audience: egressguard-xds, tokenExpirationSeconds: 3600}}
+stagingCA: {existingSecret: my-staging-ca}
+`, check: func(t *testing.T, r roles) {
+			assert.False(t, r.cpConfig.XDS.TLS.Enabled())
+			assert.Empty(t, r.cpConfig.Webhook.XDSCAFile)
+			assert.Equal(t, "enforce", string(r.cpConfig.XDS.Identity.Mode))
+			assert.Equal(t, "egressguard-xds", r.cpConfig.Webhook.TokenAudience)
+			assert.Equal(t, int64(3600), r.cpConfig.Webhook.TokenExpirationSeconds)
+			assert.Empty(t, find[*corev1.Secret](r.objs)[1:], "only the webhook's Secret is rendered")
+			assert.Equal(t, "my-staging-ca", mountedSecret(t, r, "/etc/egressguard/staging-ca").SecretName)
+		}},
+		{name: "no staging CA", values: "stagingCA: {enabled: false}", check: func(t *testing.T, r roles) {
+			assert.Empty(t, r.cpConfig.Intercept.CA.KeyFile)
 		}},
 		{name: "cert-manager refused although present", values: "webhook: {certificate: {certManager: false}}",
 			caps: capabilities("cert-manager.io/v1"), check: func(t *testing.T, r roles) {
@@ -261,7 +285,11 @@ dnsguard:
 		{name: "no network policy, no webhook", values: "networkPolicy: {enabled: false}\nwebhook: {enabled: false}", check: func(t *testing.T, r roles) {
 			assert.Empty(t, egressPolicies(r.objs))
 			assert.Nil(t, r.cpConfig.Webhook)
-			assert.Empty(t, find[*corev1.Secret](r.objs))
+			var names []string
+			for _, s := range find[*corev1.Secret](r.objs) {
+				names = append(names, s.Name)
+			}
+			assert.ElementsMatch(t, []string{releaseName + "-staging-ca", releaseName + "-xds-tls"}, names, "no webhook Secret")
 		}},
 	}
 	for _, tc := range cases {

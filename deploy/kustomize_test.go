@@ -43,6 +43,7 @@ mode: enforce
 configChecksum: false
 webhook: {certificate: {certManager: true}}
 networkPolicy: {enabled: false}
+stagingCA: {existingSecret: egressguard-staging-ca}
 `
 	stagingValues = `
 mode: enforce
@@ -51,6 +52,7 @@ configChecksum: false
 image: {tag: "0.1.0"}
 webhook: {certificate: {certManager: true}}
 networkPolicy: {enabled: true, namespaces: [staging]}
+stagingCA: {existingSecret: egressguard-staging-ca}
 `
 )
 
@@ -171,7 +173,8 @@ func TestKustomizeBase(t *testing.T) {
 	assert.NotEqual(t, "enabled", ns.Labels[injectLabel], "egressguard's namespace is never injected")
 	assert.Equal(t, "restricted", ns.Labels["pod-security.kubernetes.io/enforce"], "egressguard's own pods meet the restricted Pod Security Standard")
 	assert.Empty(t, egressPolicies(objs), "egress NetworkPolicies belong to the overlays")
-	assert.Len(t, find[*cmCertificate](objs), 2, "the webhook certificate comes from cert-manager")
+	assert.Len(t, find[*cmCertificate](objs), 3, "the CA, webhook and xDS certificates come from cert-manager")
+	assert.Empty(t, find[*corev1.Secret](objs), "no private key in the base: the staging CA key is the operator's Secret")
 	assertEnvironments(t, r, "", nil)
 	for _, o := range objs {
 		l := objLabels(o)
