@@ -303,8 +303,25 @@ func (g *Guard) record(r Refusal) {
 	}
 }
 
+// ProxylessNodePrefix starts the node ID of a proxyless gRPC client of a
+// prepared pod: the pod's sidecar node ID with "grpc~" for "sidecar~". The
+// xDS enforcer serves such a node the pod's workload (it must equal
+// xds.ProxylessNodePrefix, which imports this package; a test pins it), so
+// its evidence is checked against the same pod.
+const ProxylessNodePrefix = "grpc~"
+
+// inventoryNodeID is the ID inventory knows a node by, as the xDS enforcer
+// resolves it: a proxyless client's ID through its pod's sidecar ID.
+func inventoryNodeID(id string) string {
+	if rest, ok := strings.CutPrefix(id, ProxylessNodePrefix); ok {
+		return "sidecar~" + rest
+	}
+	return id
+}
+
 // checkToken: the node ID must name the pod the token is bound to.
 func (g *Guard) checkToken(snap *inventory.Snapshot, nodeID string, id PodIdentity) (Result, string) {
+	nodeID = inventoryNodeID(nodeID)
 	ref, ok := kube.ParseNodeID(nodeID)
 	if !ok {
 		return ResultDenied, fmt.Sprintf("the token is bound to pod %s, and the node ID names no pod", id)
@@ -320,6 +337,7 @@ func (g *Guard) checkToken(snap *inventory.Snapshot, nodeID string, id PodIdenti
 
 // checkPeer: the connection must come from the node's own address.
 func (g *Guard) checkPeer(snap *inventory.Snapshot, nodeID string, from netip.Addr) (Result, string) {
+	nodeID = inventoryNodeID(nodeID)
 	if !from.IsValid() {
 		return ResultDenied, "the connection has no IP peer address and no token was presented"
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,6 +200,31 @@ func TestPeerEvidence(t *testing.T) {
 	assert.Equal(t, prodNode, recent[1].NodeID, "oldest last")
 	assert.True(t, recent[1].Enforced)
 	assert.Equal(t, 2, h.logs.FilterMessage("xDS stream refused: node identity not proven").Len())
+}
+
+// A proxyless gRPC client's node ID ("grpc~" + its pod's sidecar ID) is
+// served as that pod (the enforcer resolves it through the sidecar ID), so
+// it is proven like the sidecar's: a forged one is refused, whatever the
+// evidence.
+func TestProxylessNodeID(t *testing.T) {
+	rev := fakeReviewer{
+		"token-api-0": {Namespace: "prod", ServiceAccount: "api", Pod: "api-0"},
+		"token-web-0": {Namespace: "staging", ServiceAccount: "web", Pod: "web-0"},
+	}
+	h := startGuarded(t, ModeEnforce, testInventory(t), rev)
+	grpcProd := ProxylessNodePrefix + strings.TrimPrefix(prodNode, "sidecar~")
+	nat := netip.MustParseAddr("127.0.0.7")
+
+	_, err := sotw(t, h.client(t, prodIP), "", grpcProd)
+	require.NoError(t, err, "from its pod's address")
+	_, err = sotw(t, h.client(t, stagingIP), "", grpcProd)
+	requireDenied(t, err, "the node ID names pod prod/api-0 at 127.0.0.2, the connection comes from 127.0.0.3")
+	_, err = sotw(t, h.client(t, nat), "token-api-0", grpcProd)
+	require.NoError(t, err, "its pod's token behind NAT")
+	_, err = sotw(t, h.client(t, nat), "token-web-0", grpcProd)
+	requireDenied(t, err, "the token is bound to pod staging/web-0, the node ID names pod prod/api-0")
+	assert.Equal(t, 1.0, h.count(EvidencePeer, ResultVerified), "known through the sidecar ID, not unknown")
+	assert.Equal(t, 1.0, h.count(EvidenceToken, ResultVerified))
 }
 
 func TestPeerEvidenceDeltaStream(t *testing.T) {
