@@ -359,7 +359,6 @@ func requirements(req corev1.ResourceList, guaranteed bool) corev1.ResourceRequi
 }
 
 func (i *Injector) proxyContainer(guaranteed bool) corev1.Container {
-	uid := i.cfg.ProxyUID
 	return corev1.Container{
 		Name:  ProxyContainerName,
 		Image: i.cfg.SidecarImage,
@@ -394,15 +393,21 @@ func (i *Injector) proxyContainer(guaranteed bool) corev1.Container {
 		},
 		ImagePullPolicy:          corev1.PullIfNotPresent,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:                &uid,
-			RunAsGroup:               &uid,
-			RunAsNonRoot:             ptr(true),
-			AllowPrivilegeEscalation: ptr(false),
-			Privileged:               ptr(false),
-			ReadOnlyRootFilesystem:   ptr(true),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		},
+		SecurityContext:          lockedDown(i.cfg.ProxyUID),
+	}
+}
+
+// lockedDown is the security context of our unprivileged containers: uid
+// as user and group, no capability, no escalation, read-only root.
+func lockedDown(uid int64) *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		RunAsUser:                &uid,
+		RunAsGroup:               &uid,
+		RunAsNonRoot:             ptr(true),
+		AllowPrivilegeEscalation: ptr(false),
+		Privileged:               ptr(false),
+		ReadOnlyRootFilesystem:   ptr(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
 }
 

@@ -83,7 +83,6 @@ func (i *Injector) trustUID() int64 {
 }
 
 func (i *Injector) trustContainer(anchors []byte, guaranteed bool) corev1.Container {
-	uid := i.trustUID()
 	return corev1.Container{
 		Name:    TrustContainerName,
 		Image:   i.cfg.InitImage,
@@ -98,15 +97,7 @@ func (i *Injector) trustContainer(anchors []byte, guaranteed bool) corev1.Contai
 		ImagePullPolicy:          corev1.PullIfNotPresent,
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		// It only writes two files into the emptyDir: no privilege at all.
-		SecurityContext: &corev1.SecurityContext{
-			RunAsUser:                &uid,
-			RunAsGroup:               &uid,
-			RunAsNonRoot:             ptr(true),
-			Privileged:               ptr(false),
-			AllowPrivilegeEscalation: ptr(false),
-			ReadOnlyRootFilesystem:   ptr(true),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		},
+		SecurityContext: lockedDown(i.trustUID()),
 	}
 }
 
@@ -166,18 +157,11 @@ func setVolume(pod *corev1.Pod, vol corev1.Volume) []string {
 // names first (each noted unless it was already ours, i.e. identical).
 func setEnv(ctr *corev1.Container, ours []corev1.EnvVar, what string) []string {
 	var notes []string
-	kept := ctr.Env[:0:0]
-	for _, e := range ctr.Env {
-		k := slices.IndexFunc(ours, func(o corev1.EnvVar) bool { return o.Name == e.Name })
-		if k < 0 {
-			kept = append(kept, e)
-			continue
-		}
-		if e.Value != ours[k].Value || e.ValueFrom != nil {
-			notes = append(notes, fmt.Sprintf("container %s: replaced %s with egressguard's %s", ctr.Name, e.Name, what))
-		}
+	var replaced []corev1.EnvVar
+	ctr.Env, replaced = replaceBy(ctr.Env, ours, func(e corev1.EnvVar) string { return e.Name })
+	for _, e := range replaced {
+		notes = append(notes, fmt.Sprintf("container %s: replaced %s with egressguard's %s", ctr.Name, e.Name, what))
 	}
-	ctr.Env = append(kept, ours...)
 	return notes
 }
 
@@ -185,17 +169,28 @@ func setEnv(ctr *corev1.Container, ours []corev1.EnvVar, what string) []string {
 // paths first (the API server refuses two mounts at one path).
 func setMounts(ctr *corev1.Container, ours []corev1.VolumeMount) []string {
 	var notes []string
-	kept := ctr.VolumeMounts[:0:0]
-	for _, m := range ctr.VolumeMounts {
-		k := slices.IndexFunc(ours, func(o corev1.VolumeMount) bool { return o.MountPath == m.MountPath })
+	var replaced []corev1.VolumeMount
+	ctr.VolumeMounts, replaced = replaceBy(ctr.VolumeMounts, ours, func(m corev1.VolumeMount) string { return m.MountPath })
+	for _, m := range replaced {
+		notes = append(notes, fmt.Sprintf("container %s: replaced the mount at %s (volume %s) with egressguard's", ctr.Name, m.MountPath, m.Name))
+	}
+	return notes
+}
+
+// replaceBy returns have without the entries whose key one of ours has,
+// followed by ours, and the dropped entries that were not identical to
+// ours (an entry already ours is not a replacement).
+func replaceBy[T any](have, ours []T, key func(T) string) (out, replaced []T) {
+	out = have[:0:0]
+	for _, h := range have {
+		k := slices.IndexFunc(ours, func(o T) bool { return key(o) == key(h) })
 		if k < 0 {
-			kept = append(kept, m)
+			out = append(out, h)
 			continue
 		}
-		if !apiequality.Semantic.DeepEqual(m, ours[k]) {
-			notes = append(notes, fmt.Sprintf("container %s: replaced the mount at %s (volume %s) with egressguard's", ctr.Name, m.MountPath, m.Name))
+		if !apiequality.Semantic.DeepEqual(h, ours[k]) {
+			replaced = append(replaced, h)
 		}
 	}
-	ctr.VolumeMounts = append(kept, ours...)
-	return notes
+	return append(out, ours...), replaced
 }
