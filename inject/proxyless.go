@@ -143,6 +143,13 @@ func (i *Injector) prepareProxyless(pod *corev1.Pod) ([]string, error) {
 			pod.Annotations = map[string]string{}
 		}
 		pod.Annotations[AnnotationXDSCA] = string(i.xdsCA)
+		// The API server refuses a projected token without a
+		// serviceAccountName; its ServiceAccount admission plugin sets
+		// "default" before webhooks run, unless it is disabled.
+		if pod.Spec.ServiceAccountName == "" && pod.Spec.DeprecatedServiceAccount == "" {
+			pod.Spec.ServiceAccountName = "default"
+			notes = append(notes, `serviceAccountName set to "default" for the proxyless client's projected token`)
+		}
 		notes = append(notes, setVolume(pod, i.xdsCredentialsVolume())...)
 		mounts = []corev1.VolumeMount{{Name: xdsCredentialsVol, MountPath: XDSCredentialsDir, ReadOnly: true}}
 	}

@@ -104,3 +104,26 @@ func TestProxylessPodNotAnnotated(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, out.Spec.Containers[0].Env)
 }
+
+// The API server refuses a projected ServiceAccount token in a pod without
+// a serviceAccountName (found against the real API server, whose
+// ServiceAccount admission plugin was off): the webhook sets "default", as
+// that plugin would.
+func TestProxylessTokenNeedsServiceAccount(t *testing.T) {
+	inj, err := NewInjector(tlsConfig())
+	require.NoError(t, err)
+	p := samplePod()
+	p.Annotations[AnnotationProxylessGRPC] = "true"
+	out, d, err := inj.Inject(p, "shop")
+	require.NoError(t, err)
+	assert.Equal(t, "default", out.Spec.ServiceAccountName)
+	assert.Contains(t, d.Notes, `serviceAccountName set to "default" for the proxyless client's projected token`)
+
+	p.Spec.ServiceAccountName = "checkout"
+	out, _, err = inj.Inject(p, "shop")
+	require.NoError(t, err)
+	assert.Equal(t, "checkout", out.Spec.ServiceAccountName, "a pod's own account is kept")
+	_, d, err = inj.Inject(out, "shop")
+	require.NoError(t, err)
+	assert.Equal(t, SkipAlreadyInjected, d.Reason)
+}

@@ -2,9 +2,17 @@ package kubeapi
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
+	"math/big"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -133,8 +141,28 @@ func webhookConfig(ctx context.Context, t *testing.T, c *cluster, certDir string
 	cfg.DNSServer = svc.Spec.ClusterIP
 	cfg.Listen = "127.0.0.1:0"
 	cfg.CertFile, cfg.KeyFile = testcert.CertFile(certDir), testcert.KeyFile(certDir)
+	// The chart's xDS CA, as the control plane mounts it (xds_ca_file).
+	require.Equal(t, "/etc/egressguard/xds/ca.crt", cfg.XDSCAFile)
+	sec, err := c.client.CoreV1().Secrets(releaseNS).Get(ctx, releaseName+"-xds-tls", metav1.GetOptions{})
+	require.NoError(t, err)
+	cfg.XDSCAFile = filepath.Join(certDir, "xds-ca.crt")
+	require.NoError(t, os.WriteFile(cfg.XDSCAFile, sec.Data["ca.crt"], 0o600))
 	require.NoError(t, cfg.Validate())
 	return cfg
+}
+
+// stagingAnchor is a name-constrained CA certificate standing in for the
+// staging CA's anchor (what stagingca.Authority.AnchorsPEM returns).
+func stagingAnchor(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "egressguard staging CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, PermittedDNSDomains: []string{"api.stripe.com"}, PermittedDNSDomainsCritical: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 func checkWebhook(ctx context.Context, t *testing.T, c *cluster) {
@@ -146,7 +174,8 @@ func checkWebhook(ctx context.Context, t *testing.T, c *cluster) {
 	// where a pod spec that could leave the capture is refused.
 	cfg.Mode = inject.ModeEnforce
 	log := zaptest.NewLogger(t)
-	h, err := inject.NewHandler(cfg, inject.NewMetrics(nil), log)
+	anchor := stagingAnchor(t)
+	h, err := inject.NewHandler(cfg, inject.NewMetrics(nil), log, inject.WithStagingCA(func() []byte { return anchor }))
 	require.NoError(t, err)
 	srv, err := inject.NewServer(cfg, h, log)
 	require.NoError(t, err)
@@ -203,6 +232,30 @@ func checkWebhook(ctx context.Context, t *testing.T, c *cluster) {
 	require.NotNil(t, got.Spec.DNSConfig)
 	assert.Equal(t, []string{cfg.DNSServer}, got.Spec.DNSConfig.Nameservers, "resolver: the dnsguard Service's allocated address")
 	assert.Equal(t, corev1.DNSNone, got.Spec.DNSPolicy)
+	// The staging CA's trust bundle and xDS over TLS pass the API
+	// server's validation of the mutated pod.
+	require.Len(t, got.Spec.InitContainers, 2)
+	assert.Equal(t, inject.TrustContainerName, got.Spec.InitContainers[1].Name, "trust bundle written right after the capture")
+	assert.Equal(t, string(anchor), got.Spec.InitContainers[1].Env[0].Value)
+	assert.Contains(t, envNames(got.Spec.Containers[0].Env), "SSL_CERT_FILE")
+	assert.Contains(t, got.Spec.Containers[1].Args[1], "inlineBytes", "the sidecar verifies the control plane with the CA inline")
+
+	got, err = create("staging", pod("checkout-grpc", func(p *corev1.Pod) {
+		p.Annotations = map[string]string{inject.AnnotationProxylessGRPC: "true", inject.AnnotationTrustStagingCA: "false"}
+	}))
+	require.NoError(t, err)
+	assert.Equal(t, string(mustRead(t, cfg.XDSCAFile)), got.Annotations[inject.AnnotationXDSCA], "the CA the downward API projects")
+	var projected *corev1.ProjectedVolumeSource
+	for _, v := range got.Spec.Volumes {
+		if v.Projected != nil {
+			projected = v.Projected
+		}
+	}
+	require.NotNil(t, projected, "the token and CA volume is stored")
+	require.NotNil(t, projected.Sources[0].ServiceAccountToken)
+	assert.Equal(t, cfg.TokenAudience, projected.Sources[0].ServiceAccountToken.Audience)
+	assert.Contains(t, envNames(got.Spec.Containers[0].Env), inject.EnvGRPCCallCreds)
+	assert.Len(t, got.Spec.InitContainers, 1, "opted out of the trust bundle")
 
 	got, err = create("production", pod("api"))
 	require.NoError(t, err)
@@ -231,6 +284,21 @@ func checkWebhook(ctx context.Context, t *testing.T, c *cluster) {
 	assert.Contains(t, err.Error(), "failed calling webhook")
 	_, err = create("production", pod("api-2"))
 	require.NoError(t, err, "namespaces the webhook does not select are not affected")
+}
+
+func envNames(env []corev1.EnvVar) []string {
+	var out []string
+	for _, e := range env {
+		out = append(out, e.Name)
+	}
+	return out
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
 }
 
 func checkInventory(ctx context.Context, t *testing.T, c *cluster) {

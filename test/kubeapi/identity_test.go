@@ -18,6 +18,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -41,13 +42,15 @@ const listenerType = "type.googleapis.com/envoy.config.listener.v3.Listener"
 
 // replica is one control plane as the chart runs it: policy from the
 // chart's ConfigMaps, inventory from the API server, xDS with identity
-// checks in enforce mode and TokenReview against the API server.
+// checks in enforce mode and TokenReview against the API server, over TLS
+// when tls is set.
 type replica struct {
 	addr  string
 	guard *nodeauth.Guard
+	reg   *prometheus.Registry
 }
 
-func startReplica(ctx context.Context, t *testing.T, c *cluster) *replica {
+func startReplica(ctx context.Context, t *testing.T, c *cluster, tls xds.TLSConfig) *replica {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	dir := t.TempDir()
@@ -69,8 +72,10 @@ func startReplica(ctx context.Context, t *testing.T, c *cluster) *replica {
 	src := kube.New(c.client, log, kube.Options{Debounce: 10 * time.Millisecond, SyncTimeout: 30 * time.Second})
 	cfg := xds.Defaults()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.TLS = tls
 	cfg.Identity.Mode = nodeauth.ModeEnforce
-	guard, err := nodeauth.New(cfg.Identity, src, nodeauth.NewTokenReviewer(c.client, cfg.Identity.Audience), log, nil)
+	reg := prometheus.NewRegistry()
+	guard, err := nodeauth.New(cfg.Identity, src, nodeauth.NewTokenReviewer(c.client, cfg.Identity.Audience), log, reg)
 	require.NoError(t, err)
 	enf, err := xds.NewEnforcer(eng, src, cfg, log, xds.NewMetrics(nil))
 	require.NoError(t, err)
@@ -87,7 +92,7 @@ func startReplica(ctx context.Context, t *testing.T, c *cluster) *replica {
 	go func() { _ = srv.Serve(rctx, lis); done <- struct{}{} }()
 	t.Cleanup(func() { stop(); <-done; <-done })
 	require.Eventually(t, src.Synced, 30*time.Second, 20*time.Millisecond)
-	return &replica{addr: lis.Addr().String(), guard: guard}
+	return &replica{addr: lis.Addr().String(), guard: guard, reg: reg}
 }
 
 // fetch opens an ADS stream from the local address from, as node (with
@@ -196,7 +201,7 @@ func TestNodeIdentity(t *testing.T) {
 	prodNode := kube.NodeID(prodIP, "charge", "payments", "")
 	stagingNode := kube.NodeID(stagingIP, "report", "batch", "")
 
-	r1, r2 := startReplica(ctx, t, c), startReplica(ctx, t, c)
+	r1, r2 := startReplica(ctx, t, c, xds.TLSConfig{}), startReplica(ctx, t, c, xds.TLSConfig{})
 	require.Eventually(t, func() bool {
 		_, err := r1.fetch(t, prodIP, "", prodNode)
 		return err == nil
