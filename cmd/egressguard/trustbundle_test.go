@@ -124,3 +124,25 @@ func TestTrustBundleErrors(t *testing.T) {
 		})
 	}
 }
+
+// The anchors come from the pod spec's environment: whatever they hold,
+// parseAnchors returns CA certificates only, or an error, never a panic.
+func FuzzParseAnchors(f *testing.F) {
+	f.Add("")
+	f.Add("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+	f.Add("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\njunk")
+	f.Fuzz(func(t *testing.T, s string) {
+		out, err := parseAnchors("X", s)
+		if err != nil {
+			return
+		}
+		for rest := out; len(rest) > 0; {
+			var blk *pem.Block
+			blk, rest = pem.Decode(rest)
+			require.NotNil(t, blk)
+			c, err := x509.ParseCertificate(blk.Bytes)
+			require.NoError(t, err)
+			require.True(t, c.IsCA)
+		}
+	})
+}
