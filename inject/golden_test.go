@@ -72,6 +72,8 @@ func TestGolden(t *testing.T) {
 	rcfg.Mode = ModeReport
 	hReport, err := NewHandler(rcfg, nil, zaptest.NewLogger(t))
 	require.NoError(t, err)
+	h.SetHostNetworkOptOuts(testOptOuts, nil)
+	hReport.SetHostNetworkOptOuts(testOptOuts, nil)
 	ins, err := filepath.Glob("testdata/in/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, ins)
