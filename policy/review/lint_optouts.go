@@ -23,7 +23,7 @@ func lintOptOuts(file string, data []byte, c *policy.Catalog, now, limit time.Ti
 		}
 		scope := "pods " + o.Pods
 		if o.Pods == "" {
-			scope = "every pod"
+			scope = "pods of any name"
 		}
 		var labels []string
 		for _, k := range slices.Sorted(maps.Keys(o.Labels)) {
