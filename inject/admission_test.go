@@ -46,10 +46,7 @@ func TestHostNetworkIsRefusedUnlessAuditedOptOut(t *testing.T) {
 	require.Len(t, d.WouldDeny, 1)
 	assert.Contains(t, d.WouldDeny[0], "spec.hostNetwork")
 
-	p.Annotations[AnnotationHostNetworkOptOut] = "OPS-7: cni daemon"
-	_, d, err = injectorIn(t, ModeEnforce).Inject(p, "shop")
-	require.NoError(t, err)
-	assert.Equal(t, map[string]string{AuditHostNetworkOptOut: "OPS-7: cni daemon"}, d.Audit)
+	// Opt-outs by catalog ID: TestHostNetworkOptOutNamesACatalogEntry.
 }
 
 // TestCaptureEscapes: which security contexts could leave traffic

@@ -90,6 +90,9 @@ func TestGolden(t *testing.T) {
 	require.NoError(t, err)
 	hTLS, err := NewHandler(tlsConfig(), nil, zaptest.NewLogger(t), WithStagingCA(stagingAnchors(t)))
 	require.NoError(t, err)
+	for _, x := range []*Handler{h, hReport, hTLS} {
+		x.SetHostNetworkOptOuts(testOptOuts, nil)
+	}
 	ins, err := filepath.Glob("testdata/in/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, ins)

@@ -75,8 +75,9 @@ type Injector struct {
 	cfg       Config
 	bootstrap string
 	sidecar   corev1.ResourceList
-	xdsCA     []byte        // PEM of cfg.XDSCAFile; nil: plaintext xDS
-	anchors   func() []byte // the staging CA's anchors; nil: none
+	xdsCA     []byte          // PEM of cfg.XDSCAFile; nil: plaintext xDS
+	anchors   func() []byte   // the staging CA's anchors; nil: none
+	hostNet   hostNetworkGate // host_network_opt_outs (optout.go)
 }
 
 // Option changes an Injector.
@@ -136,9 +137,11 @@ func NewInjector(cfg Config, opts ...Option) (*Injector, error) {
 }
 
 // AnnotationHostNetworkOptOut admits a host-network pod (which no sidecar
-// or NetworkPolicy can govern) into an enforced namespace. Its value must
-// say why (a ticket, an owner); the webhook copies it into the API
-// server's audit log (auditAnnotations) and warns the client.
+// or NetworkPolicy can govern) into an enforced namespace. Its value is
+// the ID of a catalog host_network_opt_outs entry that covers the pod
+// (namespace, pod glob, labels, not expired); the webhook copies the
+// opt-out into the API server's audit log (auditAnnotations) and warns the
+// client.
 const AnnotationHostNetworkOptOut = "egressguard.io/host-network-opt-out"
 
 // Audit annotation keys the webhook sets on admission responses (the API
@@ -158,9 +161,10 @@ const (
 // namespaceSelector). In order:
 //
 //   - a host-network pod is refused (RefusedError), since no sidecar,
-//     capture rule or NetworkPolicy applies to it, unless it carries
-//     AnnotationHostNetworkOptOut with a reason (admitted unchanged,
-//     audited); in report mode it is admitted with a would-deny;
+//     capture rule or NetworkPolicy applies to it, unless its
+//     AnnotationHostNetworkOptOut names a catalog opt-out that covers it
+//     (admitted unchanged, audited; see admitHostNetwork); in report mode
+//     it is admitted with a would-deny;
 //   - a pod opted out with egressguard.io/inject: "false" ("disabled",
 //     "no") is admitted unchanged, audited;
 //   - a container that could leave traffic capture (captureEscapes) gets
@@ -179,17 +183,7 @@ func (i *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, Decis
 	}
 	enforce := i.cfg.Mode != ModeReport
 	if pod.Spec.HostNetwork {
-		if why := strings.TrimSpace(pod.Annotations[AnnotationHostNetworkOptOut]); why != "" {
-			return pod, Decision{Reason: SkipHostNetwork, Audit: map[string]string{AuditHostNetworkOptOut: why},
-				Notes: []string{"host network admitted by " + AnnotationHostNetworkOptOut + ": " + why}}, nil
-		}
-		msg := "spec.hostNetwork: a host-network pod bypasses the egressguard sidecar, its traffic capture and NetworkPolicy: " +
-			"set hostNetwork: false, or, where the pod must use the node's network, annotate it " +
-			AnnotationHostNetworkOptOut + `: "<ticket and reason>" (an audited exception)`
-		if enforce {
-			return nil, Decision{}, &RefusedError{Reason: msg}
-		}
-		return pod, Decision{Reason: SkipHostNetwork, WouldDeny: []string{msg}}, nil
+		return i.admitHostNetwork(pod, namespace)
 	}
 	if v := pod.Annotations[AnnotationInject]; optedOut(v) {
 		return pod, Decision{Reason: SkipOptedOut, Audit: map[string]string{AuditOptedOut: AnnotationInject + "=" + v}}, nil

@@ -39,6 +39,7 @@ func TestInjectDoesNotWriteItsInput(t *testing.T) {
 func TestInjectSkips(t *testing.T) {
 	inj, err := NewInjector(testConfig())
 	require.NoError(t, err)
+	inj.hostNet = hostNetworkGate{check: testOptOuts}
 	for _, tc := range []struct {
 		name   string
 		mutate func(*corev1.Pod)
@@ -46,7 +47,7 @@ func TestInjectSkips(t *testing.T) {
 	}{
 		{"host network, opted out", func(p *corev1.Pod) {
 			p.Spec.HostNetwork = true
-			p.Annotations[AnnotationHostNetworkOptOut] = "OPS-1: node agent"
+			p.Annotations[AnnotationHostNetworkOptOut] = "shop-agent"
 		}, SkipHostNetwork},
 		{"opt-out false", func(p *corev1.Pod) { p.Annotations[AnnotationInject] = "false" }, SkipOptedOut},
 		{"opt-out disabled", func(p *corev1.Pod) { p.Annotations[AnnotationInject] = " Disabled " }, SkipOptedOut},

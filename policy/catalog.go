@@ -40,6 +40,9 @@ type Catalog struct {
 	JWT          *JWTIdentities `yaml:"jwt,omitempty" json:"jwt,omitempty"`
 	Fingerprints []Fingerprint  `yaml:"fingerprints,omitempty" json:"fingerprints,omitempty"`
 	Exceptions   []Exception    `yaml:"exceptions,omitempty" json:"exceptions,omitempty"`
+	// HostNetworkOptOuts admit host-network pods into enforced namespaces
+	// (see optouts.go).
+	HostNetworkOptOuts []HostNetworkOptOut `yaml:"host_network_opt_outs,omitempty" json:"host_network_opt_outs,omitempty"`
 }
 
 // NAT64Prefixes returns the parsed NAT64 list of a validated catalog.

@@ -71,6 +71,7 @@ func BuildCatalog(files []CatalogFile, now time.Time) (*Catalog, []ExpiredExcept
 	m := &Catalog{}
 	provIdx := map[string]int{}
 	excFile := map[string]string{}
+	optOutFile := map[string]string{}
 	var expired []ExpiredException
 	for i, c := range parsed {
 		file := files[i].Name
@@ -122,6 +123,7 @@ func BuildCatalog(files []CatalogFile, now time.Time) (*Catalog, []ExpiredExcept
 			}
 			m.Exceptions = append(m.Exceptions, x)
 		}
+		errs = append(errs, m.mergeHostNetworkOptOuts(c, file, optOutFile)...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err

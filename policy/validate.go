@@ -246,6 +246,7 @@ func (c *Catalog) validate(d *doc) error {
 	for i := range c.Exceptions {
 		validateException(d, path{"exceptions", i}, &c.Exceptions[i], ids, i, add)
 	}
+	c.validateHostNetworkOptOuts(d, add)
 	return errors.Join(errs...)
 }
 

@@ -31,6 +31,11 @@ func (g *guard) adminOptions() admin.Options {
 		Recorder:  g.rec,
 		Decide:    http.HandlerFunc(g.apiDecide),
 		Plan:      http.HandlerFunc(g.apiPlan),
+
+		HostNetworkOptOuts: g.optOutViews,
+	}
+	if g.identity != nil {
+		o.IdentityRefusals = g.identity.Recent
 	}
 	if g.enf != nil {
 		o.Sidecars = g.enf.Nodes

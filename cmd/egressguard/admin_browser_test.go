@@ -46,6 +46,11 @@ func TestAdminPageInBrowser(t *testing.T) {
 	chromium := findChromium(t)
 	cfg := testServeConfig(t)
 	cfg.Decisions.File = "/dev/full" // every decision-record write fails: the page must say so
+	// The example catalog lists a host-network opt-out; identity in report
+	// mode records the sidecar below (10.1.2.3 in its node ID, 127.0.0.1
+	// on the wire) as a would-deny and still serves it.
+	cfg.Policy.Catalogs = []string{"../../deploy/examples/catalog.yaml"}
+	require.NoError(t, applySet(&cfg, "xds.identity.mode=report"))
 	addrs := startGuard(t, cfg)
 	page := "http://" + addrs.Admin.String() + "/"
 
@@ -173,6 +178,17 @@ func TestAdminPageInBrowser(t *testing.T) {
 	const sidecarRow = `//div[@id="sidecars"]//tr[td[contains(., "checkout.payments")]]`
 	step("the sidecar and its NACK appear", chromedp.WaitVisible(sidecarRow+`[td[contains(., "listener rejected by the browser test")]]`))
 	assert.Contains(t, text(sidecarRow), resp.VersionInfo, "the config version served")
+	const identityRow = `//div[@id="identity"]//tr[td[contains(., "checkout.payments")]]`
+	step("its unproven node ID appears as a would-deny", chromedp.WaitVisible(identityRow+`[td[contains(., "would-deny")]]`))
+	irow := text(identityRow)
+	assert.Contains(t, irow, "127.0.0.1", "the peer")
+	assert.Contains(t, irow, "the connection comes from 127.0.0.1", "the reason")
+	const optOutRow = `//div[@id="optouts"]//tr[td[1][contains(., "node-exporter")]]`
+	step("the catalog's host-network opt-out is listed", chromedp.WaitVisible(optOutRow))
+	orow := text(optOutRow)
+	for _, want := range []string{"monitoring", "node-exporter-*", "app=node-exporter", "observability-team@example.com", "OPS-1234", "2027-02-28"} {
+		assert.Contains(t, orow, want)
+	}
 
 	sctx, scancel := context.WithTimeout(bctx, browserWait)
 	defer scancel()

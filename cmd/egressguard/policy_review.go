@@ -178,7 +178,9 @@ func newPolicyLintCmd(ro *rootOptions) *cobra.Command {
   - exception-expiry: every exception has an owner, a ticket and expires no
     more than 90 days ahead (expired exceptions are warnings);
   - production-allow: no rule other than an exception allows a production zone
-    or CIDR to a non-production environment.
+    or CIDR to a non-production environment;
+  - host-network-opt-out: every host_network_opt_outs entry is listed (info)
+    and held to the exception-expiry rules.
 Exit code 1 when there is an error finding, 2 when the policy does not load.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -39,7 +39,11 @@ func newRootCmd() *cobra.Command {
 		Short: "Keep staging workloads from touching production",
 		Long: `egressguard enforces one policy at three points: an xDS control plane for Envoy
 sidecars and proxyless gRPC, a DNS resolver, and a secrets scanner for
-staging configuration. See README.md.`,
+staging configuration. See README.md.
+
+Every command exits 2 on a usage error (an unknown command or flag, a bad
+flag value, the wrong number of arguments); what 1 and other codes mean is
+in each command's help.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -78,7 +82,11 @@ staging configuration. See README.md.`,
 		newProxyStatusCmd(),
 		newProxyConfigCmd(),
 	)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return flagError(err) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(flagError(err)) })
+	// The root, too, fails on an unknown command through runGroup, so that
+	// it exits exitUsage like every other usage error (cobra's own check
+	// returns a plain error: exit 1).
+	root.Args, root.RunE = cobra.ArbitraryArgs, runGroup
 	root.InitDefaultCompletionCmd()
 	tidyCommands(root)
 	return root
@@ -90,7 +98,8 @@ staging configuration. See README.md.`,
 //   - boolean flags render as plain switches ("--apply"), not as pflag
 //     1.1's "--apply[=true|false]"; --apply=false still parses;
 //   - a command that only groups subcommands (policy) fails on an unknown
-//     one with a suggestion, where cobra would print help and exit 0.
+//     one with a suggestion, where cobra would print help and exit 0;
+//   - an argument-count error exits exitUsage (usageError).
 func tidyCommands(c *cobra.Command) {
 	c.InitDefaultHelpFlag()
 	plain := func(f *pflag.Flag) {
@@ -104,6 +113,9 @@ func tidyCommands(c *cobra.Command) {
 	// subcommands and suggests.)
 	if c.HasParent() && c.HasSubCommands() && c.Run == nil && c.RunE == nil {
 		c.RunE = runGroup
+	}
+	if args := c.Args; args != nil {
+		c.Args = func(cmd *cobra.Command, a []string) error { return usageError(args(cmd, a)) }
 	}
 	for _, sub := range c.Commands() {
 		tidyCommands(sub)
@@ -141,7 +153,22 @@ func runGroup(cmd *cobra.Command, args []string) error {
 	} else {
 		msg += fmt.Sprintf("; run '%s --help' for the commands", cmd.CommandPath())
 	}
-	return errors.New(msg)
+	return usageError(errors.New(msg))
+}
+
+// exitUsage is every command's exit code for a usage error. Exit 1 keeps
+// each command's own meaning (findings, a failed check, a widening diff's
+// load error), so a typo in CI never reads as one of those.
+const exitUsage = 2
+
+// usageError gives err (nil stays nil; an exitError keeps its code) the
+// exit code exitUsage.
+func usageError(err error) error {
+	var ee *exitError
+	if err == nil || errors.As(err, &ee) {
+		return err
+	}
+	return &exitError{code: exitUsage, err: err}
 }
 
 // Logger is the process logger (a no-op before flags are parsed).

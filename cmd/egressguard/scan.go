@@ -233,7 +233,9 @@ func productionFromCatalog(c *policy.Catalog) (secretscan.Production, error) {
 	if c == nil {
 		return p, nil
 	}
-	p.Zones = append(p.Zones, c.Zones...)
+	for _, z := range c.Zones {
+		p.Zones = append(p.Zones, policy.ZoneHosts(z)...) // "*.X" includes the apex X
+	}
 	p.CIDRs = append(p.CIDRs, c.CIDRs...)
 	if c.JWT != nil {
 		p.JWTIssuers, p.JWTAudiences = c.JWT.Issuers, c.JWT.Audiences

@@ -154,7 +154,10 @@ type guard struct {
 	// Recent is for the admin page.
 	identity *nodeauth.Guard
 	webhook  *inject.Server
-	ready    atomic.Bool
+	// optOutLog keeps the pods the webhook admitted under each
+	// host-network opt-out, for the admin page.
+	optOutLog *inject.OptOutLog
+	ready     atomic.Bool
 	// lameDuck is set on SIGTERM: /readyz answers 503 while the
 	// listeners keep serving for shutdown.lame_duck.
 	lameDuck atomic.Bool
@@ -266,8 +269,12 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 	if cfg.Webhook.Enabled() {
 		if h, err := inject.NewHandler(cfg.Webhook, inject.NewMetrics(g.reg), log.Named("inject")); err != nil {
 			errs = append(errs, err)
-		} else if g.webhook, err = inject.NewServer(cfg.Webhook, h, log.Named("inject")); err != nil {
-			errs = append(errs, err)
+		} else {
+			g.optOutLog = inject.NewOptOutLog(0)
+			h.SetHostNetworkOptOuts(catalogOptOuts(eng, time.Now), g.optOutLog)
+			if g.webhook, err = inject.NewServer(cfg.Webhook, h, log.Named("inject")); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	if len(errs) > 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/xds"
+	"github.com/egressguard/egressguard/xds/nodeauth"
 )
 
 //go:embed page.html
@@ -49,6 +50,13 @@ type Options struct {
 	// DecisionLog reports the decision-record file's health for
 	// /api/decisionlog (nil: records are kept in memory only).
 	DecisionLog func() decisionlog.Status
+	// IdentityRefusals lists the xDS streams whose node ID was not proven
+	// (nodeauth.Guard.Recent; nil: xds.identity is off) for /api/identity.
+	IdentityRefusals func() []nodeauth.Refusal
+	// HostNetworkOptOuts lists the catalog's host-network opt-outs with
+	// the pods the webhook recently admitted under each (NewOptOutViews)
+	// for /api/optouts.
+	HostNetworkOptOuts func() []OptOutView
 }
 
 // Handler serves Probes and api (API, wrapped in RequireAuth or another
@@ -136,6 +144,7 @@ func API(o Options) http.Handler {
 		}
 		WriteJSON(w, http.StatusOK, map[string]any{"xds_enabled": o.Sidecars != nil, "nodes": nodes})
 	})
+	identityAndOptOutAPIs(mux, o)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "text/html; charset=utf-8")

@@ -24,7 +24,7 @@ type Finding struct {
 	File     string `json:"file,omitempty"`
 	Line     int    `json:"line,omitempty"`
 	Check    string `json:"check"`
-	Severity string `json:"severity"` // error or warning
+	Severity string `json:"severity"` // error, warning or info (a listing, not a problem)
 	Message  string `json:"message"`
 }
 
@@ -46,7 +46,9 @@ func (f Finding) String() string {
 //     more than MaxExceptionDays after now (expired ones are warnings: they
 //     are ignored, and should be deleted);
 //   - production-allow: no rule other than an exception's allows a
-//     production zone or CIDR for a non-production class.
+//     production zone or CIDR for a non-production class;
+//   - host-network-opt-out: every host_network_opt_outs entry is listed
+//     (info) and held to the exception-expiry rules.
 //
 // The classes are those Diff uses: each environment, the default workload,
 // each exception's selector and the inventory's workloads.
@@ -65,28 +67,15 @@ func Lint(s *Side, inv *inventory.Snapshot, now time.Time) ([]Finding, error) {
 		if err != nil {
 			return nil, fmt.Errorf("review: lint: %w", err)
 		}
-		lines := exceptionLines(data)
 		limit := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, MaxExceptionDays)
+		lines := sectionLines(data, "exceptions")
 		for i, x := range c.Exceptions {
-			ln := lines[i]
 			add := func(sev, msg string) {
-				out = append(out, Finding{File: f, Line: ln, Check: "exception-expiry", Severity: sev, Message: fmt.Sprintf("exceptions[%d] (%s): %s", i, x.ID, msg)})
+				out = append(out, Finding{File: f, Line: lines[i], Check: "exception-expiry", Severity: sev, Message: fmt.Sprintf("exceptions[%d] (%s): %s", i, x.ID, msg)})
 			}
-			if strings.TrimSpace(x.Owner) == "" {
-				add("error", "owner is required")
-			}
-			if strings.TrimSpace(x.Ticket) == "" {
-				add("error", "ticket is required")
-			}
-			switch {
-			case !x.Expires.Valid():
-				add("error", fmt.Sprintf("expires %q is not a YYYY-MM-DD date", x.Expires.Raw))
-			case x.Expires.ExpiredAt(now):
-				add("warning", fmt.Sprintf("expired %s and is ignored; delete it or renew it (owner %s, ticket %s)", x.Expires, x.Owner, x.Ticket))
-			case x.Expires.Time().After(limit):
-				add("error", fmt.Sprintf("expires %s, more than %d days ahead (latest allowed: %s)", x.Expires, MaxExceptionDays, limit.Format("2006-01-02")))
-			}
+			timeBoxed(add, x.Owner, x.Ticket, x.Expires, now, limit)
 		}
+		out = append(out, lintOptOuts(f, data, c, now, limit)...)
 	}
 	// Rules of every class's plan.
 	cat := s.Engine.Catalog()
@@ -152,9 +141,29 @@ func lintWorkloads(s *Side, inv *inventory.Snapshot) []*inventory.Workload {
 	return append(ws, inv.Workloads()...)
 }
 
-// exceptionLines maps the index of each item of the top-level exceptions
-// list to its line.
-func exceptionLines(data []byte) map[int]int {
+// timeBoxed checks what exceptions and host-network opt-outs both need:
+// an owner, a ticket and an expiry no later than limit (an expired one is a
+// warning: it no longer applies, and should be deleted or renewed).
+func timeBoxed(add func(sev, msg string), owner, ticket string, expires policy.Date, now, limit time.Time) {
+	if strings.TrimSpace(owner) == "" {
+		add("error", "owner is required")
+	}
+	if strings.TrimSpace(ticket) == "" {
+		add("error", "ticket is required")
+	}
+	switch {
+	case !expires.Valid():
+		add("error", fmt.Sprintf("expires %q is not a YYYY-MM-DD date", expires.Raw))
+	case expires.ExpiredAt(now):
+		add("warning", fmt.Sprintf("expired %s and is ignored; delete it or renew it (owner %s, ticket %s)", expires, owner, ticket))
+	case expires.Time().After(limit):
+		add("error", fmt.Sprintf("expires %s, more than %d days ahead (latest allowed: %s)", expires, MaxExceptionDays, limit.Format("2006-01-02")))
+	}
+}
+
+// sectionLines maps the index of each item of the top-level list key to
+// its line.
+func sectionLines(data []byte, key string) map[int]int {
 	out := map[int]int{}
 	var n yaml.Node
 	if yaml.Unmarshal(data, &n) != nil || len(n.Content) == 0 {
@@ -165,7 +174,7 @@ func exceptionLines(data []byte) map[int]int {
 		return out
 	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == "exceptions" && m.Content[i+1].Kind == yaml.SequenceNode {
+		if m.Content[i].Value == key && m.Content[i+1].Kind == yaml.SequenceNode {
 			for j, it := range m.Content[i+1].Content {
 				out[j] = it.Line
 			}
@@ -175,10 +184,12 @@ func exceptionLines(data []byte) map[int]int {
 }
 
 // Errors counts error findings.
-func Errors(fs []Finding) int {
+func Errors(fs []Finding) int { return count(fs, "error") }
+
+func count(fs []Finding, severity string) int {
 	n := 0
 	for _, f := range fs {
-		if f.Severity == "error" {
+		if f.Severity == severity {
 			n++
 		}
 	}
@@ -192,7 +203,7 @@ func WriteFindings(w io.Writer, fs []Finding) error {
 		b.WriteString(f.String())
 		b.WriteByte('\n')
 	}
-	fmt.Fprintf(&b, "%d error(s), %d warning(s)\n", Errors(fs), len(fs)-Errors(fs))
+	fmt.Fprintf(&b, "%d error(s), %d warning(s)\n", Errors(fs), count(fs, "warning"))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
