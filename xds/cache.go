@@ -58,6 +58,9 @@ type prepared struct {
 	any     *anypb.Any
 	version string
 	delta   *discoveryv3.Resource
+	// digest is the SHA-256 of the wire form (version is its first 12
+	// bytes); the chain-check memo is keyed by it.
+	digest [sha256.Size]byte
 }
 
 func prepare(name string, m proto.Message) (*prepared, error) {
@@ -72,7 +75,7 @@ func preparedFrom(name string, m proto.Message, b []byte) *prepared {
 	sum := sha256.Sum256(b)
 	v := hex.EncodeToString(sum[:12])
 	a := &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
-	return &prepared{name: name, msg: m, any: a, version: v, delta: &discoveryv3.Resource{Name: name, Version: v, Resource: a}}
+	return &prepared{name: name, msg: m, any: a, version: v, delta: &discoveryv3.Resource{Name: name, Version: v, Resource: a}, digest: sum}
 }
 
 // prepareRoute marshals a route configuration from its parts: the

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -110,6 +111,7 @@ type Enforcer struct {
 
 	mu      sync.Mutex
 	vhc     *vhostCache // virtual hosts of the current policy version
+	chains  *chainMemo  // chain-check results by listener content, across rebuilds
 	nodes   map[string]*nodeState
 	streams map[int64]string // stream ID → node ID
 	classes map[string]*class
@@ -127,18 +129,28 @@ func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Lo
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Enforcer{
+	e := &Enforcer{
 		plans:   plans,
 		inv:     inv,
 		cfg:     cfg,
 		log:     log,
 		metrics: m,
 		cache:   newSnapCache(log.Named("cache"), m),
-		vhc:     newVHostCache(true),
 		nodes:   map[string]*nodeState{},
 		streams: map[int64]string{},
 		classes: map[string]*class{},
-	}, nil
+		chains:  newChainMemo(m),
+	}
+	e.vhc = e.newVHostCache()
+	return e, nil
+}
+
+// newVHostCache is a fresh (eager) virtual-host cache for a policy version,
+// sharing the enforcer's chain-check memo.
+func (e *Enforcer) newVHostCache() *vhostCache {
+	c := newVHostCache(true)
+	c.chains = e.chains
+	return c
 }
 
 func kindOf(n *corev3.Node) nodeKind {
@@ -416,7 +428,10 @@ func (e *Enforcer) Rebuild() {
 	// A fresh virtual-host cache per rebuild: classes built now share the
 	// new policy version's virtual hosts; the previous version's are freed
 	// with the classes that used them.
-	e.vhc = newVHostCache(true)
+	e.vhc = e.newVHostCache()
+	// Listeners checked by the previous rebuild stay memoised through this
+	// one; older ones are forgotten.
+	e.chains.rotate()
 	e.mu.Unlock()
 
 	inv := e.inv.Current()
@@ -577,11 +592,16 @@ func buildSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Snapshot, err
 	if err != nil {
 		return nil, err
 	}
-	if err := validateWith(res, vhc); err != nil {
-		return nil, err
-	}
+	// Marshal first: the listeners' digests key the chain-check memo.
 	items, err := prepareAll(res, vhc)
 	if err != nil {
+		return nil, err
+	}
+	digests := make(map[string][sha256.Size]byte, len(items[typeListener]))
+	for _, it := range items[typeListener] {
+		digests[it.name] = it.digest
+	}
+	if err := validateWith(res, vhc, digests); err != nil {
 		return nil, err
 	}
 	for t := range numTypes {

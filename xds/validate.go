@@ -22,12 +22,15 @@ import (
 // same connection (CheckFilterChains), and no reference dangles (listener → route
 // configuration → cluster → endpoints, including api_listener, which
 // go-control-plane's Snapshot.Consistent does not follow).
-func Validate(r *Resources) error { return validateWith(r, nil) }
+func Validate(r *Resources) error { return validateWith(r, nil, nil) }
 
 // validateWith is Validate; virtual hosts that vhc built (eagerly) were
 // checked when they were built and are not walked again. Shared virtual
-// hosts are checked once however many route configurations hold them.
-func validateWith(r *Resources, vhc *vhostCache) error {
+// hosts are checked once however many route configurations hold them. A
+// listener whose wire digest is in digests (by name) is chain-checked
+// through vhc's chain memo, so a listener whose bytes were checked before
+// is not checked again.
+func validateWith(r *Resources, vhc *vhostCache, digests map[string][sha256.Size]byte) error {
 	var errs []error
 	ac := &anyChecker{}
 	if vhc != nil {
@@ -37,7 +40,13 @@ func validateWith(r *Resources, vhc *vhostCache) error {
 		if err := ac.validate(l, "listener "+l.Name); err != nil {
 			errs = append(errs, err)
 		}
-		if err := CheckFilterChains(l); err != nil {
+		var err error
+		if d, ok := digests[l.Name]; ok && vhc != nil && vhc.chains != nil {
+			err = vhc.chains.check(l, d)
+		} else {
+			err = CheckFilterChains(l)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
