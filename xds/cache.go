@@ -180,19 +180,27 @@ func (s *Snapshot) Resources(typeURL string) map[string]proto.Message {
 	return out
 }
 
-// nackRecord is the last rejection a node reported for one type.
-type nackRecord struct {
+// NackRecord is the last rejection a node reported for one type.
+type NackRecord struct {
 	Version string    `json:"version"`
 	Detail  string    `json:"detail"`
 	At      time.Time `json:"at"`
 	Count   uint64    `json:"count"`
 }
 
+// AckRecord is the last acceptance a node reported for one type: the
+// digest of the resource versions it acknowledged, and when.
+type AckRecord struct {
+	Version string    `json:"version"`
+	At      time.Time `json:"at"`
+}
+
 type cacheNode struct {
 	snap      *Snapshot
 	setAt     time.Time
 	watches   map[int64]*cacheWatch
-	nacks     [numTypes]*nackRecord
+	acks      [numTypes]*AckRecord
+	nacks     [numTypes]*NackRecord
 	nackTotal uint64
 	unknown   map[string]bool
 }
@@ -285,7 +293,9 @@ type NodeStatus struct {
 	SetAt     time.Time              `json:"published_at"`
 	Watches   int                    `json:"open_watches"`
 	NACKs     uint64                 `json:"nacks_total"`
-	LastNACKs map[string]*nackRecord `json:"last_nacks,omitempty"`
+	LastNACKs map[string]*NackRecord `json:"last_nacks,omitempty"`
+	// LastACKs is the last ACK per resource type (any stream of the node).
+	LastACKs map[string]*AckRecord `json:"last_acks,omitempty"`
 }
 
 func (c *snapCache) status(id string) (NodeStatus, bool) {
@@ -295,7 +305,7 @@ func (c *snapCache) status(id string) (NodeStatus, bool) {
 	if !ok {
 		return NodeStatus{}, false
 	}
-	st := NodeStatus{SetAt: n.setAt, Watches: len(n.watches), NACKs: n.nackTotal, LastNACKs: map[string]*nackRecord{}}
+	st := NodeStatus{SetAt: n.setAt, Watches: len(n.watches), NACKs: n.nackTotal, LastNACKs: map[string]*NackRecord{}, LastACKs: map[string]*AckRecord{}}
 	if n.snap != nil {
 		st.Version = n.snap.Version
 	}
@@ -303,6 +313,12 @@ func (c *snapCache) status(id string) (NodeStatus, bool) {
 		if r != nil {
 			cp := *r
 			st.LastNACKs[typeNames[t]] = &cp
+		}
+	}
+	for t, r := range n.acks {
+		if r != nil {
+			cp := *r
+			st.LastACKs[typeNames[t]] = &cp
 		}
 	}
 	return st, true
@@ -323,9 +339,11 @@ type watchRequest interface {
 	GetNode() *corev3.Node
 	GetTypeUrl() string
 	GetErrorDetail() *rpcstatus.Status
+	GetResponseNonce() string
 }
 
-// createWatch records a NACK carried by req, then answers w at once when the
+// createWatch records the ACK or NACK carried by req (a request answering a
+// response, with or without error_detail), then answers w at once when the
 // node's snapshot has something the stream has not been sent, or parks it.
 func (c *snapCache) createWatch(req watchRequest, sub cachev3.Subscription, w *cacheWatch) (func(), error) {
 	id := req.GetNode().GetId()
@@ -340,8 +358,11 @@ func (c *snapCache) createWatch(req watchRequest, sub cachev3.Subscription, w *c
 		c.noteUnknown(id, n, req.GetTypeUrl())
 		return func() {}, nil
 	}
-	if req.GetErrorDetail() != nil {
+	switch {
+	case req.GetErrorDetail() != nil:
 		c.noteNACK(id, n, typ, sub.ReturnedResources(), req.GetErrorDetail().GetMessage())
+	case req.GetResponseNonce() != "":
+		n.acks[typ] = &AckRecord{Version: returnedDigest(sub.ReturnedResources()), At: time.Now()}
 	}
 	w.typ = typ
 	if c.tryRespond(id, n, w) {
@@ -390,7 +411,7 @@ func (c *snapCache) noteNACK(id string, n *cacheNode, typ int, returned map[stri
 		c.log.Warn("node rejected configuration (NACK); it keeps its last accepted config and will not be sent this version again",
 			zap.String("node", id), zap.String("type", typeNames[typ]), zap.String("version", version),
 			zap.String("detail", detail))
-		r = &nackRecord{Version: version, Detail: detail}
+		r = &NackRecord{Version: version, Detail: detail}
 		n.nacks[typ] = r
 	}
 	r.At = time.Now()
