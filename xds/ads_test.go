@@ -135,7 +135,7 @@ func TestADSNodeWithoutID(t *testing.T) {
 func TestADSUnknownType(t *testing.T) {
 	env := startADS(t, Defaults(), smallSpec, "node-a")
 	st := adsStream(t, dial(t, env.addr))
-	for _, typ := range []string{resourcev3.SecretType, "type.googleapis.com/not.a.Type"} {
+	for _, typ := range []string{resourcev3.RuntimeType, "type.googleapis.com/not.a.Type"} {
 		require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: sidecarNode("node-a"), TypeUrl: typ}))
 	}
 	require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: sidecarNode("node-a"), TypeUrl: resourcev3.ClusterType}))

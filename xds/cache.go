@@ -28,12 +28,13 @@ const (
 	typeRoute
 	typeCluster
 	typeEndpoint
+	typeSecret
 	numTypes
 )
 
-var typeURLs = [numTypes]string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
+var typeURLs = [numTypes]string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
 
-var typeNames = [numTypes]string{"listener", "route", "cluster", "endpoint"}
+var typeNames = [numTypes]string{"listener", "route", "cluster", "endpoint", "secret"}
 
 func typeIndex(url string) int {
 	for i, u := range typeURLs {

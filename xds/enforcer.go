@@ -17,6 +17,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -651,6 +652,9 @@ func prepareAll(r *Resources, vhc *vhostCache) ([numTypes][]*prepared, error) {
 	for _, e := range r.Endpoints {
 		add(typeEndpoint, e.ClusterName, e)
 	}
+	for _, s := range r.Secrets {
+		add(typeSecret, s.Name, s)
+	}
 	return out, errors.Join(errs...)
 }
 
@@ -667,6 +671,9 @@ func resourcesOf(items [numTypes][]*prepared) *Resources {
 	}
 	for _, p := range items[typeEndpoint] {
 		r.Endpoints = append(r.Endpoints, p.msg.(*endpointv3.ClusterLoadAssignment))
+	}
+	for _, p := range items[typeSecret] {
+		r.Secrets = append(r.Secrets, p.msg.(*tlsv3.Secret))
 	}
 	return r
 }

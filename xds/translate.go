@@ -101,6 +101,9 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Secrets are the interception leaves (SDS), only in the resources of
+	// a sidecar whose class intercepts their host.
+	Secrets []*tlsv3.Secret
 }
 
 func (r *Resources) sort() {
@@ -110,6 +113,7 @@ func (r *Resources) sort() {
 	slices.SortFunc(r.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
 		return strings.Compare(a.ClusterName, b.ClusterName)
 	})
+	slices.SortFunc(r.Secrets, func(a, b *tlsv3.Secret) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // verdict is what an enforcer does for one rule, report mode applied.

@@ -86,6 +86,11 @@ func validateWith(r *Resources, vhc *vhostCache, digests map[string][sha256.Size
 			errs = append(errs, err)
 		}
 	}
+	for _, s := range r.Secrets {
+		if err := ac.validate(s, "secret "+s.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := checkReferences(r); err != nil {
 		errs = append(errs, err)
 	}
