@@ -172,7 +172,7 @@ func perType[R any](m map[string]*R, format func(typ string, r R) string) string
 // proxyTypes are the resource types proxy-config shows, as --type names
 // them and as the admin API's /debug/xds groups them.
 var proxyTypes = []struct{ flag, key string }{
-	{"listener", "listeners"}, {"route", "routes"}, {"cluster", "clusters"}, {"endpoint", "endpoints"},
+	{"listener", "listeners"}, {"route", "routes"}, {"cluster", "clusters"}, {"endpoint", "endpoints"}, {"secret", "secrets"},
 }
 
 func newProxyConfigCmd() *cobra.Command {
@@ -184,7 +184,8 @@ func newProxyConfigCmd() *cobra.Command {
 		Long: `proxy-config asks a running guard's admin API (/debug/xds?node=NODE) for the
 resources it serves one connected node (proxy-status lists the node IDs) and
 prints a summary per resource, or, with -o json, the resources as Envoy
-receives them (protojson).`,
+receives them (protojson). SDS secrets (the staging CA's leaves of intercepted
+hosts) show by name and version only: the admin API never returns key material.`,
 		Example: `  egressguard proxy-config sidecar~10.1.2.3~checkout-7d9.payments~payments.svc.cluster.local
   egressguard proxy-config sidecar~10.1.2.3~checkout-7d9.payments~payments.svc.cluster.local --type route
   egressguard proxy-config sidecar~10.1.2.3~checkout-7d9.payments~payments.svc.cluster.local --type cluster -o json`,
@@ -197,7 +198,7 @@ receives them (protojson).`,
 				}
 			}
 			if len(keys) == 0 {
-				return fmt.Errorf("--type %q: want listener, route, cluster, endpoint or all", typ)
+				return fmt.Errorf("--type %q: want listener, route, cluster, endpoint, secret or all", typ)
 			}
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: want table or json", output)
@@ -223,7 +224,7 @@ receives them (protojson).`,
 		},
 	}
 	a.flags(cmd)
-	cmd.Flags().StringVar(&typ, "type", "all", "resource `TYPE`: listener, route, cluster, endpoint or all")
+	cmd.Flags().StringVar(&typ, "type", "all", "resource `TYPE`: listener, route, cluster, endpoint, secret (name and version only) or all")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -247,6 +248,7 @@ type resourceSummary struct {
 	} `json:"virtualHosts"`
 	Type      string            `json:"type"`
 	Endpoints []json.RawMessage `json:"endpoints"`
+	Version   string            `json:"version"` // secrets: the admin API shows no key material
 }
 
 func writeProxyConfig(w io.Writer, keys []string, res map[string][]json.RawMessage) error {
@@ -278,6 +280,8 @@ func writeProxyConfig(w io.Writer, keys []string, res map[string][]json.RawMessa
 			case "endpoints":
 				name = s.ClusterName
 				detail = fmt.Sprintf("%d localities", len(s.Endpoints))
+			case "secrets":
+				detail = "version " + s.Version
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", strings.TrimSuffix(k, "s"), name, detail)
 			rows++

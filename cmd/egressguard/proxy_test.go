@@ -91,8 +91,8 @@ func TestProxyStatusAndConfig(t *testing.T) {
 
 	_, err = runCLI(t, "proxy-config", "sidecar~no~such~node", "--admin", admin)
 	require.ErrorContains(t, err, "404 Not Found: node not connected")
-	_, err = runCLI(t, "proxy-config", nodeID, "--admin", admin, "--type", "secret")
-	require.ErrorContains(t, err, `--type "secret": want listener, route, cluster, endpoint or all`)
+	_, err = runCLI(t, "proxy-config", nodeID, "--admin", admin, "--type", "runtime")
+	require.ErrorContains(t, err, `--type "runtime": want listener, route, cluster, endpoint, secret or all`)
 	_, err = runCLI(t, "proxy-status", "--admin", "127.0.0.1:1")
 	require.ErrorContains(t, err, "is `egressguard serve` running? --admin sets the address")
 }
@@ -117,4 +117,14 @@ func TestProxyStatusToken(t *testing.T) {
 	out, err := runCLI(t, "proxy-status", "--admin", srv.URL, "--admin-token-file", tok)
 	require.NoError(t, err)
 	assert.Contains(t, out, "(no xDS clients connected)")
+}
+
+// TestProxyConfigSecrets: secrets are listed by name and version, the only
+// fields the admin API gives for them.
+func TestProxyConfigSecrets(t *testing.T) {
+	var out strings.Builder
+	require.NoError(t, writeProxyConfig(&out, []string{"secrets"}, map[string][]json.RawMessage{
+		"secrets": {json.RawMessage(`{"name":"egressguard-intercept~api.stripe.com","version":"0a1b2c"}`)},
+	}))
+	assert.Regexp(t, `(?m)^secret\s+egressguard-intercept~api\.stripe\.com\s+version 0a1b2c$`, out.String())
 }
