@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -107,6 +108,7 @@ type Enforcer struct {
 	log     *zap.Logger
 	metrics *Metrics
 	cache   *snapCache
+	certs   Certificates // nil: no HTTPS interception
 
 	rebuildMu sync.Mutex // one Rebuild at a time
 
@@ -120,7 +122,7 @@ type Enforcer struct {
 }
 
 // NewEnforcer builds an enforcer. cfg must have passed Validate.
-func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Logger, m *Metrics) (*Enforcer, error) {
+func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Logger, m *Metrics, opts ...Option) (*Enforcer, error) {
 	if plans == nil || inv == nil {
 		return nil, errors.New("xds: enforcer needs a plan source and an inventory source")
 	}
@@ -143,7 +145,40 @@ func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Lo
 		chains:  newChainMemo(m),
 	}
 	e.vhc = e.newVHostCache()
+	for _, o := range opts {
+		o(e)
+	}
 	return e, nil
+}
+
+// watchCertificates rebuilds the classes that intercept HTTPS whenever the
+// staging CA's leaves change (rotation, renewal, a new host set), so their
+// nodes get the new SDS secrets; it returns when ctx is done.
+func (e *Enforcer) watchCertificates(ctx context.Context) {
+	if e.certs == nil {
+		return
+	}
+	changes := e.certs.Changes()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+			// Under rebuildMu, so no rebuild in flight reinstalls a class
+			// built with the old leaves.
+			e.rebuildMu.Lock()
+			e.mu.Lock()
+			for fp, c := range e.classes {
+				if len(c.plan.Intercepts()) > 0 {
+					delete(e.classes, fp) // rebuilt afresh below
+				}
+			}
+			e.mu.Unlock()
+			e.log.Info("staging CA leaves changed: rebuilding the classes that intercept HTTPS")
+			e.rebuild()
+			e.rebuildMu.Unlock()
+		}
+	}
 }
 
 // newVHostCache is a fresh (eager) virtual-host cache for a policy version,
@@ -418,6 +453,11 @@ func (e *Enforcer) classFor(p *plan.Plan) *class {
 func (e *Enforcer) Rebuild() {
 	e.rebuildMu.Lock()
 	defer e.rebuildMu.Unlock()
+	e.rebuild()
+}
+
+// rebuild is Rebuild; the caller holds rebuildMu.
+func (e *Enforcer) rebuild() {
 	start := time.Now()
 
 	e.mu.Lock()
@@ -537,6 +577,7 @@ func (c *class) snapshot(e *Enforcer, kind nodeKind, port uint32, targets []stri
 				OutboundPort:           port,
 				AccessLogPath:          e.cfg.AccessLogPath,
 				ListenerFiltersTimeout: e.cfg.ListenerFiltersTimeout,
+				Certificates:           e.certs,
 			}, e.vhostCache())
 		})
 		return b.snap, b.err

@@ -10,6 +10,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -292,6 +293,10 @@ func checkReferences(r *Resources) error {
 	for _, e := range r.Endpoints {
 		cla[e.ClusterName] = true
 	}
+	secrets := map[string]bool{}
+	for _, s := range r.Secrets {
+		secrets[s.Name] = true
+	}
 	var errs []error
 	needRoute := func(from, name string) {
 		if !routes[name] {
@@ -324,6 +329,19 @@ func checkReferences(r *Resources) error {
 			hcmRefs(from+" api_listener", api)
 		}
 		for _, fc := range l.FilterChains {
+			if ts := fc.GetTransportSocket().GetTypedConfig(); ts != nil {
+				// A terminating chain's certificates come over SDS from
+				// this snapshot: each named secret must be in it.
+				dtc := &tlsv3.DownstreamTlsContext{}
+				if err := ts.UnmarshalTo(dtc); err != nil {
+					errs = append(errs, fmt.Errorf("%s chain %s transport socket: %w", from, fc.Name, err))
+				}
+				for _, sds := range dtc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+					if !secrets[sds.GetName()] {
+						errs = append(errs, fmt.Errorf("%s chain %s: secret %q does not exist", from, fc.Name, sds.GetName()))
+					}
+				}
+			}
 			for _, f := range fc.Filters {
 				at := from + " chain " + fc.Name + " filter " + f.Name
 				a := f.GetTypedConfig()
