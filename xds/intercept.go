@@ -11,7 +11,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -173,25 +172,14 @@ func (b *sidecarBuilder) interceptHCM(chain, routeName string) *hcmv3.HttpConnec
 // client sent in a header: request headers carry the credentials the rules
 // look at.
 func (b *sidecarBuilder) interceptAccessLog() *accesslogv3.AccessLog {
-	return &accesslogv3.AccessLog{
-		Name: "envoy.access_loggers.file",
-		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
-			ExtensionFilter: &accesslogv3.ExtensionFilter{
-				Name: "envoy.access_loggers.extension_filters.cel",
-				ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: mustAny(&celfilterv3.ExpressionFilter{
-					Expression: `!xds.route_name.startsWith("allow|")`,
-				})},
-			},
-		}},
-		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, map[string]string{
-			"decision":    "%ROUTE_NAME%",
-			"sni":         "%REQUESTED_SERVER_NAME%",
-			"status":      "%RESPONSE_CODE%",
-			"upstream":    "%UPSTREAM_HOST%",
-			"cluster":     "%UPSTREAM_CLUSTER%",
-			"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
-		}))},
-	}
+	return b.routeAccessLog(map[string]string{
+		"decision":    "%ROUTE_NAME%",
+		"sni":         "%REQUESTED_SERVER_NAME%",
+		"status":      "%RESPONSE_CODE%",
+		"upstream":    "%UPSTREAM_HOST%",
+		"cluster":     "%UPSTREAM_CLUSTER%",
+		"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
+	})
 }
 
 // interceptRoutes adds (once) the route configuration of an intercepted

@@ -1,11 +1,9 @@
 package xds
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -75,18 +73,8 @@ func startSDS(t *testing.T, certs Certificates) (*Enforcer, string) {
 	})
 	enf, err := NewEnforcer(plans, inventory.NewStatic(snap), Defaults(), log, NewMetrics(nil), WithCertificates(certs))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewServer(ctx, Defaults(), enf, log)
-	require.NoError(t, err)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-served)
-	})
-	return enf, lis.Addr().String()
+	_, addr := serveADS(t, Defaults(), enf)
+	return enf, addr
 }
 
 func secretOf(t *testing.T, resp *discoveryv3.DiscoveryResponse) map[string]string {

@@ -899,6 +899,20 @@ func (b *sidecarBuilder) hcm(statName, routeName, cell string) *hcmv3.HttpConnec
 // httpAccessLog writes one JSON line per request whose route is not a plain
 // allow: the route name carries "<action>|<rule id>".
 func (b *sidecarBuilder) httpAccessLog() *accesslogv3.AccessLog {
+	return b.routeAccessLog(map[string]string{
+		"decision":    "%ROUTE_NAME%",
+		"authority":   "%REQ(:AUTHORITY)%",
+		"method":      "%REQ(:METHOD)%",
+		"status":      "%RESPONSE_CODE%",
+		"upstream":    "%UPSTREAM_HOST%",
+		"cluster":     "%UPSTREAM_CLUSTER%",
+		"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
+	})
+}
+
+// routeAccessLog is an HTTP connection manager's access log of the given
+// fields, for requests whose route name does not start with "allow|".
+func (b *sidecarBuilder) routeAccessLog(fields map[string]string) *accesslogv3.AccessLog {
 	return &accesslogv3.AccessLog{
 		Name: "envoy.access_loggers.file",
 		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
@@ -909,15 +923,7 @@ func (b *sidecarBuilder) httpAccessLog() *accesslogv3.AccessLog {
 				})},
 			},
 		}},
-		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, map[string]string{
-			"decision":    "%ROUTE_NAME%",
-			"authority":   "%REQ(:AUTHORITY)%",
-			"method":      "%REQ(:METHOD)%",
-			"status":      "%RESPONSE_CODE%",
-			"upstream":    "%UPSTREAM_HOST%",
-			"cluster":     "%UPSTREAM_CLUSTER%",
-			"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
-		}))},
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, fields))},
 	}
 }
 
