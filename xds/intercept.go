@@ -140,11 +140,16 @@ func (b *sidecarBuilder) secret(pattern string) error {
 	if err != nil {
 		return err
 	}
-	b.secrets[name] = &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+	b.secrets[name] = leafSecret(name, leaf)
+	return nil
+}
+
+// leafSecret is the SDS secret of a leaf.
+func leafSecret(name string, leaf stagingca.Leaf) *tlsv3.Secret {
+	return &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: leaf.CertPEM}},
 		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: leaf.KeyPEM}},
 	}}}
-	return nil
 }
 
 // interceptHCM is the HTTP connection manager of an intercept chain. The

@@ -119,12 +119,18 @@ func TestSDSOverADS(t *testing.T) {
 		return len(v) > 0 && v[0].Protocol.LastACKs["secret"] != nil
 	}, 30*time.Second, 5*time.Millisecond, "the secret's ACK is recorded")
 
+	before := enf.NodeSnapshot("node-a")
 	certs.rotate()
 	sds2, err := st.Recv()
 	require.NoError(t, err)
 	require.Equal(t, resourcev3.SecretType, sds2.TypeUrl, "the rotation is pushed as a secret; the listener is unchanged")
 	assert.Equal(t, map[string]string{stripe: "leaf api.stripe.com gen 1"}, secretOf(t, sds2))
 	assert.NotEqual(t, sds.VersionInfo, sds2.VersionInfo)
+	after := enf.NodeSnapshot("node-a")
+	for _, typ := range []string{resourcev3.ListenerType, resourcev3.ClusterType} {
+		assert.Equal(t, before.ResponseVersion(typ, nil), after.ResponseVersion(typ, nil), "a rotation changes the secrets only")
+	}
+	assert.Same(t, before.sets[typeListener][OutboundListenerName], after.sets[typeListener][OutboundListenerName], "the listener is shared, not rebuilt")
 	require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.SecretType, ResourceNames: []string{stripe, twilio},
 		VersionInfo: sds2.VersionInfo, ResponseNonce: sds2.Nonce}))
 
