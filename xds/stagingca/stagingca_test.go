@@ -303,6 +303,7 @@ func TestSetPermittedRejectsBadHosts(t *testing.T) {
 		require.Contains(t, err.Error(), "hosts[")
 	}
 	require.Equal(t, before, a.AnchorsPEM(), "a refused host set changes nothing")
+	require.Equal(t, 9.0, testutil.ToFloat64(a.m.permitErrs))
 }
 
 func TestCacheRenewalAndChanges(t *testing.T) {
