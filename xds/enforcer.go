@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,6 +18,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -105,11 +108,13 @@ type Enforcer struct {
 	log     *zap.Logger
 	metrics *Metrics
 	cache   *snapCache
+	certs   Certificates // nil: no HTTPS interception
 
 	rebuildMu sync.Mutex // one Rebuild at a time
 
 	mu      sync.Mutex
 	vhc     *vhostCache // virtual hosts of the current policy version
+	chains  *chainMemo  // chain-check results by listener content, across rebuilds
 	nodes   map[string]*nodeState
 	streams map[int64]string // stream ID → node ID
 	classes map[string]*class
@@ -117,7 +122,7 @@ type Enforcer struct {
 }
 
 // NewEnforcer builds an enforcer. cfg must have passed Validate.
-func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Logger, m *Metrics) (*Enforcer, error) {
+func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Logger, m *Metrics, opts ...Option) (*Enforcer, error) {
 	if plans == nil || inv == nil {
 		return nil, errors.New("xds: enforcer needs a plan source and an inventory source")
 	}
@@ -127,18 +132,61 @@ func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Lo
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Enforcer{
+	e := &Enforcer{
 		plans:   plans,
 		inv:     inv,
 		cfg:     cfg,
 		log:     log,
 		metrics: m,
 		cache:   newSnapCache(log.Named("cache"), m),
-		vhc:     newVHostCache(true),
 		nodes:   map[string]*nodeState{},
 		streams: map[int64]string{},
 		classes: map[string]*class{},
-	}, nil
+		chains:  newChainMemo(m),
+	}
+	e.vhc = e.newVHostCache()
+	for _, o := range opts {
+		o(e)
+	}
+	return e, nil
+}
+
+// watchCertificates rebuilds the classes that intercept HTTPS whenever the
+// staging CA's leaves change (rotation, renewal, a new host set), so their
+// nodes get the new SDS secrets; it returns when ctx is done.
+func (e *Enforcer) watchCertificates(ctx context.Context) {
+	if e.certs == nil {
+		return
+	}
+	changes := e.certs.Changes()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+			// Under rebuildMu, so no rebuild in flight reinstalls a class
+			// built with the old leaves.
+			e.rebuildMu.Lock()
+			e.mu.Lock()
+			for fp, c := range e.classes {
+				if len(c.plan.Intercepts()) > 0 {
+					delete(e.classes, fp) // rebuilt afresh below
+				}
+			}
+			e.mu.Unlock()
+			e.log.Info("staging CA leaves changed: rebuilding the classes that intercept HTTPS")
+			e.rebuild()
+			e.rebuildMu.Unlock()
+		}
+	}
+}
+
+// newVHostCache is a fresh (eager) virtual-host cache for a policy version,
+// sharing the enforcer's chain-check memo.
+func (e *Enforcer) newVHostCache() *vhostCache {
+	c := newVHostCache(true)
+	c.chains = e.chains
+	return c
 }
 
 func kindOf(n *corev3.Node) nodeKind {
@@ -405,6 +453,11 @@ func (e *Enforcer) classFor(p *plan.Plan) *class {
 func (e *Enforcer) Rebuild() {
 	e.rebuildMu.Lock()
 	defer e.rebuildMu.Unlock()
+	e.rebuild()
+}
+
+// rebuild is Rebuild; the caller holds rebuildMu.
+func (e *Enforcer) rebuild() {
 	start := time.Now()
 
 	e.mu.Lock()
@@ -416,7 +469,10 @@ func (e *Enforcer) Rebuild() {
 	// A fresh virtual-host cache per rebuild: classes built now share the
 	// new policy version's virtual hosts; the previous version's are freed
 	// with the classes that used them.
-	e.vhc = newVHostCache(true)
+	e.vhc = e.newVHostCache()
+	// Listeners checked by the previous rebuild stay memoised through this
+	// one; older ones are forgotten.
+	e.chains.rotate()
 	e.mu.Unlock()
 
 	inv := e.inv.Current()
@@ -521,6 +577,7 @@ func (c *class) snapshot(e *Enforcer, kind nodeKind, port uint32, targets []stri
 				OutboundPort:           port,
 				AccessLogPath:          e.cfg.AccessLogPath,
 				ListenerFiltersTimeout: e.cfg.ListenerFiltersTimeout,
+				Certificates:           e.certs,
 			}, e.vhostCache())
 		})
 		return b.snap, b.err
@@ -577,11 +634,16 @@ func buildSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Snapshot, err
 	if err != nil {
 		return nil, err
 	}
-	if err := validateWith(res, vhc); err != nil {
-		return nil, err
-	}
+	// Marshal first: the listeners' digests key the chain-check memo.
 	items, err := prepareAll(res, vhc)
 	if err != nil {
+		return nil, err
+	}
+	digests := make(map[string][sha256.Size]byte, len(items[typeListener]))
+	for _, it := range items[typeListener] {
+		digests[it.name] = it.digest
+	}
+	if err := validateWith(res, vhc, digests); err != nil {
 		return nil, err
 	}
 	for t := range numTypes {
@@ -631,6 +693,9 @@ func prepareAll(r *Resources, vhc *vhostCache) ([numTypes][]*prepared, error) {
 	for _, e := range r.Endpoints {
 		add(typeEndpoint, e.ClusterName, e)
 	}
+	for _, s := range r.Secrets {
+		add(typeSecret, s.Name, s)
+	}
 	return out, errors.Join(errs...)
 }
 
@@ -647,6 +712,9 @@ func resourcesOf(items [numTypes][]*prepared) *Resources {
 	}
 	for _, p := range items[typeEndpoint] {
 		r.Endpoints = append(r.Endpoints, p.msg.(*endpointv3.ClusterLoadAssignment))
+	}
+	for _, p := range items[typeSecret] {
+		r.Secrets = append(r.Secrets, p.msg.(*tlsv3.Secret))
 	}
 	return r
 }

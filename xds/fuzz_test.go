@@ -117,7 +117,7 @@ func FuzzTranslate(f *testing.F) {
 					if _, err := plan.NormalizeHost(h); err != nil {
 						continue
 					}
-					d := p.Decide(plan.Destination{Host: h, IP: ip, Port: port})
+					d := outsideInterception(p, p.Decide(plan.Destination{Host: h, IP: ip, Port: port}))
 					act, rule := simulate(t, res, simConn{ip: ip, port: port, transport: "http", host: h})
 					assert.Equal(t, want(d), act, "http %s to %s:%d", h, ip, port)
 					assert.Equal(t, d.RuleID(), rule, "http %s to %s:%d", h, ip, port)
