@@ -17,8 +17,12 @@ import "strings"
 // route table must repeat (the generated intercept routes deny both first):
 //
 //   - The path must begin with "/" (origin form); "*" and absolute forms are
-//     refused. A "#" (fragment) is refused, as Envoy's codec does
-//     (http_reject_path_with_fragment).
+//     refused. A "#" anywhere (a fragment, even after the query) is refused,
+//     as maybeNormalizePath does (http_reject_path_with_fragment).
+//   - A dot segment with parameters ("/..;x/", "/.;/", dots escaped or not)
+//     is refused: servers such as Tomcat read it as a dot segment, and
+//     Envoy rewrites it only behind a runtime flag
+//     (PathUtil::stripParametersFromDotSegments).
 //   - An escaped slash ("%2F", "%5C", either case) in the path is refused:
 //     REJECT_REQUEST, because a server behind the proxy may decode it into a
 //     separator and walk out of the prefix the decision saw.
@@ -51,7 +55,7 @@ func NormalizePath(raw string) (string, bool) {
 	if i := strings.IndexByte(raw, '?'); i >= 0 {
 		path = raw[:i]
 	}
-	if path == "" || path[0] != '/' {
+	if path == "" || path[0] != '/' || strings.IndexByte(raw, '#') >= 0 {
 		return "", false
 	}
 	if isNormalPath(path) {
@@ -165,6 +169,9 @@ func canonicalPath(path string) (string, bool) {
 			}
 			// ClassifyAfterDot: ".", "./", "..", "../" (either dot escaped).
 			after := i + dl
+			if dotParams(path, after) {
+				return "", false
+			}
 			switch {
 			case after == len(path):
 				i = after - 1 // "." at the end: the current directory
@@ -214,6 +221,19 @@ func canonicalPath(path string) (string, bool) {
 		}
 	}
 	return mergeSlashes(out), true
+}
+
+// dotParams reports whether a segment opened by a dot continues, at i, with
+// parameters: ";" or a second dot and ";".
+func dotParams(path string, i int) bool {
+	if i < len(path) && path[i] == ';' {
+		return true
+	}
+	if i == len(path) {
+		return false
+	}
+	dl := dotLen(path, i)
+	return dl > 0 && i+dl < len(path) && path[i+dl] == ';'
 }
 
 // backUpToPreviousSlash drops the last segment of out, which ends in "/",

@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,4 +46,42 @@ func TestNormalizePathNoAllocWhenNormal(t *testing.T) {
 		}
 	})
 	require.Zero(t, allocs)
+}
+
+// FuzzNormalizePath: normalisation never panics, is idempotent, and its
+// output has no dot segments, repeated slashes, backslashes, query,
+// fragment, escaped slashes or escapes of unreserved characters.
+func FuzzNormalizePath(f *testing.F) {
+	for _, c := range loadPathCases(f) {
+		f.Add(c.Raw)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		n, ok := NormalizePath(raw)
+		if !ok {
+			return
+		}
+		again, ok := NormalizePath(n)
+		require.True(t, ok, "%q -> %q refused", raw, n)
+		require.Equal(t, n, again, "not idempotent for %q", raw)
+		require.True(t, strings.HasPrefix(n, "/"))
+		require.NotContains(t, n, "//")
+		require.NotContains(t, n, "\\")
+		require.NotContains(t, n, "?")
+		require.NotContains(t, n, "#")
+		for _, seg := range strings.Split(n, "/") {
+			require.NotContains(t, []string{".", ".."}, seg, "dot segment in %q", n)
+		}
+		for i := strings.IndexByte(n, '%'); i >= 0; i = strings.IndexByte(n[i+1:], '%') + i + 1 {
+			v, valid := decodeEscape(n, i)
+			require.True(t, valid, "invalid escape in %q", n)
+			require.NotEqual(t, uint8(pathUnescape), pathClass[v], "escaped unreserved character in %q", n)
+			require.NotContains(t, []byte{'/', '\\', 0}, v)
+			if strings.IndexByte(n[i+1:], '%') < 0 {
+				break
+			}
+		}
+		for i := 0; i < len(n); i++ {
+			require.NotEqual(t, uint8(pathEscape), pathClass[n[i]], "unescaped %q in %q", n[i], n)
+		}
+	})
 }

@@ -335,9 +335,9 @@ func (m *StringMatch) Match(s string) bool {
 		return re.MatchString(s)
 	case m.IgnoreCase:
 		if m.Prefix != "" {
-			return len(s) >= len(m.Prefix) && strings.EqualFold(s[:len(m.Prefix)], m.Prefix)
+			return len(s) >= len(m.Prefix) && asciiEqualFold(s[:len(m.Prefix)], m.Prefix)
 		}
-		return strings.EqualFold(s, m.Exact)
+		return asciiEqualFold(s, m.Exact)
 	case m.Prefix != "":
 		return strings.HasPrefix(s, m.Prefix)
 	}
@@ -351,13 +351,35 @@ func (m *StringMatch) matchBytes(b []byte) bool {
 	case m.Regex != "":
 		return m.Match(string(b))
 	case m.IgnoreCase && m.Prefix != "":
-		return len(b) >= len(m.Prefix) && strings.EqualFold(string(b[:len(m.Prefix)]), m.Prefix)
+		return len(b) >= len(m.Prefix) && asciiEqualFold(b[:len(m.Prefix)], m.Prefix)
 	case m.IgnoreCase:
-		return strings.EqualFold(string(b), m.Exact)
+		return asciiEqualFold(b, m.Exact)
 	case m.Prefix != "":
 		return len(b) >= len(m.Prefix) && string(b[:len(m.Prefix)]) == m.Prefix
 	}
 	return string(b) == m.Exact
+}
+
+// asciiEqualFold compares folding ASCII letters only, as Envoy's
+// ignore_case does (absl::EqualsIgnoreCase): strings.EqualFold would also
+// fold "ſ" to "s" and "K" (Kelvin) to "k".
+func asciiEqualFold[S ~string | ~[]byte](a S, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func compileFull(expr string) (*regexp.Regexp, error) {
@@ -371,7 +393,7 @@ const maxBasicLen = 384
 // basicUser decodes the user of an "Authorization: Basic" value into buf.
 func basicUser(v string, buf *[maxBasicLen]byte) ([]byte, bool) {
 	const scheme = "basic"
-	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
+	if len(v) <= len(scheme) || !asciiEqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
 		return nil, false
 	}
 	enc := strings.TrimLeft(v[len(scheme):], " ")
@@ -551,4 +573,12 @@ func normalizeStringMatch(in *StringMatch) (*StringMatch, error) {
 		m.re = re
 	}
 	return &m, nil
+}
+
+// CheckRequestRule validates one request rule as CompileLayer would (for
+// catalog validation, which names the file and line); the error names the
+// rule's field.
+func CheckRequestRule(r *RequestRule) error {
+	_, err := normalizeRequestRule(r, true)
+	return err
 }

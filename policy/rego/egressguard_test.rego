@@ -210,7 +210,7 @@ test_class_is_environment_plus_selector_labels if {
 
 test_rulesets_are_catalog_wide if {
 	names := {n | some n, _ in egressguard.rulesets} with data.catalog as fixture
-	names == {"catalog", "exception:checkout-prod-read", "exception:payments-paypal", "exception:mailer-everything", "exception:ops-prod-net"}
+	names == {"catalog", "catalog:sidecar", "exception:checkout-prod-read", "exception:payments-paypal", "exception:mailer-everything", "exception:ops-prod-net"}
 	rules := egressguard.rulesets.catalog with data.catalog as fixture
 	ids := [r.id | some r in rules]
 	ids[0] == "provider:paypal:api-m.paypal.com"
