@@ -1,7 +1,10 @@
 package inject
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"os"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -45,18 +48,48 @@ func ref(env string) string { return "$(" + env + ")" }
 // listener on 0.0.0.0:ReadyPort that forwards GET /ready to the admin
 // interface. The node ID is SidecarNodeID's, so the text holds $(VAR)
 // references and is only valid once the kubelet has expanded them; any
-// other "$" is escaped as "$$".
-func SidecarBootstrap(cfg Config) (string, error) {
+// other "$" is escaped as "$$". With xdsCA (PEM) the sidecar reaches xDS
+// over TLS, verifying the control plane's certificate against xdsCA
+// (inline) for the host of cfg.XDSAddress.
+func SidecarBootstrap(cfg Config, xdsCA []byte) (string, error) {
 	id := nodeID(placeholderPodIP, placeholderPodName, placeholderNamespace, cfg.ClusterDomain)
 	y, err := xds.Bootstrap(id, cfg.XDSAddress, xds.BootstrapOptions{
 		OutboundPort:  cfg.OutboundPort,
 		AdminPort:     AdminPort,
 		ReadinessPort: ReadyPort,
+		CAPEM:         xdsCA,
 	})
 	if err != nil {
 		return "", fmt.Errorf("inject: sidecar bootstrap: %w", err)
 	}
 	return podRefs(string(y), "sidecar bootstrap", EnvPodIP, EnvPodName, EnvPodNamespace)
+}
+
+// readCA reads a PEM file that must hold CA certificates only.
+func readCA(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	rest, n := b, 0
+	for {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("%s: PEM block %d is %q, want CERTIFICATE", path, n+1, blk.Type)
+		}
+		if _, err := x509.ParseCertificate(blk.Bytes); err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %w", path, n+1, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	return b, nil
 }
 
 // ParseBootstrap decodes a bootstrap in YAML (or JSON) strictly and

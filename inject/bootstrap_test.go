@@ -101,7 +101,7 @@ func TestSidecarBootstrapExpandsToValidNodeID(t *testing.T) {
 func TestSidecarBootstrapRejectsBadAddress(t *testing.T) {
 	c := testConfig()
 	c.XDSAddress = "no-port"
-	_, err := SidecarBootstrap(c)
+	_, err := SidecarBootstrap(c, nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "xds address")
 }

@@ -43,6 +43,21 @@ type Config struct {
 	InitImage string `yaml:"init_image" json:"init_image"`
 	// XDSAddress is where sidecars fetch their configuration, host:port.
 	XDSAddress string `yaml:"xds_address" json:"xds_address"`
+	// XDSCAFile is the PEM CA that signed the control plane's xDS serving
+	// certificate (xds.tls). Set, injected sidecars and proxyless gRPC
+	// clients reach xDS over TLS and verify the certificate for the host of
+	// XDSAddress (the control-plane Service's DNS name): the sidecar with
+	// the CA inline in its bootstrap, a proxyless client with it projected
+	// into a file from the pod annotation AnnotationXDSCA. Empty: plaintext
+	// xDS (make run on loopback).
+	XDSCAFile string `yaml:"xds_ca_file" json:"xds_ca_file"`
+	// TokenAudience and TokenExpirationSeconds are those of the projected
+	// ServiceAccount token a proxyless gRPC client presents on its xDS
+	// stream (xds.identity.audience; the API server issues no token
+	// shorter than 600 seconds and the kubelet renews it at 80%). Used
+	// only with XDSCAFile: grpc-go sends call credentials over TLS alone.
+	TokenAudience          string `yaml:"token_audience" json:"token_audience"`
+	TokenExpirationSeconds int64  `yaml:"token_expiration_seconds" json:"token_expiration_seconds"`
 	// DNSServer is the IP of dnsguard (the fixed clusterIP of its Service,
 	// internalTrafficPolicy Local) that injected pods use as their only
 	// nameserver. Required when Listen is set.
@@ -81,16 +96,18 @@ const (
 // Defaults returns the configuration used when a field is not set.
 func Defaults() Config {
 	return Config{
-		CertFile:      "/etc/egressguard/webhook/tls.crt",
-		KeyFile:       "/etc/egressguard/webhook/tls.key",
-		SidecarImage:  DefaultSidecarImage,
-		XDSAddress:    "egressguard.egressguard.svc:18000",
-		OutboundPort:  DefaultOutboundPort,
-		ProxyUID:      DefaultProxyUID,
-		ClusterDomain: "cluster.local",
-		SidecarCPU:    "100m",
-		SidecarMemory: "128Mi",
-		Mode:          ModeEnforce,
+		CertFile:               "/etc/egressguard/webhook/tls.crt",
+		KeyFile:                "/etc/egressguard/webhook/tls.key",
+		SidecarImage:           DefaultSidecarImage,
+		XDSAddress:             "egressguard.egressguard.svc:18000",
+		TokenAudience:          "egressguard",
+		TokenExpirationSeconds: 600,
+		OutboundPort:           DefaultOutboundPort,
+		ProxyUID:               DefaultProxyUID,
+		ClusterDomain:          "cluster.local",
+		SidecarCPU:             "100m",
+		SidecarMemory:          "128Mi",
+		Mode:                   ModeEnforce,
 	}
 }
 
@@ -145,6 +162,12 @@ func (c Config) Validate() error {
 		add("xds_address", "%q: invalid port %q", c.XDSAddress, port)
 	} else if !validHost(host) {
 		add("xds_address", "%q: %q is not an IP address or host name", c.XDSAddress, host)
+	}
+	if c.TokenAudience == "" {
+		add("token_audience", "must not be empty")
+	}
+	if c.TokenExpirationSeconds < 600 || c.TokenExpirationSeconds > 1<<32 {
+		add("token_expiration_seconds", "%d: the API server issues projected tokens of 600 seconds to 2^32", c.TokenExpirationSeconds)
 	}
 	if c.DNSServer != "" {
 		if a, err := netip.ParseAddr(c.DNSServer); err != nil || a.Zone() != "" {

@@ -34,6 +34,21 @@ func testConfig() Config {
 	return c
 }
 
+// tlsConfig is testConfig with xDS over TLS (testdata/xds-ca.pem), and
+// stagingAnchors the staging CA of the tls-* cases.
+func tlsConfig() Config {
+	c := testConfig()
+	c.XDSCAFile = filepath.Join("testdata", "xds-ca.pem")
+	return c
+}
+
+func stagingAnchors(t testing.TB) func() []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "staging-anchors.pem"))
+	require.NoError(t, err)
+	return func() []byte { return b }
+}
+
 func newTestHandler(t testing.TB, m *Metrics) *Handler {
 	t.Helper()
 	h, err := NewHandler(testConfig(), m, zaptest.NewLogger(t))
@@ -63,7 +78,8 @@ func review(t testing.TB, h http.Handler, body []byte) (int, *admissionv1.Admiss
 // no patch (injection is idempotent).
 //
 // Cases named refuse-* must be refused: their files are <case>.refused.txt,
-// the denial's message. Cases named report-* run in report mode. A
+// the denial's message. Cases named report-* run in report mode, tls-* with
+// xDS over TLS and a staging CA (tlsConfig, stagingAnchors). A
 // response's warnings and audit annotations, when it has any, are
 // <case>.audit.yaml.
 func TestGolden(t *testing.T) {
@@ -71,6 +87,8 @@ func TestGolden(t *testing.T) {
 	rcfg := testConfig()
 	rcfg.Mode = ModeReport
 	hReport, err := NewHandler(rcfg, nil, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	hTLS, err := NewHandler(tlsConfig(), nil, zaptest.NewLogger(t), WithStagingCA(stagingAnchors(t)))
 	require.NoError(t, err)
 	ins, err := filepath.Glob("testdata/in/*.yaml")
 	require.NoError(t, err)
@@ -83,8 +101,11 @@ func TestGolden(t *testing.T) {
 		refusedFile := filepath.Join("testdata/out", name+".refused.txt")
 		auditFile := filepath.Join("testdata/out", name+".audit.yaml")
 		h := h
-		if strings.HasPrefix(name, "report-") {
+		switch {
+		case strings.HasPrefix(name, "report-"):
 			h = hReport
+		case strings.HasPrefix(name, "tls-"):
+			h = hTLS
 		}
 		t.Run(name, func(t *testing.T) {
 			y, err := os.ReadFile(in)

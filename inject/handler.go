@@ -47,8 +47,8 @@ type Handler struct {
 
 // NewHandler builds the injector from cfg (see NewInjector). m may be nil
 // (metrics not registered), log may be nil (no logging).
-func NewHandler(cfg Config, m *Metrics, log *zap.Logger) (*Handler, error) {
-	inj, err := NewInjector(cfg)
+func NewHandler(cfg Config, m *Metrics, log *zap.Logger, opts ...Option) (*Handler, error) {
+	inj, err := NewInjector(cfg, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package inject
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -74,12 +75,25 @@ type Injector struct {
 	cfg       Config
 	bootstrap string
 	sidecar   corev1.ResourceList
+	xdsCA     []byte        // PEM of cfg.XDSCAFile; nil: plaintext xDS
+	anchors   func() []byte // the staging CA's anchors; nil: none
+}
+
+// Option changes an Injector.
+type Option func(*Injector)
+
+// WithStagingCA makes injected pods trust the staging CA whose anchors
+// (PEM) anchors returns at each admission (serve wires
+// stagingca.Authority.AnchorsPEM): see prepareTrust. A pod admitted while
+// it returns nothing gets no trust bundle.
+func WithStagingCA(anchors func() []byte) Option {
+	return func(i *Injector) { i.anchors = anchors }
 }
 
 // NewInjector checks cfg (Validate, plus the fields injection needs even
-// when the webhook is not served: dns_server and init_image) and renders
-// the sidecar bootstrap.
-func NewInjector(cfg Config) (*Injector, error) {
+// when the webhook is not served: dns_server and init_image), reads the
+// xDS CA and renders the sidecar bootstrap.
+func NewInjector(cfg Config, opts ...Option) (*Injector, error) {
 	var errs []error
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
@@ -95,18 +109,30 @@ func NewInjector(cfg Config) (*Injector, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("inject: config: %w", err)
 	}
-	b, err := SidecarBootstrap(cfg)
+	var ca []byte
+	if cfg.XDSCAFile != "" {
+		var err error
+		if ca, err = readCA(cfg.XDSCAFile); err != nil {
+			return nil, fmt.Errorf("inject: config: webhook.xds_ca_file: %w", err)
+		}
+	}
+	b, err := SidecarBootstrap(cfg, ca)
 	if err != nil {
 		return nil, err
 	}
-	return &Injector{
+	i := &Injector{
 		cfg:       cfg,
 		bootstrap: b,
+		xdsCA:     ca,
 		sidecar: corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse(cfg.SidecarCPU),
 			corev1.ResourceMemory: resource.MustParse(cfg.SidecarMemory),
 		},
-	}, nil
+	}
+	for _, o := range opts {
+		o(i)
+	}
+	return i, nil
 }
 
 // AnnotationHostNetworkOptOut admits a host-network pod (which no sidecar
@@ -204,7 +230,7 @@ func (i *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, Decis
 	// configuration and not whatever the manifest says.
 	for _, list := range []*[]corev1.Container{&out.Spec.Containers, &out.Spec.InitContainers} {
 		*list = slices.DeleteFunc(*list, func(c corev1.Container) bool {
-			if c.Name == ProxyContainerName || c.Name == InitContainerName {
+			if c.Name == ProxyContainerName || c.Name == InitContainerName || c.Name == TrustContainerName {
 				d.Notes = append(d.Notes, "replaced existing container "+c.Name)
 				return true
 			}
@@ -227,6 +253,7 @@ func (i *Injector) Inject(pod *corev1.Pod, namespace string) (*corev1.Pod, Decis
 		return nil, Decision{}, err
 	}
 	d.Notes = append(d.Notes, grpcNotes...)
+	d.Notes = append(d.Notes, i.prepareTrust(out, guaranteed)...)
 
 	dns, notes, err := i.dnsConfig(out, ns)
 	if err != nil {
@@ -259,8 +286,11 @@ func indexOf(cs []corev1.Container, name string) int {
 // provenInjected reports whether pod carries this webhook's injection
 // exactly: egressguard-init and egressguard-proxy as it would write them
 // (image, command, arguments, environment, security context: UID,
-// capabilities) and dnsguard as the only nameserver of a dnsPolicy None
-// pod. It returns egressguard-init's index.
+// capabilities), dnsguard as the only nameserver of a dnsPolicy None pod,
+// and the application containers' part (the proxyless gRPC bootstrap and
+// credentials, the trust bundle's init container, volume, mounts and
+// variables) already in place: applying it again changes nothing. It
+// returns egressguard-init's index.
 func (i *Injector) provenInjected(pod *corev1.Pod) (int, bool) {
 	j := indexOf(pod.Spec.InitContainers, InitContainerName)
 	k := indexOf(pod.Spec.Containers, ProxyContainerName)
@@ -272,8 +302,19 @@ func (i *Injector) provenInjected(pod *corev1.Pod) (int, bool) {
 	base := pod.DeepCopy()
 	base.Spec.InitContainers = slices.Delete(base.Spec.InitContainers, j, j+1)
 	base.Spec.Containers = slices.Delete(base.Spec.Containers, k, k+1)
+	if k := indexOf(base.Spec.InitContainers, TrustContainerName); k >= 0 {
+		base.Spec.InitContainers = slices.Delete(base.Spec.InitContainers, k, k+1)
+	}
 	g := isGuaranteed(base)
-	return j, sameSpec(pod.Spec.InitContainers[j], i.initContainer(g)) && sameSpec(pod.Spec.Containers[k], i.proxyContainer(g))
+	if !sameSpec(pod.Spec.InitContainers[j], i.initContainer(g)) || !sameSpec(pod.Spec.Containers[k], i.proxyContainer(g)) {
+		return j, false
+	}
+	again := pod.DeepCopy()
+	if _, err := i.prepareProxyless(again); err != nil {
+		return j, false
+	}
+	i.prepareTrust(again, g)
+	return j, apiequality.Semantic.DeepEqual(again.Spec, pod.Spec) && maps.Equal(again.Annotations, pod.Annotations)
 }
 
 // sameSpec compares the fields of our containers that decide what runs

@@ -2,7 +2,6 @@ package inject
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +32,24 @@ const (
 	// EnvGRPCBootstrapConfig, so a prepared container has it set empty
 	// (which also overrides one from envFrom).
 	EnvGRPCBootstrapFile = "GRPC_XDS_BOOTSTRAP"
+	// EnvGRPCCallCreds enables grpc-go's call_creds in the bootstrap (gRFC
+	// A97), set when the client presents its ServiceAccount token.
+	EnvGRPCCallCreds = "GRPC_EXPERIMENTAL_XDS_BOOTSTRAP_CALL_CREDS"
+)
+
+// With xDS over TLS (Config.XDSCAFile), a proxyless client gets one
+// projected volume at XDSCredentialsDir: its pod-bound ServiceAccount
+// token (audience Config.TokenAudience), which it presents as call
+// credentials (jwt_token_file) so the control plane can prove its node ID
+// with TokenReview, and the control plane's CA, which the webhook writes
+// into the pod annotation AnnotationXDSCA and the downward API projects
+// into a file (grpc-go reads its channel CA from a file).
+const (
+	AnnotationXDSCA   = "egressguard.io/xds-ca"
+	XDSCredentialsDir = "/var/run/egressguard/xds"
+	xdsCredentialsVol = "egressguard-xds"
+	xdsTokenFile      = "token"
+	xdsCAFile         = "ca.crt"
 )
 
 // grpcFeatureEnv are the grpc-go settings egressguard's configuration uses:
@@ -57,12 +74,18 @@ func ProxylessNodeID(clusterDomain string) string {
 }
 
 // ProxylessBootstrap renders the bootstrap JSON of a prepared application
-// container: xds.GRPCBootstrap's for cfg.XDSAddress and ProxylessNodeID,
-// "$" escaped for the kubelet and the pod references in place.
+// container: xds.GRPCBootstrap's for cfg.XDSAddress and ProxylessNodeID
+// (over TLS with the projected token as call credentials when
+// cfg.XDSCAFile is set), "$" escaped for the kubelet and the pod references
+// in place.
 func ProxylessBootstrap(cfg Config) (string, error) {
 	id := xds.ProxylessNodePrefix + strings.TrimPrefix(
 		nodeID(placeholderPodIP, placeholderPodName, placeholderNamespace, cfg.ClusterDomain), "sidecar~")
-	b, err := xds.GRPCBootstrap(id, cfg.XDSAddress, xds.GRPCBootstrapOptions{})
+	var o xds.GRPCBootstrapOptions
+	if cfg.XDSCAFile != "" {
+		o.CAFile, o.TokenFile = XDSCredentialsDir+"/"+xdsCAFile, XDSCredentialsDir+"/"+xdsTokenFile
+	}
+	b, err := xds.GRPCBootstrap(id, cfg.XDSAddress, o)
 	if err != nil {
 		return "", fmt.Errorf("inject: proxyless bootstrap: %w", err)
 	}
@@ -113,20 +136,39 @@ func (i *Injector) prepareProxyless(pod *corev1.Pod) ([]string, error) {
 		ours = append(ours, corev1.EnvVar{Name: name, Value: "true"})
 	}
 	var notes []string
+	var mounts []corev1.VolumeMount
+	if len(i.xdsCA) > 0 {
+		ours = append(ours, corev1.EnvVar{Name: EnvGRPCCallCreds, Value: "true"})
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[AnnotationXDSCA] = string(i.xdsCA)
+		notes = append(notes, setVolume(pod, i.xdsCredentialsVolume())...)
+		mounts = []corev1.VolumeMount{{Name: xdsCredentialsVol, MountPath: XDSCredentialsDir, ReadOnly: true}}
+	}
 	for c := range pod.Spec.Containers {
 		ctr := &pod.Spec.Containers[c]
 		if ctr.Name == ProxyContainerName {
 			continue
 		}
-		kept := ctr.Env[:0:0]
-		for _, e := range ctr.Env {
-			if slices.ContainsFunc(ours, func(o corev1.EnvVar) bool { return o.Name == e.Name }) {
-				notes = append(notes, fmt.Sprintf("container %s: replaced %s with egressguard's proxyless gRPC setting", ctr.Name, e.Name))
-				continue
-			}
-			kept = append(kept, e)
-		}
-		ctr.Env = append(kept, ours...)
+		notes = append(notes, setEnv(ctr, ours, "proxyless gRPC setting")...)
+		notes = append(notes, setMounts(ctr, mounts)...)
 	}
 	return notes, nil
+}
+
+// xdsCredentialsVolume is the projected volume of a proxyless client's
+// token and the control plane's CA.
+func (i *Injector) xdsCredentialsVolume() corev1.Volume {
+	exp := i.cfg.TokenExpirationSeconds
+	return corev1.Volume{Name: xdsCredentialsVol, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+		Sources: []corev1.VolumeProjection{
+			{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+				Audience: i.cfg.TokenAudience, ExpirationSeconds: &exp, Path: xdsTokenFile}},
+			{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{
+				Path:     xdsCAFile,
+				FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.annotations['" + AnnotationXDSCA + "']"},
+			}}}},
+		},
+	}}}
 }

@@ -3,6 +3,7 @@ package xds
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -38,7 +39,11 @@ type BootstrapOptions struct {
 	// TLS to the control plane: CA to verify it, and a client certificate
 	// for mTLS. All file paths inside the sidecar.
 	CAFile, CertFile, KeyFile string
-	// ServerName is the SNI/verified name of the control plane (default: the
+	// CAPEM is the CA to verify the control plane, inline (PEM) instead of
+	// CAFile: an injected sidecar has no file of egressguard's to read.
+	CAPEM []byte
+	// ServerName is the SNI of the control plane and the name its
+	// certificate must carry as a subject alternative name (default: the
 	// host of xdsAddress).
 	ServerName string
 	// ReadinessPort, when set (it needs AdminPort), adds a listener on
@@ -62,6 +67,9 @@ func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
 	host, port, errs := checkXDSServer(nodeID, xdsAddress)
 	if (o.CertFile == "") != (o.KeyFile == "") {
 		errs = append(errs, errors.New("tls: cert file and key file go together"))
+	}
+	if o.CAFile != "" && len(o.CAPEM) > 0 {
+		errs = append(errs, errors.New("tls: CA file and inline CA are exclusive"))
 	}
 	if o.OutboundPort > 65535 || o.AdminPort > 65535 || o.ReadinessPort > 65535 {
 		errs = append(errs, errors.New("ports must be at most 65535"))
@@ -93,15 +101,27 @@ func Bootstrap(nodeID, xdsAddress string, o BootstrapOptions) ([]byte, error) {
 		LoadAssignment:                singleEndpoint(XDSClusterName, host, port, ""),
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2},
 	}
-	if o.CAFile != "" || o.CertFile != "" {
+	if o.CAFile != "" || len(o.CAPEM) > 0 || o.CertFile != "" {
 		sni := o.ServerName
 		if sni == "" {
 			sni = host
 		}
 		ctx := &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: &tlsv3.CommonTlsContext{}}
-		if o.CAFile != "" {
+		if o.CAFile != "" || len(o.CAPEM) > 0 {
+			ca := &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: o.CAFile}}
+			if len(o.CAPEM) > 0 {
+				ca = &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: o.CAPEM}}
+			}
+			// Envoy checks only the chain unless told which name to
+			// expect: the certificate must name the control plane.
+			san := &tlsv3.SubjectAltNameMatcher{SanType: tlsv3.SubjectAltNameMatcher_DNS,
+				Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: sni}}}
+			if _, err := netip.ParseAddr(sni); err == nil {
+				san.SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+			}
 			ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-				TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: o.CAFile}},
+				TrustedCa:                 ca,
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
 			}}
 		}
 		if o.CertFile != "" {

@@ -3,9 +3,11 @@ package xds
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -31,6 +33,28 @@ func TestBootstrap(t *testing.T) {
 	assert.Equal(t, "staging-checkout-1", b.Node.Id)
 }
 
+// An inline CA lands in the xDS cluster's TLS context with the control
+// plane's name as the SAN to match (an IP address as IP_ADDRESS).
+func TestBootstrapInlineCA(t *testing.T) {
+	for addr, sanType := range map[string]string{"egressguard.egressguard.svc:18000": "DNS", "10.0.0.7:18000": "IP_ADDRESS"} {
+		out, err := Bootstrap("n", addr, BootstrapOptions{CAPEM: []byte("-----BEGIN CERTIFICATE-----\n")})
+		require.NoError(t, err)
+		j, err := yaml.YAMLToJSON(out)
+		require.NoError(t, err)
+		var b bootstrapv3.Bootstrap
+		require.NoError(t, protojson.Unmarshal(j, &b))
+		var tc tlsv3.UpstreamTlsContext
+		require.NoError(t, b.StaticResources.Clusters[0].GetTransportSocket().GetTypedConfig().UnmarshalTo(&tc))
+		vc := tc.GetCommonTlsContext().GetValidationContext()
+		assert.Equal(t, "-----BEGIN CERTIFICATE-----\n", string(vc.GetTrustedCa().GetInlineBytes()))
+		require.Len(t, vc.GetMatchTypedSubjectAltNames(), 1)
+		host, _, _ := strings.Cut(addr, ":")
+		assert.Equal(t, host, vc.GetMatchTypedSubjectAltNames()[0].GetMatcher().GetExact())
+		assert.Equal(t, host, tc.GetSni())
+		assert.Equal(t, sanType, vc.GetMatchTypedSubjectAltNames()[0].GetSanType().String())
+	}
+}
+
 func TestBootstrapErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, node, addr string
@@ -41,6 +65,7 @@ func TestBootstrapErrors(t *testing.T) {
 		{"no port", "n", "cp", BootstrapOptions{}, "not host:port"},
 		{"bad port", "n", "cp:0", BootstrapOptions{}, "not host:port"},
 		{"cert without key", "n", "cp:1", BootstrapOptions{CertFile: "c"}, "go together"},
+		{"CA file and inline CA", "n", "cp:1", BootstrapOptions{CAFile: "c", CAPEM: []byte("x")}, "exclusive"},
 		{"readiness without admin", "n", "cp:1", BootstrapOptions{ReadinessPort: 15021}, "readiness port"},
 		{"readiness on the admin port", "n", "cp:1", BootstrapOptions{AdminPort: 15000, ReadinessPort: 15000}, "readiness port"},
 	} {

@@ -34,13 +34,21 @@ type Config struct {
 	Audience string `yaml:"audience" json:"audience"`
 	// ReviewTimeout bounds one TokenReview call to the API server.
 	ReviewTimeout time.Duration `yaml:"review_timeout" json:"review_timeout"`
+	// ReviewCacheTTL is how long a successful TokenReview is reused for
+	// the same token (never past the token's exp): it bounds how long a
+	// token stays accepted after its pod is deleted.
+	ReviewCacheTTL time.Duration `yaml:"review_cache_ttl" json:"review_cache_ttl"`
+	// ReviewCacheSize bounds the number of cached reviews (least recently
+	// used evicted first).
+	ReviewCacheSize int `yaml:"review_cache_size" json:"review_cache_size"`
 	// Recent is how many refusals Recent keeps for the admin page.
 	Recent int `yaml:"recent" json:"recent"`
 }
 
 // Defaults returns the section's defaults: checks off.
 func Defaults() Config {
-	return Config{Mode: ModeOff, Audience: DefaultAudience, ReviewTimeout: 5 * time.Second, Recent: 100}
+	return Config{Mode: ModeOff, Audience: DefaultAudience, ReviewTimeout: 5 * time.Second,
+		ReviewCacheTTL: time.Minute, ReviewCacheSize: 10000, Recent: 100}
 }
 
 // Enabled reports whether a check is installed (report or enforce).
@@ -61,6 +69,12 @@ func (c Config) Validate() error {
 	}
 	if c.ReviewTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("xds.identity.review_timeout: %s must be positive", c.ReviewTimeout))
+	}
+	if c.ReviewCacheTTL <= 0 {
+		errs = append(errs, fmt.Errorf("xds.identity.review_cache_ttl: %s must be positive", c.ReviewCacheTTL))
+	}
+	if c.ReviewCacheSize < 1 {
+		errs = append(errs, fmt.Errorf("xds.identity.review_cache_size: %d must be at least 1", c.ReviewCacheSize))
 	}
 	if c.Recent < 1 {
 		errs = append(errs, fmt.Errorf("xds.identity.recent: %d must be at least 1", c.Recent))

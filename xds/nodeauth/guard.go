@@ -9,7 +9,7 @@
 //
 //   - a projected ServiceAccount token in the call credentials
 //     ("authorization: Bearer <jwt>", audience Config.Audience): validated
-//     with TokenReview; the node ID must name the pod the token is bound to
+//     with TokenReview (successes cached briefly, see reviewCache); the node ID must name the pod the token is bound to
 //     (proxyless gRPC clients, and anything behind NAT);
 //   - otherwise the connection's peer address: for a sidecar node ID
 //     (inventory/kube.NodeID) the address in the ID must be the peer's, and
@@ -94,6 +94,7 @@ type Guard struct {
 	cfg     Config
 	inv     inventory.Source
 	rev     Reviewer
+	cache   *reviewCache
 	log     *zap.Logger
 	metrics *metrics
 
@@ -115,6 +116,7 @@ func New(cfg Config, inv inventory.Source, rev Reviewer, log *zap.Logger, reg pr
 	}
 	return &Guard{
 		cfg: cfg, inv: inv, rev: rev, log: log.Named("nodeauth"), metrics: newMetrics(reg),
+		cache:  newReviewCache(cfg.ReviewCacheTTL, cfg.ReviewCacheSize, time.Now),
 		recent: make([]Refusal, cfg.Recent),
 	}, nil
 }
@@ -243,9 +245,8 @@ func (s *stream) firstCheck() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(s.Context(), g.cfg.ReviewTimeout)
-		id, err := g.rev.Review(ctx, s.token)
+		id, err := g.review(ctx, s.token)
 		cancel()
-		g.metrics.reviewed(err)
 		if err != nil {
 			s.apply(ResultDenied, err.Error())
 			return

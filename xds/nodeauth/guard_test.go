@@ -294,8 +294,12 @@ func TestTokenEvidence(t *testing.T) {
 	})
 	assert.Equal(t, 1.0, h.count(EvidenceToken, ResultVerified))
 	assert.Equal(t, 4.0, h.count(EvidenceToken, ResultDenied))
-	assert.Equal(t, 4.0, testutil.ToFloat64(h.guard.metrics.reviews.WithLabelValues("authenticated")))
+	// Two tokens accepted, each presented twice: the second time from the
+	// cache. The rejected token is never cached.
+	assert.Equal(t, 2.0, testutil.ToFloat64(h.guard.metrics.reviews.WithLabelValues("authenticated")))
 	assert.Equal(t, 1.0, testutil.ToFloat64(h.guard.metrics.reviews.WithLabelValues("rejected")))
+	assert.Equal(t, 2.0, testutil.ToFloat64(h.guard.metrics.cache.WithLabelValues("hit")))
+	assert.Equal(t, 3.0, testutil.ToFloat64(h.guard.metrics.cache.WithLabelValues("miss")))
 }
 
 func TestMalformedAuthorization(t *testing.T) {
@@ -341,6 +345,8 @@ func TestConfigValidate(t *testing.T) {
 		"xds.identity.audience: must not be empty",
 		"xds.identity.review_timeout: -1ns must be positive",
 		"xds.identity.recent: 0 must be at least 1",
+		"xds.identity.review_cache_ttl: 0s must be positive",
+		"xds.identity.review_cache_size: 0 must be at least 1",
 	} {
 		assert.Contains(t, err.Error(), want)
 	}

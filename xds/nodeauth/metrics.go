@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	checks  *prometheus.CounterVec
 	reviews *prometheus.CounterVec
+	cache   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -22,9 +23,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			[]string{"evidence", "result"}),
 		reviews: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "token_reviews_total",
 			Help: "TokenReview calls by result (authenticated, rejected, error)."}, []string{"result"}),
+		cache: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "token_review_cache_total",
+			Help: "Token lookups in the cache of successful TokenReviews by result (hit, miss); a miss asks the API server."},
+			[]string{"result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.checks, m.reviews)
+		reg.MustRegister(m.checks, m.reviews, m.cache)
 	}
 	return m
 }
@@ -40,4 +44,12 @@ func (m *metrics) reviewed(err error) {
 	default:
 		m.reviews.WithLabelValues("error").Inc()
 	}
+}
+
+func (m *metrics) cacheLookup(hit bool) {
+	if hit {
+		m.cache.WithLabelValues("hit").Inc()
+		return
+	}
+	m.cache.WithLabelValues("miss").Inc()
 }

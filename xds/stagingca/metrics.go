@@ -10,6 +10,7 @@ type metrics struct {
 	hits       prometheus.Counter
 	refused    prometheus.Counter
 	mintErrors prometheus.Counter
+	permitErrs prometheus.Counter
 	reloads    *prometheus.CounterVec
 	notAfter   prometheus.Gauge
 	hosts      prometheus.Gauge
@@ -25,6 +26,8 @@ func newMetrics() *metrics {
 		hits:       prometheus.NewCounter(prometheus.CounterOpts(opts("leaf_cache_hits_total", "Leaf requests answered from the per-host cache."))),
 		refused:    prometheus.NewCounter(prometheus.CounterOpts(opts("leaves_refused_total", "Leaf requests for hosts the CA does not permit."))),
 		mintErrors: prometheus.NewCounter(prometheus.CounterOpts(opts("mint_errors_total", "Leaves that could not be minted or failed the self-check against the anchor."))),
+		permitErrs: prometheus.NewCounter(prometheus.CounterOpts(opts("set_permitted_errors_total",
+			"Host sets refused by SetPermitted (a malformed pattern, or a cert_file whose constraints do not admit a host); the previous hosts stay."))),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts(opts("key_reloads_total",
 			"Reloads of the CA key files after their contents changed, by result: ok, error (the last good keys stay in use).")), []string{"result"}),
 		notAfter: prometheus.NewGauge(prometheus.GaugeOpts(opts("anchor_not_after_timestamp_seconds", "NotAfter of the current anchor (Unix seconds)."))),
@@ -35,7 +38,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.minted, m.hits, m.refused, m.mintErrors, m.reloads, m.notAfter, m.hosts, m.excess}
+	return []prometheus.Collector{m.minted, m.hits, m.refused, m.mintErrors, m.permitErrs, m.reloads, m.notAfter, m.hosts, m.excess}
 }
 
 func (m *metrics) setAnchor(st *state) {

@@ -189,6 +189,7 @@ func (a *Authority) notify() {
 func (a *Authority) SetPermitted(hosts []string) error {
 	norm, err := normalizeHosts(hosts)
 	if err != nil {
+		a.m.permitErrs.Inc()
 		return fmt.Errorf("stagingca: %w", err)
 	}
 	a.mu.Lock()
@@ -200,6 +201,7 @@ func (a *Authority) SetPermitted(hosts []string) error {
 	}
 	st, err := a.build(a.keys, norm)
 	if err != nil {
+		a.m.permitErrs.Inc()
 		return fmt.Errorf("stagingca: %w", err)
 	}
 	changed := !slices.Equal(norm, a.st.hosts) || !bytes.Equal(st.anchorsPEM, a.st.anchorsPEM)
