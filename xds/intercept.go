@@ -359,10 +359,12 @@ func pathNormalisation(h *hcmv3.HttpConnectionManager) {
 // malformedPathRoutes deny, before any request rule (a rule without
 // request rules does not look at the path), the paths
 // plan.NormalizePath refuses that Envoy passes on to routing: not in origin
-// form (":path" not starting with "/", e.g. "*"), or holding a "%" that
-// does not begin a valid escape in the path part (Envoy's canonicaliser
-// copies such a "%" through). Envoy itself refuses the rest (a NUL, a
-// fragment, an escaped slash).
+// form (":path" not starting with "/", e.g. "*"), holding a "%" that does
+// not begin a valid escape in the path part (Envoy's canonicaliser copies
+// such a "%" through), or a dot segment with parameters ("/..;x/", which
+// Envoy keeps as a plain segment unless a runtime flag strips the
+// parameters, and servers such as Tomcat read as ".."). Envoy itself
+// refuses the rest (a NUL, a fragment, an escaped slash).
 func (b *sidecarBuilder) malformedPathRoutes(host *plan.Rule) []*routev3.Route {
 	guard := func(re string) *routev3.Route {
 		r := b.requestRoute(host, &plan.MalformedPathRequestRule, true)
@@ -375,5 +377,6 @@ func (b *sidecarBuilder) malformedPathRoutes(host *plan.Rule) []*routev3.Route {
 	return []*routev3.Route{
 		guard(`[^/].*|`), // not in origin form
 		guard(`[^?]*%(?:[0-9A-Fa-f]?(?:\?.*)?|[0-9A-Fa-f]?[^0-9A-Fa-f?].*)`), // an invalid escape before the query
+		guard(`[^?]*[/\\](?:\.|%2[eE]){1,2};.*`),                             // a dot segment with parameters ("/..;x/")
 	}
 }

@@ -169,7 +169,7 @@ func TestChainCheckCoversInterceptChains(t *testing.T) {
 }
 
 // TestInterceptRouteOrder: the request rules become routes in the plan's
-// order, after the two that deny paths the plan cannot normalise and
+// order, after the three that deny paths the plan cannot normalise and
 // before the default, and a Host outside the rule's names (domain
 // fronting) is denied.
 func TestInterceptRouteOrder(t *testing.T) {
@@ -185,7 +185,7 @@ func TestInterceptRouteOrder(t *testing.T) {
 	for _, r := range rc.VirtualHosts[0].Routes {
 		names = append(names, r.Name)
 	}
-	assert.Equal(t, []string{"deny|malformed-path", "deny|malformed-path", "deny|stripe-api/live-secret-key", "deny|stripe-api/live-restricted-key", "deny|stripe-api/live-basic-user",
+	assert.Equal(t, []string{"deny|malformed-path", "deny|malformed-path", "deny|malformed-path", "deny|stripe-api/live-secret-key", "deny|stripe-api/live-restricted-key", "deny|stripe-api/live-basic-user",
 		"allow|stripe-api/test-key", "allow|stripe-api/test-basic-user", "deny|stripe-api/default"}, names)
 	assert.Equal(t, []string{"*"}, rc.VirtualHosts[1].Domains)
 	assert.Equal(t, "deny|"+frontingRuleID, rc.VirtualHosts[1].Routes[0].Name)
