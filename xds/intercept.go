@@ -11,7 +11,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -156,18 +155,7 @@ func leafSecret(name string, leaf stagingca.Leaf) *tlsv3.Secret {
 // path is normalised before routing so that route matching sees
 // plan.NormalizePath's form (see pathNormalisation).
 func (b *sidecarBuilder) interceptHCM(chain, routeName string) *hcmv3.HttpConnectionManager {
-	h := &hcmv3.HttpConnectionManager{
-		StatPrefix: statPrefix("egressguard_intercept", chain),
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsConfigSource(),
-			RouteConfigName: routeName,
-		}},
-		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
-		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		StripTrailingHostDot: true,
-		AccessLog:            []*accesslogv3.AccessLog{b.interceptAccessLog()},
-	}
+	h := routedHCM(statPrefix("egressguard_intercept", chain), routeName, b.interceptAccessLog())
 	pathNormalisation(h)
 	return h
 }

@@ -873,18 +873,7 @@ func (b *sidecarBuilder) registerClusters(v verdict) {
 // hcm is a filter chain's HTTP connection manager. A non-empty cell is
 // written into CellHeader before routing.
 func (b *sidecarBuilder) hcm(statName, routeName, cell string) *hcmv3.HttpConnectionManager {
-	h := &hcmv3.HttpConnectionManager{
-		StatPrefix: statPrefix("egressguard_http", statName),
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsConfigSource(),
-			RouteConfigName: routeName,
-		}},
-		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
-		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		StripTrailingHostDot: true,
-		AccessLog:            []*accesslogv3.AccessLog{b.httpAccessLog()},
-	}
+	h := routedHCM(statPrefix("egressguard_http", statName), routeName, b.httpAccessLog())
 	if cell != "" {
 		h.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
 			Name: "envoy.http.early_header_mutation.header_mutation",
@@ -894,6 +883,24 @@ func (b *sidecarBuilder) hcm(statName, routeName, cell string) *hcmv3.HttpConnec
 		}}
 	}
 	return h
+}
+
+// routedHCM is an HTTP connection manager routing with the route
+// configuration routeName (over ADS), the port and a trailing dot stripped
+// from the Host first, logging with log.
+func routedHCM(stat, routeName string, log *accesslogv3.AccessLog) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: stat,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: routeName,
+		}},
+		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
+		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		StripTrailingHostDot: true,
+		AccessLog:            []*accesslogv3.AccessLog{log},
+	}
 }
 
 // httpAccessLog writes one JSON line per request whose route is not a plain
