@@ -73,6 +73,15 @@
 // header. The CA's Changes() rebuilds the intercepting classes, so a
 // rotation reaches every node as an SDS push.
 //
+// Paths: the connection manager refuses escaped slashes, a NUL and a
+// fragment itself (400, before any route, report mode or not: fail
+// closed); the first routes of a rule with request rules deny what
+// plan.NormalizePath refuses beyond that (not in origin form, an invalid
+// escape, a dot segment with parameters). Nested escapes, which Envoy's
+// canonicaliser rewrites (CheckForNestedEscapes) and may turn into a valid
+// escape, are the one known case where Envoy may route a path the plan
+// refuses.
+//
 // Without a staging CA a request-level rule is a deny chain that says
 // interception is not configured, and a TLS redirect stays a deny. Where
 // requests cannot be seen (plaintext HTTP, proxyless gRPC) a request-level
