@@ -1,19 +1,27 @@
 package xds
 
 import (
+	"context"
+	"encoding/base64"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/plan"
 )
 
@@ -192,3 +200,88 @@ func TestInterceptRouteOrder(t *testing.T) {
 }
 
 func netipAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// interceptCatalog is a catalog with request-level rules as operators write
+// them: Stripe keys by prefix, Twilio production accounts (for_each_account)
+// in the path and as the Basic user.
+const interceptCatalog = `
+providers:
+  - name: stripe
+    category: payment
+    endpoints:
+      - live: api.stripe.com
+    requests:
+      rules:
+        - id: live-key
+          headers: [{name: Authorization, value: {prefix: "Bearer sk_live_"}}]
+          action: deny
+          reason: live secret key
+          credential: stripe-live-secret-key
+        - id: test-key
+          headers: [{name: authorization, value: {regex: "Bearer sk_test_[A-Za-z0-9]+"}}]
+          action: allow
+      default: {action: deny, reason: no test key}
+  - name: twilio
+    category: sms
+    accounts: [AC0123456789abcdef0123456789abcdef]
+    endpoints:
+      - live: api.twilio.com
+    requests:
+      rules:
+        - id: prod-account-path
+          for_each_account: true
+          path: {prefix: "/2010-04-01/Accounts/{account}"}
+          action: deny
+          reason: "production account {account}"
+        - id: prod-account-user
+          for_each_account: true
+          headers: [{name: authorization, basic_user: {exact: "{account}"}}]
+          action: deny
+          reason: "production account {account}"
+      default: {action: allow}
+`
+
+// TestInterceptThroughCatalog: request rules written in a catalog reach a
+// sidecar workload's plan through the policy (Rego), translate into
+// intercept chains that validate, and the modelled Envoy decides requests
+// as plan.DecideRequest does.
+func TestInterceptThroughCatalog(t *testing.T) {
+	cat := filepath.Join(t.TempDir(), "catalog.yaml")
+	require.NoError(t, os.WriteFile(cat, []byte(interceptCatalog), 0o600))
+	eng, err := policy.NewEngine(context.Background(), policy.Options{CatalogFiles: []string{cat}}, zaptest.NewLogger(t), prometheus.NewRegistry())
+	require.NoError(t, err)
+	p, err := eng.PlanFor(&inventory.Workload{Name: "checkout", Namespace: "shop", Environment: "staging", Sidecar: true})
+	require.NoError(t, err)
+	res, err := TranslateSidecar(p, NodeSettings{Certificates: &testCerts{}})
+	require.NoError(t, err)
+	require.NoError(t, Validate(res))
+	plain, err := TranslateSidecar(p, NodeSettings{})
+	require.NoError(t, err)
+	b, err := proto.Marshal(res.Listeners[0])
+	require.NoError(t, err)
+	b0, err := proto.Marshal(plain.Listeners[0])
+	require.NoError(t, err)
+	t.Logf("with the default catalog: %d intercepted rules, %d intercept chains, %d secrets, listener %d KiB (%d KiB without a CA)",
+		len(p.Intercepts()), len(interceptChains(res.Listeners[0])), len(res.Secrets), len(b)/1024, len(b0)/1024)
+	ip := netip.MustParseAddr("192.0.2.10")
+	basic := func(cred string) []string {
+		return []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(cred))}
+	}
+	for _, r := range []simRequest{
+		{host: "api.stripe.com", method: "POST", path: "/v1/charges", headers: map[string][]string{"authorization": {"Bearer sk_live_abc"}}},
+		{host: "api.stripe.com", method: "POST", path: "/v1/charges", headers: map[string][]string{"authorization": {"Bearer sk_test_abc"}}},
+		{host: "api.stripe.com", method: "GET", path: "/v1/charges", headers: map[string][]string{}},
+		{host: "api.twilio.com", method: "POST", path: "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json", headers: map[string][]string{}},
+		{host: "api.twilio.com", method: "POST", path: "/2010-04-01//Accounts/./AC0123456789abcdef0123456789abcdef/Messages.json", headers: map[string][]string{}},
+		{host: "api.twilio.com", method: "POST", path: "/2010-04-01/Accounts/ACffff/Messages.json", headers: map[string][]string{"authorization": basic("AC0123456789abcdef0123456789abcdef:token")}},
+		{host: "api.twilio.com", method: "POST", path: "/2010-04-01/Accounts/ACffff/Messages.json", headers: map[string][]string{"authorization": basic("ACffff:token")}},
+	} {
+		act, rule := simulateIntercept(t, res, simConn{ip: ip, port: 443, transport: "tls", sni: r.host}, r)
+		d := p.DecideRequest(plan.Destination{Host: r.host, Port: 443, IP: ip}, plan.Request{Method: r.method, Path: r.path,
+			Header: func(name string) (string, bool) { v, ok := r.headers[name]; return strings.Join(v, ","), ok }})
+		require.NotNil(t, d.Request, "%+v", r)
+		assert.Equal(t, want(d.Decision), act, "%+v", r)
+		assert.Equal(t, d.Request.ID, rule, "%+v", r)
+		t.Logf("%s %s%s: %s by %s", r.method, r.host, r.path, act, rule)
+	}
+}
