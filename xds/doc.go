@@ -55,8 +55,11 @@
 // A host rule the plan intercepts (plan.Plan.Intercepts: request-level
 // rules, or a redirect to a TLS sandbox) gets, when the enforcer has a
 // staging CA (WithCertificates), one filter chain per host pattern in
-// every cell, matching the pattern as SNI with transport "tls", ahead of
-// the SNI chains that no longer list it. The chain terminates TLS with the
+// every cell of port 443 and of the ports no rule names (interceptPort),
+// matching the pattern as SNI with transport "tls", instead of a place in
+// the SNI chains; on other named ports the name stays in the SNI chains
+// (denied). With the default catalog that is 38 intercepted rules and a
+// listener of 420 KiB instead of 131 KiB (TestInterceptThroughCatalog). The chain terminates TLS with the
 // pattern's leaf, an SDS Secret ("egressguard-intercept~<pattern>")
 // fetched on the same ADS stream and present only in the snapshots of
 // classes that intercept the pattern, offers h2 and http/1.1, and routes

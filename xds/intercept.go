@@ -87,6 +87,15 @@ type Option func(*Enforcer)
 // rules with leaves of c, served over SDS, re-pushed on c.Changes().
 func WithCertificates(c Certificates) Option { return func(e *Enforcer) { e.certs = c } }
 
+// interceptPort says whether intercept chains are built in the cells of a
+// destination port: 443, and every port no rule names (0). A port some
+// rule names for another protocol (25, 587, 853, ...) keeps the
+// intercepted names in its SNI chains, where a rule with request rules
+// denies (fail closed) and a TLS redirect denies as before: one chain per
+// intercepted pattern in every such cell would multiply the listener's
+// size for connections HTTPS clients do not make.
+func interceptPort(port uint16) bool { return port == 0 || port == 443 }
+
 // intercepting says whether the builder gives r its own TLS chains: with a
 // CA every intercepted rule, without one only request-level rules (denied,
 // saying so).

@@ -36,10 +36,12 @@ func interceptChains(l *listenerv3.Listener) map[string]*listenerv3.FilterChain 
 	return out
 }
 
-// TestInterceptLayout: with a staging CA, every cell gets one chain per
-// intercepted pattern, terminating TLS with that pattern's secret; the
-// patterns leave the SNI chains; the secrets are exactly the intercepted
-// patterns'. A host-level allow for an exact host under an intercepted
+// TestInterceptLayout: with a staging CA, every cell of port 443 and of
+// the ports no rule names gets one chain per intercepted pattern,
+// terminating TLS with that pattern's secret; the patterns leave those
+// cells' SNI chains; the secrets are exactly the intercepted patterns'. On
+// a port a rule names for another protocol (25) the names stay in the SNI
+// deny chain. A host-level allow for an exact host under an intercepted
 // wildcard is not intercepted.
 func TestInterceptLayout(t *testing.T) {
 	spec := plan.Spec{Default: plan.ActionAllow, Rules: []plan.Rule{
@@ -55,8 +57,9 @@ func TestInterceptLayout(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, Validate(res))
 	chains := interceptChains(res.Listeners[0])
-	// cells: ports 25 and any × (prod-net, other) = 4; patterns: 2.
-	assert.Len(t, chains, 8)
+	// cells of port 443 and of every other port (25 is named by a rule:
+	// no interception there) × (prod-net, other) = 2; patterns: 2.
+	assert.Len(t, chains, 4)
 	for name, fc := range chains {
 		pattern := name[strings.LastIndex(name, "|")+1:]
 		assert.Equal(t, []string{pattern}, fc.FilterChainMatch.ServerNames, name)
@@ -69,11 +72,13 @@ func TestInterceptLayout(t *testing.T) {
 	}
 	assert.Equal(t, []string{InterceptSecretName("*.stripe.com"), InterceptSecretName("api-m.paypal.com")}, secrets)
 	for _, fc := range res.Listeners[0].FilterChains {
-		if strings.Contains(fc.Name, "|tls-sni|") {
+		if strings.Contains(fc.Name, "|tls-sni|") && !strings.HasPrefix(fc.Name, "port=25|") {
 			assert.NotContains(t, fc.FilterChainMatch.ServerNames, "*.stripe.com", fc.Name)
 			assert.NotContains(t, fc.FilterChainMatch.ServerNames, "api-m.paypal.com", fc.Name)
 		}
 	}
+	act, _ := simulate(t, res, simConn{ip: netipAddr("192.0.2.1"), port: 25, transport: "tls", sni: "api-m.paypal.com"})
+	assert.Equal(t, "deny", act, "no interception on port 25")
 	act, rule := simulate(t, res, simConn{ip: netipAddr("192.0.2.1"), port: 443, transport: "tls", sni: "status.stripe.com"})
 	assert.Equal(t, "allow", act, "the exact host's allow is not intercepted")
 	assert.Empty(t, rule)

@@ -711,7 +711,7 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	sk := sniKey{port: port, fallback: namedKind, prune: !g.other}
 	sni, ok := b.sni[sk]
 	if !ok {
-		sni = b.sniNames(t, sk.fallback, sk.prune)
+		sni = b.sniNames(t, port, sk.fallback, sk.prune)
 		b.sni[sk] = sni
 	}
 	for _, k := range []verdictKind{vAllow, vReport, vDeny} {
@@ -772,13 +772,13 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 // the most specific listed wildcard that still encloses it has the same
 // class, or none does; Envoy picks the most specific listed server name
 // (exact, then the longest "*." suffix).
-func (b *sidecarBuilder) sniNames(t table, fallback verdictKind, prune bool) map[verdictKind][]string {
+func (b *sidecarBuilder) sniNames(t table, port uint16, fallback verdictKind, prune bool) map[verdictKind][]string {
 	kindOf := func(pattern string) (verdictKind, bool) {
 		r, ok := t.hosts[pattern]
 		if !ok {
 			return 0, false
 		}
-		if b.intercepting(r) {
+		if b.intercepting(r) && interceptPort(port) {
 			return vIntercept, true
 		}
 		k := verdictOf(b.p, r).kind
