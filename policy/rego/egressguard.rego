@@ -268,7 +268,9 @@ endpoint_action(p, e, sidecar) := {
 	"action": "redirect",
 	"redirect": redirect_of(e.sandbox),
 	"reason": sprintf("%s live endpoint %s: non-production workloads must use the %s sandbox %s", [p.name, endpoint_where(e), p.name, target_text(e.sandbox)]),
-} if e.sandbox
+} if {
+	e.sandbox
+}
 
 else := {
 	"action": "redirect",
@@ -298,7 +300,7 @@ else := {
 
 request_fallback := object.get(catalog, "request_rules_fallback", "deny")
 
-workload_sidecar_bool := true if workload_sidecar
+workload_sidecar_bool if workload_sidecar
 
 else := false
 
@@ -834,4 +836,3 @@ request_base(h, rr) := {
 	"category": object.get(h, "category", ""),
 	"would_deny": false,
 }
-
