@@ -246,9 +246,11 @@ func CredentialFingerprint(value string) string {
 }
 
 // CredentialValue returns the value the deciding rule's credential was read
-// from (the decoded Basic user, or the first header condition's value), for
-// CredentialFingerprint only: never log or record it. ok is false when the
-// rule names no credential or r lacks the header.
+// from, for CredentialFingerprint only: never log or record it. It is the
+// decoded Basic user, the token of any other Authorization scheme ("Bearer
+// sk_live_..." gives "sk_live_...", so a key has one fingerprint however it
+// is sent), or the first header condition's value. ok is false when the rule
+// names no credential or r lacks the header.
 func (d RequestDecision) CredentialValue(r Request) (value string, ok bool) {
 	if d.Request == nil || d.Request.Credential == "" || r.Header == nil {
 		return "", false
@@ -265,6 +267,9 @@ func (d RequestDecision) CredentialValue(r Request) (value string, ok bool) {
 			var buf [maxBasicLen]byte
 			u, ok := basicUser(v, &buf)
 			return string(u), ok
+		}
+		if _, token, ok := strings.Cut(v, " "); ok && h.Name == "authorization" {
+			return strings.TrimLeft(token, " "), true
 		}
 		return v, true
 	}

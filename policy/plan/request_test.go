@@ -199,7 +199,7 @@ func TestCredentialFingerprintAndValue(t *testing.T) {
 	p, err := Compile(Spec{Rules: []Rule{stripeLike()}})
 	require.NoError(t, err)
 	for _, c := range []struct{ header, want string }{
-		{"Bearer sk_live_abc", "Bearer sk_live_abc"},
+		{"Bearer  sk_live_abc", "sk_live_abc"},
 		{basic("sk_live_abc", "pw"), "sk_live_abc"},
 	} {
 		r := Request{Path: "/", Header: hdr("authorization", c.header)}
