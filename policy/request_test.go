@@ -3,6 +3,9 @@ package policy
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -130,3 +133,144 @@ request_rules_fallback: allow
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// requestFromParts builds a request from fuzzer-chosen parts: a path made of
+// segments and a few header variants that exercise each kind of condition.
+func requestFromParts(method byte, segs string, auth byte, key string, extra byte) HTTPRequest {
+	methods := []string{"GET", "POST", "DELETE", "post", "PATCH"}
+	pieces := []string{"/v1", "/charges", "/..", "/.", "//", "/%2e%2E", "/v3", "/sandbox0a1b.mailgun.org", "/mg.example.com",
+		"/2010-04-01", "/Accounts", "/AC0123456789abcdef0123456789abcdef", "/messages", "%2F", "/%41", "?q=1", "/x;y", "\\", "/%zz"}
+	bases := []string{"/v1/charges", "/v3/sandbox0a1b.mailgun.org/messages", "/v3/mg.example.com/messages",
+		"/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json", "/email"}
+	path := ""
+	for i := 0; i < len(segs) && i < 8; i++ {
+		if i == 0 {
+			path = bases[int(segs[0])%len(bases)]
+			continue
+		}
+		path += pieces[int(segs[i])%len(pieces)]
+	}
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	r := HTTPRequest{Method: methods[int(method)%len(methods)], Path: path}
+	keys := []string{"sk_test_" + key, "sk_live_" + key, "rk_live_" + key, "rk_test_" + key, "pk_live_" + key, key, "ac0123456789ABCDEF0123456789abcdef"}
+	k := keys[int(auth>>4)%len(keys)]
+	switch auth % 6 {
+	case 1:
+		r.SetHeader("authorization", "Bearer "+k)
+	case 2:
+		r.SetHeader("authorization", "bearer  "+k)
+	case 3:
+		r.SetHeader("authorization", "Basic "+b64(k+":pw"))
+	case 4:
+		r.SetHeader("authorization", "BASIC "+base64.RawURLEncoding.EncodeToString([]byte(k+":")))
+	case 5:
+		r.SetHeader("authorization", "Bearer sk_test_a")
+		r.SetHeader("authorization", "Bearer "+k)
+	}
+	switch extra % 4 {
+	case 1:
+		r.SetHeader("x-postmark-server-token", "POSTMARK_API_TEST")
+	case 2:
+		r.SetHeader("x-postmark-server-token", k)
+	case 3:
+		r.SetHeader("x-postmark-server-token", "POSTMARK_API_TEST")
+		r.SetHeader("x-postmark-account-token", k)
+	}
+	return r
+}
+
+var requestHosts = []string{"api.stripe.com", "files.stripe.com", "api.mailgun.net", "api.eu.mailgun.net", "api.postmarkapp.com",
+	"api.twilio.com", "verify.twilio.com", "api-m.paypal.com", "api.sendgrid.com", "example.com"}
+
+const twilioAccountCatalog = `providers:
+  - name: twilio
+    category: sms
+    accounts: [AC0123456789abcdef0123456789abcdef]
+    requests:
+      rules:
+        - id: production-account-path
+          for_each_account: true
+          credential: twilio-production-account
+          path: {regex: '(?i).*{account}.*'}
+          action: deny
+        - id: production-account-user
+          for_each_account: true
+          credential: twilio-production-account
+          headers: [{name: authorization, basic_user: {exact: '{account}', ignore_case: true}}]
+          action: deny
+      default: {action: allow}
+    endpoints:
+      - live: api.twilio.com
+      - live: "*.twilio.com"
+`
+
+// FuzzRequestDecision is the property test of the request decision: for
+// random requests (method, path, headers) to the default catalog's hosts
+// (plus a Twilio production account), the compiled plan's DecideRequest and
+// the Rego reference request_decision agree on the action, the host rule,
+// the request rule and the credential kind, with and without the sidecar.
+func FuzzRequestDecision(f *testing.F) {
+	cat := filepath.Join(f.TempDir(), "twilio.yaml")
+	require.NoError(f, os.WriteFile(cat, []byte(twilioAccountCatalog), 0o600))
+	e := newTestEngine(f, Options{CatalogFiles: []string{cat}})
+	f.Add(byte(0), byte(1), "\x00\x01", byte(0x11), "abc", byte(0), true)
+	f.Add(byte(1), byte(5), "\x06\x07\x0c", byte(0x03), "k1", byte(1), true)
+	f.Add(byte(3), byte(4), "\x09\x0a\x0b\x0c", byte(0x63), "x", byte(3), false)
+	f.Add(byte(2), byte(2), "\x06\x08\x02\x0e", byte(0x25), "", byte(2), true)
+	f.Fuzz(func(t *testing.T, host, method byte, segs string, auth byte, key string, extra byte, sidecar bool) {
+		if strings.ContainsAny(key, ":,") || len(key) > 40 {
+			return // ":" ends a Basic user, "," joins header values: not keys
+		}
+		for i := 0; i < len(key); i++ {
+			if key[i] < '0' || key[i] > 'z' {
+				return // the reference folds case with Unicode lower(): ASCII keys only
+			}
+		}
+		w := &inventory.Workload{Name: "fuzz", Environment: "staging", Sidecar: sidecar}
+		dest, err := ParseDestination(requestHosts[int(host)%len(requestHosts)] + ":443")
+		require.NoError(t, err)
+		r := requestFromParts(method, segs, auth, key, extra)
+		p, err := e.PlanFor(w)
+		require.NoError(t, err)
+		d := p.DecideRequest(dest, r.Plan())
+		ref, err := e.ReferenceRequestDecision(context.Background(), w, dest, r)
+		require.NoError(t, err)
+		require.True(t, agreesRequest(d, ref), "%s %s %v: plan %s by %s, reference %+v", r.Method, r.Path, r.Headers, d.Action, d.RuleID(), ref)
+	})
+}
+
+// TestRequestDecisionMatchesReference runs the property on a bounded
+// pseudo-random sample on every `go test` (the fuzzer explores further).
+func TestRequestDecisionMatchesReference(t *testing.T) {
+	cat := filepath.Join(t.TempDir(), "twilio.yaml")
+	require.NoError(t, os.WriteFile(cat, []byte(twilioAccountCatalog), 0o600))
+	e := newTestEngine(t, Options{CatalogFiles: []string{cat}})
+	rng := rand.New(rand.NewPCG(18, 18))
+	counts := map[string]int{}
+	for range 600 {
+		w := &inventory.Workload{Name: "prop", Environment: "staging", Sidecar: rng.IntN(5) != 0}
+		dest, err := ParseDestination(requestHosts[rng.IntN(len(requestHosts))] + ":443")
+		require.NoError(t, err)
+		segs := make([]byte, rng.IntN(4))
+		for i := range segs {
+			segs[i] = byte(rng.IntN(256))
+		}
+		r := requestFromParts(byte(rng.IntN(256)), string(segs), byte(rng.IntN(256)), fmt.Sprintf("K%dx", rng.IntN(1000)), byte(rng.IntN(256)))
+		p, err := e.PlanFor(w)
+		require.NoError(t, err)
+		d := p.DecideRequest(dest, r.Plan())
+		ref, err := e.ReferenceRequestDecision(context.Background(), w, dest, r)
+		require.NoError(t, err)
+		require.True(t, agreesRequest(d, ref), "%s %s %v: plan %s by %s, reference %+v", r.Method, r.Path, r.Headers, d.Action, d.RuleID(), ref)
+		counts[d.Action.String()]++
+		if d.Request != nil {
+			counts["request:"+d.Request.ID]++
+		}
+	}
+	// The sample reaches allow, deny and redirect and the rules that matter.
+	for _, k := range []string{"allow", "deny", "redirect", "request:test-key", "request:live-secret-key-basic", "request:malformed-path", "request:sandbox-domain", "request:production-account-path#0", "request:production-account-user#0"} {
+		assert.Positive(t, counts[k], "%s never decided: %v", k, counts)
+	}
+}
