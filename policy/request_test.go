@@ -270,7 +270,7 @@ func TestRequestDecisionMatchesReference(t *testing.T) {
 		}
 	}
 	// The sample reaches allow, deny and redirect and the rules that matter.
-	for _, k := range []string{"allow", "deny", "redirect", "request:test-key", "request:live-secret-key-basic", "request:malformed-path", "request:sandbox-domain", "request:production-account-path#0", "request:production-account-user#0"} {
+	for _, k := range []string{"allow", "deny", "redirect", "request:test-key", "request:live-secret-key-basic", "request:test-key-basic", "request:malformed-path", "request:sandbox-domain", "request:production-account-path#0", "request:production-account-user#0"} {
 		assert.Positive(t, counts[k], "%s never decided: %v", k, counts)
 	}
 }

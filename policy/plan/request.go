@@ -36,8 +36,9 @@ import (
 //     whole values (Regex, Exact) so that a second value cannot ride along.
 //   - BasicUser matches the user of an "Authorization: Basic" value: the
 //     scheme case-insensitively, the credentials base64 (standard or URL
-//     alphabet, padding optional), the user up to the first ":". A value
-//     that is not such a credential never matches a BasicUser condition.
+//     alphabet, padding absent or exact), the user up to the first ":" (all
+//     of it without one). A value that is not such a credential never
+//     matches a BasicUser condition.
 //   - StringMatch follows Envoy's StringMatcher: Exact and Prefix compare
 //     bytes (ASCII case folded with IgnoreCase); Regex is RE2 matching the
 //     whole value.
@@ -412,7 +413,10 @@ func basicUser(v string, buf *[maxBasicLen]byte) ([]byte, bool) {
 			return buf[:i], true
 		}
 	}
-	return nil, false // RFC 7617: user-id ":" password
+	// RFC 7617 wants user-id ":" password; a server may take credentials
+	// without the colon as the user (curl -u KEY sends "KEY:", not all
+	// clients do), so they are matched as the user too.
+	return buf[:n], true
 }
 
 // decodeBase64 decodes standard or URL-alphabet base64, padding optional,
