@@ -101,7 +101,7 @@ type Provider struct {
 	// and request rules with for_each_account are stated once per account.
 	Accounts []string `yaml:"accounts,omitempty" json:"accounts,omitempty"`
 	// Requests are request-level rules for every endpoint with a live host
-	// that has none of its own.
+	// and no sandbox, sink, port filter or requests of its own.
 	Requests *RequestRules `yaml:"requests,omitempty" json:"requests,omitempty"`
 }
 

@@ -140,12 +140,13 @@ func (r *Rule) Intercepted() bool {
 // Intercepts returns the plan's intercepted host rules (Rule.Intercepted) in
 // plan order (base, then overlay). Each rule's Hosts are only the host
 // patterns it decides in this plan: a pattern another rule wins (an overlay
-// exception for the exact host, say) is left out, and a rule that wins none
-// is left out. The rules must not be modified.
+// exception for the exact host, say) is left out, and so is "*" (no leaf can
+// name every host; such a rule stays a connection-level decision); a rule
+// left with no pattern is left out. The rules must not be modified.
 func (p *Plan) Intercepts() []*Rule {
 	won := make(map[*Rule][]string)
 	for _, e := range p.Entries() {
-		if e.Kind == EntryHost && e.Rule.Intercepted() && !slices.Contains(won[e.Rule], e.Pattern) {
+		if e.Kind == EntryHost && e.Pattern != "*" && e.Rule.Intercepted() && !slices.Contains(won[e.Rule], e.Pattern) {
 			won[e.Rule] = append(won[e.Rule], e.Pattern)
 		}
 	}
@@ -412,7 +413,13 @@ func basicUser(v string, buf *[maxBasicLen]byte) ([]byte, bool) {
 // decodeBase64 decodes standard or URL-alphabet base64, padding optional,
 // into buf without allocating.
 func decodeBase64(s string, buf *[maxBasicLen]byte) (int, bool) {
-	s = strings.TrimRight(s, "=")
+	// Padding is either absent or exactly what the length needs.
+	if n := len(s); n >= 4 && n%4 == 0 && s[n-1] == '=' {
+		s = s[:n-1]
+		if s[n-2] == '=' {
+			s = s[:n-2]
+		}
+	}
 	if len(s)%4 == 1 || len(s)*3/4 > len(buf) {
 		return 0, false
 	}

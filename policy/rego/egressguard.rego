@@ -249,7 +249,7 @@ else := t.host
 redirect_of(t) := {"host": t.host, "port": object.get(t, "port", 0), "tls": object.get(t, "tls", false)}
 
 # An endpoint with request rules (its own, or its provider's when it has a
-# live host and neither a sandbox nor a sink): for classes with the sidecar
+# live host and no sandbox, sink or port filter): for classes with the sidecar
 # the host is allowed at the connection level (DNS answers normally) and each
 # request is decided by the rules; other classes get the fallback.
 endpoint_action(p, e, sidecar) := {
@@ -261,7 +261,7 @@ endpoint_action(p, e, sidecar) := {
 	endpoint_requests(p, e)
 } else := {
 	"action": request_fallback,
-	"reason": sprintf("%s live endpoint %s: its request-level rules need the egressguard sidecar, which this workload does not run; the catalog's request_rules_fallback (%s) applies", [p.name, endpoint_where(e), request_fallback]),
+	"reason": sprintf("%s (%s) live endpoint %s: its request-level rules need the egressguard sidecar, which this workload does not run; the catalog's request_rules_fallback (%s) applies", [p.name, object.get(p, "category", "provider"), endpoint_where(e), request_fallback]),
 } if {
 	endpoint_requests(p, e)
 } else := {
@@ -308,6 +308,7 @@ else := p.requests if {
 	e.live
 	not e.sandbox
 	not e.sink
+	count(endpoint_ports(e)) == 0
 	p.requests
 }
 
@@ -709,3 +710,128 @@ base_decision(r) := {
 	"category": object.get(r, "category", ""),
 	"would_deny": false,
 }
+
+# ------------------------------------------------ reference request decision
+#
+# plan.DecideRequest (policy/plan/request.go) written in Rego, for
+# input.workload + input.destination + input.request:
+#
+#   {"method": "POST", "path": <the path in normal form (plan.NormalizePath),
+#    absent when it has none>, "headers": {<lower-case name>: <value>}}
+#
+# The host rule is the one decision finds; without request rules the answer
+# is decision's. Otherwise the first request rule whose conditions all hold
+# decides, else the policy's default. ignore_case folds with lower() (Unicode)
+# where the plan folds ASCII only: they agree on ASCII values.
+
+request := object.get(input, "request", {})
+
+request_decision := decision if not winning_rule.requests
+
+request_decision := request_decide(winning_rule, matched_request_rule) if winning_rule.requests
+
+malformed_path_rule := {
+	"id": "malformed-path",
+	"action": "deny",
+	"reason": "the request path cannot be put in normal form: refused (fail closed)",
+}
+
+matched_request_rule := malformed_path_rule if {
+	not is_string(object.get(request, "path", null))
+} else := winning_rule.requests.rules[min(request_rule_hits)] if {
+	count(request_rule_hits) > 0
+} else := object.union(winning_rule.requests.default, {"id": request_default_id})
+
+request_default_id := winning_rule.requests.default.id if winning_rule.requests.default.id != ""
+
+else := concat("/", [winning_rule.id, "default"])
+
+request_rule_hits contains i if {
+	some i, r in winning_rule.requests.rules
+	request_method_ok(r)
+	request_path_ok(r)
+	every h in object.get(r, "headers", []) {
+		request_header_holds(h)
+	}
+}
+
+request_method_ok(r) if count(object.get(r, "methods", [])) == 0
+
+request_method_ok(r) if object.get(request, "method", "") in r.methods
+
+request_path_ok(r) if not r.path
+
+request_path_ok(r) if string_matches(r.path, request.path)
+
+request_headers := object.get(request, "headers", {})
+
+request_header_holds(h) if {
+	object.get(h, "absent", false)
+	object.get(request_headers, h.name, null) == null
+}
+
+request_header_holds(h) if {
+	h.basic_user
+	string_matches(h.basic_user, basic_user_of(request_headers[h.name]))
+}
+
+request_header_holds(h) if {
+	not h.basic_user
+	h.value
+	string_matches(h.value, request_headers[h.name])
+}
+
+request_header_holds(h) if {
+	not object.get(h, "absent", false)
+	not h.basic_user
+	not h.value
+	object.get(request_headers, h.name, null) != null
+}
+
+# The user of "Authorization: Basic <base64 of user:password>": the scheme in
+# any case, standard or URL alphabet, padding optional.
+basic_user_of(v) := substring(dec, 0, indexof(dec, ":")) if {
+	lower(substring(v, 0, 6)) == "basic "
+	enc := trim_left(substring(v, 6, -1), " ")
+	dec := base64url.decode(replace(replace(enc, "+", "-"), "/", "_"))
+	indexof(dec, ":") >= 0
+}
+
+string_matches(m, v) if regex.match(concat("", ["^(?:", m.regex, ")$"]), v)
+
+string_matches(m, v) if {
+	not object.get(m, "ignore_case", false)
+	startswith(v, m.prefix)
+}
+
+string_matches(m, v) if {
+	object.get(m, "ignore_case", false)
+	startswith(lower(v), lower(m.prefix))
+}
+
+string_matches(m, v) if {
+	not object.get(m, "ignore_case", false)
+	v == m.exact
+}
+
+string_matches(m, v) if {
+	object.get(m, "ignore_case", false)
+	lower(v) == lower(m.exact)
+}
+
+request_decide(h, rr) := object.union(request_base(h, rr), {"action": "allow", "would_deny": rr.action != "allow"}) if {
+	rule_report(h)
+} else := object.union(request_base(h, rr), {"action": rr.action, "redirect": rr.redirect}) if {
+	rr.action == "redirect"
+} else := object.union(request_base(h, rr), {"action": rr.action})
+
+request_base(h, rr) := {
+	"matched_action": rr.action,
+	"rule": h.id,
+	"request_rule": rr.id,
+	"credential": object.get(rr, "credential", ""),
+	"reason": object.get(rr, "reason", ""),
+	"category": object.get(h, "category", ""),
+	"would_deny": false,
+}
+
