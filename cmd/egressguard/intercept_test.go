@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -9,6 +11,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
@@ -20,6 +33,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/egressguard/egressguard/inject"
+	"github.com/egressguard/egressguard/xds"
 	"github.com/egressguard/egressguard/xds/stagingca"
 )
 
@@ -177,4 +191,69 @@ func TestPermitInterceptsFollowsPolicy(t *testing.T) {
 	require.NoError(t, err)
 	_, err = g.ca.Leaf("pay.acme-psp.example")
 	require.ErrorContains(t, err, "not intercepted")
+}
+
+// TestServeInterceptSDS: a staging sidecar's ADS stream on a serving guard
+// gets the leaf of an intercepted host (PayPal's, redirected to its sandbox
+// over TLS) over SDS, and it verifies for the live name against the bundle
+// a pod is given (system roots + the anchors that any replica, or
+// `egressguard ca anchors`, derives from the same key and policy); a node of
+// a class that intercepts nothing gets no secret.
+func TestServeInterceptSDS(t *testing.T) {
+	const host = "api-m.paypal.com"
+	// The operator catalog of this test only switches Stripe off, so that
+	// the class's configuration is PayPal's redirect plus the defaults.
+	cat := filepath.Join(t.TempDir(), "catalog.yaml")
+	require.NoError(t, os.WriteFile(cat, []byte("providers:\n  - name: stripe\n    disabled: true\n    endpoints:\n      - live: api.stripe.com\n"), 0o600))
+	cfg := testServeConfig(t)
+	cfg.Policy.Catalogs = []string{cat}
+	cfg.Intercept.CA.KeyFile = testCAKey
+	cfg.Inventory.File = "../../inventory/testdata/valid/basic.yaml"
+	addrs := startGuard(t, cfg)
+	out, err := runCLI(t, "ca", "anchors", "--catalog", cat, "--set", "intercept.ca.key_file="+testCAKey)
+	require.NoError(t, err)
+	roots, err := x509.SystemCertPool()
+	require.NoError(t, err)
+	require.True(t, roots.AppendCertsFromPEM([]byte(out[strings.Index(out, "-----BEGIN"):])))
+
+	conn, err := grpc.NewClient(addrs.XDS.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	// secret asks for host's SDS secret as the sidecar nodeID.
+	secret := func(nodeID string, wait time.Duration) ([]*anypb.Any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		ads, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := ads.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: nodeID, UserAgentName: "envoy"}, TypeUrl: resourcev3.SecretType,
+			ResourceNames: []string{xds.InterceptSecretName(host)}}); err != nil {
+			return nil, err
+		}
+		resp, err := ads.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return resp.Resources, nil
+	}
+	res, err := secret("sidecar~10.1.2.3~checkout-7d9.payments~payments.svc.cluster.local", 30*time.Second)
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	s := &tlsv3.Secret{}
+	require.NoError(t, res[0].UnmarshalTo(s))
+	pair, err := tls.X509KeyPair(s.GetTlsCertificate().GetCertificateChain().GetInlineBytes(), s.GetTlsCertificate().GetPrivateKey().GetInlineBytes())
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	require.NoError(t, err)
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: host})
+	require.NoError(t, err)
+
+	// The production billing workload's class intercepts nothing: no
+	// secret (an empty answer, or none while the snapshot lacks it).
+	res, err = secret("sidecar~10.1.0.7~billing-55f.payments~payments.svc.cluster.local", 2*time.Second)
+	if err != nil {
+		require.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
+	}
+	require.Empty(t, res)
 }
