@@ -69,6 +69,7 @@ staging configuration. See README.md.`,
 	root.AddCommand(
 		newServeCmd(ro),
 		newPolicyCmd(ro),
+		newCACmd(ro),
 		newValidateCmd(ro),
 		newScanCmd(ro),
 		newBootstrapCmd(ro),

@@ -213,6 +213,8 @@ func TestConstraintsFor(t *testing.T) {
 		{[]string{"*.stripe.com", "stripe.com"}, []string{".stripe.com", "stripe.com"}, nil},
 		{[]string{"*.a.example", "a.example"}, []string{".a.example", "a.example"}, nil},
 		{[]string{"a.example", "b.a.example"}, []string{"a.example", "b.a.example"}, []string{".b.a.example"}},
+		// The default catalog's Twilio: a wildcard and an exact host under it.
+		{[]string{"*.twilio.com", "api.twilio.com"}, []string{".twilio.com", "api.twilio.com"}, []string{".api.twilio.com"}},
 	} {
 		p, e := constraintsFor(c.hosts)
 		assert.Equal(t, c.permitted, p, "%v", c.hosts)
@@ -282,6 +284,22 @@ func TestLeafRefusals(t *testing.T) {
 		assert.NoError(t, err, h)
 	}
 	assert.Equal(t, 8.0, testutil.ToFloat64(a.m.refused))
+}
+
+// TestExactHostUnderWildcard: an exact host's subdomains stay excluded even
+// when a wildcard covers them; Leaf refuses them through its self-check
+// rather than hand out a certificate clients would reject.
+func TestExactHostUnderWildcard(t *testing.T) {
+	a := newAuthority(t, Config{KeyFile: "testdata/ec.key"}, "*.twilio.com", "api.twilio.com")
+	roots := podBundle(t, a)
+	for _, h := range []string{"*.twilio.com", "api.twilio.com", "video.twilio.com", "a.b.twilio.com"} {
+		l, err := a.Leaf(h)
+		require.NoError(t, err, h)
+		require.NoError(t, verify(t, roots, l.CertPEM, strings.Replace(h, "*", "x", 1)), h)
+	}
+	_, err := a.Leaf("x.api.twilio.com")
+	require.ErrorContains(t, err, "self-check")
+	require.Equal(t, 1.0, testutil.ToFloat64(a.m.mintErrors))
 }
 
 func TestSetPermittedRejectsBadHosts(t *testing.T) {
