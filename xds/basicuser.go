@@ -13,16 +13,17 @@ import (
 
 // Envoy cannot decode base64, so a rule on the user of "Authorization:
 // Basic <base64(user:password)>" is compiled into a regular expression over
-// the base64 text itself (base64Prefix): the set of texts whose decoded
+// the base64 text itself (base64Bytes): the set of texts whose decoded
 // bytes start with the wanted bytes. Base64 turns each 3 bytes into 4
 // characters, 6 bits each, so a byte constraint fixes whole characters
 // where its bits fill one and narrows a character to a class where it
 // fills part of one. The text is read as the plan reads it
 // (policy/plan/request.go, basicUser and decodeBase64): the standard or
-// the URL alphabet, mixed or not, any run of "=" at the end, bits after
-// the last whole byte ignored, never a length of 1 modulo 4 (without the
-// "="), at most maxBasicChars characters; so a client cannot slip past a
-// rule by choosing another spelling of the same bytes.
+// the URL alphabet, mixed or not, padding absent or exactly what the
+// length needs, bits after the last whole byte ignored, never a length of
+// 1 modulo 4 (without the "="), at most maxBasicChars characters; so a
+// client cannot slip past a rule by choosing another spelling of the same
+// bytes.
 
 // maxBasicChars is the longest base64 text (without "=") the plan decodes
 // (384 bytes).
@@ -30,26 +31,28 @@ const maxBasicChars = 512
 
 // basicLengthRE bounds the base64 text of a Basic value, beside the
 // condition's own expression (which does not count).
-var basicLengthRE = basicSchemeRE + b64Any + `{0,` + strconv.Itoa(maxBasicChars) + `}=*`
+var basicLengthRE = basicSchemeRE + b64Any + `{0,` + strconv.Itoa(maxBasicChars) + `}={0,2}`
 
 // basicSchemeRE matches the scheme of "Authorization: Basic <credentials>"
-// as the plan reads it: "Basic" in any case, one space.
+// as the plan reads it: "Basic" in any case, then spaces.
 const basicSchemeRE = `(?i:basic) +`
 
 // neverRE matches no string (a user condition no user can meet).
 const neverRE = `[^\x00-\x{10FFFF}]`
 
 // basicUserRegex is an RE2 expression over a whole Authorization header
-// value that holds exactly when it is Basic credentials whose user (the
-// decoded text before the first ':', which must be there) meets sm: exact
-// or prefix, ASCII case folded with IgnoreCase. A regular expression on
-// the user is refused at translation (checkBasicUsers).
+// value that holds exactly when it is Basic credentials whose user meets
+// sm: exact or prefix, ASCII case folded with IgnoreCase. The user is the
+// decoded text before the first ':', or all of it when it has none. A
+// regular expression on the user is refused at translation
+// (checkBasicUsers).
 func basicUserRegex(sm *plan.StringMatch) string {
 	switch {
 	case sm.Prefix != "" && !strings.Contains(sm.Prefix, ":"):
-		return basicSchemeRE + base64PrefixThen(literalSets(sm.Prefix, sm.IgnoreCase), ':')
+		return basicSchemeRE + base64Bytes(literalSets(sm.Prefix, sm.IgnoreCase), true)
 	case sm.Prefix == "" && sm.Regex == "" && !strings.Contains(sm.Exact, ":"):
-		return basicSchemeRE + base64Prefix(literalSets(sm.Exact+":", sm.IgnoreCase))
+		return basicSchemeRE + `(?:` + base64Bytes(literalSets(sm.Exact+":", sm.IgnoreCase), true) +
+			`|` + base64Bytes(literalSets(sm.Exact, sm.IgnoreCase), false) + `)`
 	}
 	return neverRE // a user never holds ':'
 }
@@ -80,19 +83,31 @@ const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 const b64Any = `[A-Za-z0-9+/_-]`
 
 // b64Rest is the rest of a text after k characters: any characters, as
-// long as the total length is not 1 modulo 4, then any "=".
+// long as the total length is not 1 modulo 4, then the padding that
+// length needs, or none.
 func b64Rest(k int) string {
 	var alts []string
 	for m := range 4 {
 		if (k+m)%4 != 1 {
-			alts = append(alts, strings.Repeat(b64Any, m))
+			alts = append(alts, strings.Repeat(b64Any, m)+b64Padding(k+m))
 		}
 	}
-	return `(?:` + b64Any + `{4})*(?:` + strings.Join(alts, "|") + `)=*`
+	return `(?:` + b64Any + `{4})*(?:` + strings.Join(alts, "|") + `)`
 }
 
-// byteSets is a constraint on a decoded prefix: the byte at position i is
-// one of sets[i]; a nil set is any byte.
+// b64Padding is the optional padding after n characters (n%4 != 1).
+func b64Padding(n int) string {
+	switch n % 4 {
+	case 2:
+		return `(?:==)?`
+	case 3:
+		return `=?`
+	}
+	return ""
+}
+
+// byteSets is a constraint on decoded bytes: the byte at position i is one
+// of sets[i].
 type byteSets [][]byte
 
 // literalSets constrains the decoded prefix to s, letters in either case
@@ -129,10 +144,11 @@ func upperASCII(c byte) byte {
 	return c
 }
 
-// base64Prefix returns an RE2 expression (for a full match) over base64
-// text that holds exactly when the text is valid padded base64 whose
-// decoded bytes start with bytes from sets, followed by anything.
-func base64Prefix(sets byteSets) string {
+// base64Bytes returns an RE2 expression (for a full match) over base64
+// text that holds exactly when the text is valid base64 (as the plan reads
+// it) whose decoded bytes start with bytes from sets, followed by anything
+// when rest, or are exactly such bytes otherwise.
+func base64Bytes(sets byteSets, rest bool) string {
 	var b strings.Builder
 	q, r := len(sets)/3, len(sets)%3
 	for k := range q {
@@ -143,53 +159,24 @@ func base64Prefix(sets byteSets) string {
 		// one they share with what follows (or with the ignored bits).
 		alternatives(&b, quanta(sets[3*q:]))
 	}
-	b.WriteString(b64Rest(4*q + [3]int{0, 2, 3}[r]))
+	k := 4*q + [3]int{0, 2, 3}[r]
+	if rest {
+		b.WriteString(b64Rest(k))
+	} else {
+		b.WriteString(b64Padding(k))
+	}
 	return b.String()
 }
 
-// base64PrefixThen is base64Prefix for decoded bytes that start with
-// bytes from sets and hold the byte c somewhere after them: the sets, any
-// number of any bytes, then c, then anything. The run of any bytes is
-// split so the regular expression stays linear: fewer bytes than reach the
-// next quantum boundary are spelled out; otherwise those bytes, then
-// whole quanta of anything, then up to two more before c.
-func base64PrefixThen(sets byteSets, c byte) string {
-	at := []byte{c}
-	align := (3 - len(sets)%3) % 3
-	var alts []string
-	for x := range align {
-		alts = append(alts, base64Prefix(slices.Concat(sets, make(byteSets, x), byteSets{at})))
-	}
-	head := slices.Concat(sets, make(byteSets, align))
-	var b strings.Builder
-	for k := range len(head) / 3 {
-		alternatives(&b, quanta(head[3*k:3*k+3]))
-	}
-	var after []string
-	for x := range 3 {
-		after = append(after, base64Prefix(slices.Concat(make(byteSets, x), byteSets{at})))
-	}
-	alts = append(alts, b.String()+`(?:`+b64Any+`{4})*(?:`+strings.Join(after, "|")+`)`)
-	if len(alts) == 1 {
-		return alts[0]
-	}
-	return `(?:` + strings.Join(alts, "|") + `)`
-}
-
 // quanta lists the base64 texts of 1 to 3 constrained bytes followed by
-// unknown bits: one regular expression per combination of the bytes of
-// the non-nil sets (a nil set's bits are unknown).
+// unknown bits: one regular expression per combination of the bytes.
 func quanta(sets byteSets) []string {
 	var out []string
 	vals := make([]byte, len(sets))
 	var walk func(i int)
 	walk = func(i int) {
 		if i == len(sets) {
-			out = append(out, encodePartial(vals, sets))
-			return
-		}
-		if sets[i] == nil {
-			walk(i + 1)
+			out = append(out, encodePartial(vals))
 			return
 		}
 		for _, c := range sets[i] {
@@ -202,19 +189,15 @@ func quanta(sets byteSets) []string {
 	return slices.Compact(out)
 }
 
-// encodePartial is the base64 of 1 to 3 bytes (those of a nil set unknown)
-// and, after them, unknown bits up to a character boundary: a character
-// whose 6 bits are all known literally, any other as the class of the
-// values that agree on its known bits.
-func encodePartial(vals []byte, sets byteSets) string {
+// encodePartial is the base64 of 1 to 3 bytes and, after them, unknown
+// bits up to a character boundary: a character whose 6 bits are all known
+// literally, the last one as the class of the values that agree on its
+// known bits.
+func encodePartial(vals []byte) string {
 	var bits, known uint32
-	for i, v := range vals {
-		bits <<= 8
-		known <<= 8
-		if sets[i] != nil {
-			bits |= uint32(v)
-			known |= 0xff
-		}
+	for _, v := range vals {
+		bits = bits<<8 | uint32(v)
+		known = known<<8 | 0xff
 	}
 	n := len(vals) * 8
 	if pad := (6 - n%6) % 6; pad > 0 {
