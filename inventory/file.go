@@ -39,6 +39,7 @@ type fileWorkload struct {
 	Labels      map[string]string `yaml:"labels"`
 	IPs         []posString       `yaml:"ips"`
 	NodeIDs     []posString       `yaml:"node_ids"`
+	Sidecar     bool              `yaml:"sidecar"`
 }
 
 // posString is a YAML scalar with the line it was found on.
@@ -127,6 +128,7 @@ func parse(name string, data []byte) (*Snapshot, error) {
 			Namespace:   fw.Namespace.Value,
 			Environment: fw.Environment.Value,
 			Labels:      fw.Labels,
+			Sidecar:     fw.Sidecar,
 		}
 		for j, ip := range fw.IPs {
 			p, err := parsePrefix(ip.Value)
@@ -266,6 +268,7 @@ func (s *Snapshot) Marshal() ([]byte, error) {
 		Labels      map[string]string `yaml:"labels,omitempty"`
 		IPs         []string          `yaml:"ips,omitempty"`
 		NodeIDs     []string          `yaml:"node_ids,omitempty"`
+		Sidecar     bool              `yaml:"sidecar,omitempty"`
 	}
 	out := struct {
 		DefaultEnvironment string        `yaml:"default_environment"`
@@ -278,6 +281,7 @@ func (s *Snapshot) Marshal() ([]byte, error) {
 			Environment: w.Environment,
 			Labels:      w.Labels,
 			NodeIDs:     w.NodeIDs,
+			Sidecar:     w.Sidecar,
 		}
 		for _, p := range w.IPs {
 			if p.IsSingleIP() {

@@ -28,7 +28,9 @@ func TestLoadFileValid(t *testing.T) {
 			netip.MustParsePrefix("fd00::1/128"),
 		},
 		NodeIDs: []string{"sidecar~10.1.2.3~checkout-7d9.payments~payments.svc.cluster.local"},
+		Sidecar: true,
 	}, ws[0])
+	assert.False(t, ws[1].Sidecar)
 	// An IPv4-mapped prefix in the file is stored as IPv4.
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("192.168.7.0/24")}, ws[2].IPs)
 	assert.Equal(t, "staging", s.Default().Environment)

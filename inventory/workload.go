@@ -14,4 +14,8 @@ type Workload struct {
 	IPs []netip.Prefix `json:"ips,omitempty" yaml:"ips,omitempty"`
 	// NodeIDs are the Envoy node IDs of the workload's sidecars.
 	NodeIDs []string `json:"node_ids,omitempty" yaml:"node_ids,omitempty"`
+	// Sidecar is set when every pod of the workload runs the egressguard
+	// sidecar, which can decide each HTTP request to an intercepted host.
+	// It is part of the workload class (input.workload.sidecar).
+	Sidecar bool `json:"sidecar,omitempty" yaml:"sidecar,omitempty"`
 }

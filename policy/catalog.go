@@ -33,6 +33,10 @@ type Catalog struct {
 	// default. Set it to deny so that a client cannot withhold or mangle its
 	// SNI to reach a production host outside the catalog's CIDRs.
 	UnnamedTLS string `yaml:"unnamed_tls,omitempty" json:"unnamed_tls,omitempty"`
+	// RequestRulesFallback ("deny", the default, or "allow") is what
+	// classes without the egressguard sidecar get for hosts with request
+	// rules: DNS and the connection cannot see requests.
+	RequestRulesFallback string `yaml:"request_rules_fallback,omitempty" json:"request_rules_fallback,omitempty"`
 	// MailSink receives non-production mail for sink endpoints.
 	MailSink     *Target        `yaml:"mail_sink,omitempty" json:"mail_sink,omitempty"`
 	Providers    []Provider     `yaml:"providers,omitempty" json:"providers,omitempty"`
@@ -96,8 +100,71 @@ type Provider struct {
 	Disabled  bool       `yaml:"disabled,omitempty" json:"disabled,omitempty"`
 	Endpoints []Endpoint `yaml:"endpoints,omitempty" json:"endpoints,omitempty"`
 	// Accounts are the provider's production account identifiers (Twilio
-	// account SIDs, ...): secrets-scan flags credentials that name them.
+	// account SIDs, ...): secrets-scan flags credentials that name them,
+	// and request rules with for_each_account are stated once per account.
 	Accounts []string `yaml:"accounts,omitempty" json:"accounts,omitempty"`
+	// Requests are request-level rules for every endpoint with a live host
+	// and no sandbox, sink, port filter or requests of its own.
+	Requests *RequestRules `yaml:"requests,omitempty" json:"requests,omitempty"`
+}
+
+// RequestRules make an endpoint's live host an interception host: for
+// workloads with the egressguard sidecar, TLS is terminated with the staging
+// CA and each HTTP request is decided by the first rule that matches, else
+// by Default (deny unless it says otherwise). Workloads without the sidecar
+// get the catalog's request_rules_fallback for the host instead.
+type RequestRules struct {
+	Rules   []RequestRule   `yaml:"rules,omitempty" json:"rules,omitempty"`
+	Default *RequestDefault `yaml:"default,omitempty" json:"default,omitempty"`
+}
+
+// RequestRule is one request-level rule of the catalog (plan.RequestRule
+// once the policy has emitted it).
+type RequestRule struct {
+	// ID is unique within the endpoint's rules.
+	ID string `yaml:"id" json:"id"`
+	// Methods, any of (case-insensitive here, upper-case in the plan).
+	Methods []string `yaml:"methods,omitempty" json:"methods,omitempty"`
+	// Path matches the normalised request path, without the query.
+	Path *StringMatch `yaml:"path,omitempty" json:"path,omitempty"`
+	// Headers must all hold.
+	Headers []HeaderMatch `yaml:"headers,omitempty" json:"headers,omitempty"`
+	// Action is allow, deny or redirect (with Sandbox).
+	Action  string  `yaml:"action" json:"action"`
+	Sandbox *Target `yaml:"sandbox,omitempty" json:"sandbox,omitempty"`
+	Reason  string  `yaml:"reason,omitempty" json:"reason,omitempty"`
+	// Credential names the kind of credential the rule recognises; records
+	// carry it and a fingerprint, never the value.
+	Credential string `yaml:"credential,omitempty" json:"credential,omitempty"`
+	// ForEachAccount states the rule once per provider account, with
+	// "{account}" in its matches and reason replaced by the account (no
+	// accounts: no rule).
+	ForEachAccount bool `yaml:"for_each_account,omitempty" json:"for_each_account,omitempty"`
+}
+
+// RequestDefault is the action when no request rule matches.
+type RequestDefault struct {
+	Action string `yaml:"action,omitempty" json:"action,omitempty"`
+	Reason string `yaml:"reason,omitempty" json:"reason,omitempty"`
+}
+
+// HeaderMatch is a condition on one request header (plan.HeaderMatch).
+type HeaderMatch struct {
+	// Name is matched case-insensitively (lower-cased here).
+	Name  string       `yaml:"name" json:"name"`
+	Value *StringMatch `yaml:"value,omitempty" json:"value,omitempty"`
+	// BasicUser matches the decoded user of "Authorization: Basic".
+	BasicUser *StringMatch `yaml:"basic_user,omitempty" json:"basic_user,omitempty"`
+	Absent    bool         `yaml:"absent,omitempty" json:"absent,omitempty"`
+}
+
+// StringMatch is exactly one of exact, prefix or regex (RE2, whole value)
+// (plan.StringMatch).
+type StringMatch struct {
+	Exact      string `yaml:"exact,omitempty" json:"exact,omitempty"`
+	Prefix     string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	Regex      string `yaml:"regex,omitempty" json:"regex,omitempty"`
+	IgnoreCase bool   `yaml:"ignore_case,omitempty" json:"ignore_case,omitempty"`
 }
 
 // Endpoint is one live host pattern of a provider, its addresses (CIDRs),
@@ -113,6 +180,9 @@ type Endpoint struct {
 	// Sink sends matching traffic to the catalog's mail sink (deny when none
 	// is configured).
 	Sink bool `yaml:"sink,omitempty" json:"sink,omitempty"`
+	// Requests are request-level rules for the live host (see
+	// RequestRules); they replace the provider's.
+	Requests *RequestRules `yaml:"requests,omitempty" json:"requests,omitempty"`
 }
 
 // Cloud lists production cloud accounts (used by the secrets scanner).

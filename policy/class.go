@@ -24,14 +24,16 @@ type classFieldKind byte
 
 const (
 	classEnv       classFieldKind = 'e'
+	classSidecar   classFieldKind = 'c'
 	className      classFieldKind = 'n'
 	classNamespace classFieldKind = 's'
 	classLabel     classFieldKind = 'l'
 )
 
 // fields is the one definition of a workload's class: it calls emit for
-// every part of w the policy reads, in canonical order (the environment, the
-// name, the namespace, then labels by key). The cache key, the Rego input
+// every part of w the policy reads, in canonical order (the environment,
+// whether it runs the sidecar (only when it does, value "true"), the name,
+// the namespace, then labels by key). The cache key, the Rego input
 // and the readable description are all built from these calls and nothing
 // else, so they cannot disagree: two workloads with the same key see the
 // same input, which is what makes sharing one cached plan per key safe.
@@ -40,6 +42,9 @@ const (
 // emit does not escape, so a caller's closure stays on its stack.
 func (c *classSpec) fields(w *inventory.Workload, emit func(kind classFieldKind, key, value string)) {
 	emit(classEnv, "", w.Environment)
+	if w.Sidecar {
+		emit(classSidecar, "", "true")
+	}
 	if c.all || c.name {
 		emit(className, "", w.Name)
 	}
@@ -101,6 +106,8 @@ func (c *classSpec) classOf(w *inventory.Workload) (string, ast.Value) {
 		switch kind {
 		case classEnv:
 			wl.Insert(ast.StringTerm("environment"), ast.StringTerm(value))
+		case classSidecar:
+			wl.Insert(ast.StringTerm("sidecar"), ast.BooleanTerm(true))
 		case className:
 			wl.Insert(ast.StringTerm("name"), ast.StringTerm(value))
 		case classNamespace:
@@ -122,6 +129,8 @@ func (c *classSpec) classDescription(w *inventory.Workload) string {
 		switch kind {
 		case classEnv:
 			env = quoteUnlessPlain(value)
+		case classSidecar:
+			parts = append(parts, "sidecar")
 		case className:
 			parts = append(parts, "name="+strconv.Quote(value))
 		case classNamespace:

@@ -54,10 +54,11 @@ func FuzzClassKey(f *testing.F) {
 	f.Add(byte(0), "a,c", "staging", "", "", "a=b\x00l=c\x01d", "staging", "", "", "a=b\nc=d")
 	f.Add(byte(2), "", "staging\x00n=web", "", "", "", "staging", "web", "", "")
 	f.Add(byte(1), "", "prod", "", "", "a=1\", label:b=\"2", "prod", "", "", "a=1\nb=2")
+	f.Add(byte(8), "", "staging", "", "", "", "staging", "", "", "") // sidecar or not
 	f.Fuzz(func(t *testing.T, flags byte, declared, env1, name1, ns1, labels1, env2, name2, ns2, labels2 string) {
 		c := fuzzSpec(flags, declared)
-		w1 := &inventory.Workload{Environment: env1, Name: name1, Namespace: ns1, Labels: fuzzLabels(labels1)}
-		w2 := &inventory.Workload{Environment: env2, Name: name2, Namespace: ns2, Labels: fuzzLabels(labels2)}
+		w1 := &inventory.Workload{Environment: env1, Name: name1, Namespace: ns1, Labels: fuzzLabels(labels1), Sidecar: flags&8 != 0}
+		w2 := &inventory.Workload{Environment: env2, Name: name2, Namespace: ns2, Labels: fuzzLabels(labels2), Sidecar: flags&16 != 0}
 		k1, in1 := c.classOf(w1)
 		k2, in2 := c.classOf(w2)
 		require.Equal(t, k1, c.classKey(w1), "fast key differs from the full one")
@@ -84,6 +85,12 @@ func TestClassInputIsWhatThePolicyReads(t *testing.T) {
 	assert.Equal(t, 0, want.Value.Compare(in), "got %v", in)
 	assert.Equal(t, `staging{name="web", namespace="shop", label:app="web", label:pod-template-hash="aaaa"}`, all.classDescription(w))
 	assert.Equal(t, `""{name="", namespace=""}`, all.classDescription(&inventory.Workload{}))
+
+	w.Sidecar = true
+	_, in = c.classOf(w)
+	want = ast.MustParseTerm(`{"workload": {"environment": "staging", "sidecar": true, "namespace": "shop", "labels": {"app": "web"}}}`)
+	assert.Equal(t, 0, want.Value.Compare(in), "got %v", in)
+	assert.Equal(t, `staging{sidecar, namespace="shop", label:app="web"}`, c.classDescription(w))
 }
 
 // A label value that spells another label used to produce the same cache

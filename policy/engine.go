@@ -218,6 +218,11 @@ func (e *Engine) ClassDescription(w *inventory.Workload) string {
 // ClassLabels are the workload label keys the policy reads.
 func (e *Engine) ClassLabels() []string { return slices.Clone(e.cur.Load().class.labels) }
 
+// InterceptHosts is the sorted union of every intercepted host pattern
+// (request-level rules, TLS sandbox redirects) of the serving policy's
+// catalog, for all classes: the staging CA's name constraints.
+func (e *Engine) InterceptHosts() []string { return slices.Clone(e.cur.Load().interceptHosts) }
+
 // Version is the content hash of the serving policy.
 func (e *Engine) Version() string { return e.cur.Load().version }
 
@@ -305,7 +310,8 @@ func (e *Engine) Reload(ctx context.Context) error {
 	return nil
 }
 
-// RegoDecision is data.egressguard.decision: the Rego reference answer.
+// RegoDecision is data.egressguard.decision (or request_decision): the Rego
+// reference answer.
 type RegoDecision struct {
 	Action    plan.Action    `json:"action"`
 	Matched   plan.Action    `json:"matched_action"`
@@ -314,6 +320,10 @@ type RegoDecision struct {
 	Category  string         `json:"category"`
 	Redirect  *plan.Redirect `json:"redirect,omitempty"`
 	WouldDeny bool           `json:"would_deny"`
+	// RequestRule and Credential are set by request_decision when the host
+	// rule has request-level rules.
+	RequestRule string `json:"request_rule,omitempty"`
+	Credential  string `json:"credential,omitempty"`
 }
 
 // ErrNoReference means the policy defines no data.egressguard.decision.
@@ -326,10 +336,46 @@ func (e *Engine) ReferenceDecision(ctx context.Context, w *inventory.Workload, d
 	return e.cur.Load().referenceDecision(ctx, w, d)
 }
 
+// ReferenceRequestDecision evaluates data.egressguard.request_decision in
+// Rego for w's class, d and r (tests and explain only).
+func (e *Engine) ReferenceRequestDecision(ctx context.Context, w *inventory.Workload, d plan.Destination, r HTTPRequest) (RegoDecision, error) {
+	return e.cur.Load().referenceRequestDecision(ctx, w, d, r)
+}
+
 func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d plan.Destination) (RegoDecision, error) {
 	if s.decisionQ == nil {
 		return RegoDecision{}, ErrNoReference
 	}
+	return s.evalReference(ctx, s.decisionQ, queryDecision, s.referenceInput(w, d))
+}
+
+func (s *state) referenceRequestDecision(ctx context.Context, w *inventory.Workload, d plan.Destination, r HTTPRequest) (RegoDecision, error) {
+	if s.requestQ == nil {
+		return RegoDecision{}, ErrNoReference
+	}
+	in := s.referenceInput(w, d)
+	in.Insert(ast.StringTerm("request"), ast.NewTerm(r.regoInput()))
+	return s.evalReference(ctx, s.requestQ, queryRequest, in)
+}
+
+func (s *state) evalReference(ctx context.Context, q *rego.PreparedEvalQuery, query string, in ast.Object) (RegoDecision, error) {
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(in))
+	if err != nil {
+		return RegoDecision{}, fmt.Errorf("policy: eval %s: %w", query, regoErrors(err))
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return RegoDecision{}, fmt.Errorf("policy: %s is undefined", query)
+	}
+	var out RegoDecision
+	if err := decodeValue(rs[0].Expressions[0].Value, &out); err != nil {
+		return RegoDecision{}, fmt.Errorf("policy: %s: %w", query, err)
+	}
+	return out, nil
+}
+
+// referenceInput is the Rego input of a reference decision: the class's
+// workload and the destination in normal form.
+func (s *state) referenceInput(w *inventory.Workload, d plan.Destination) ast.Object {
 	_, in := s.class.classOf(w)
 	obj := in.(ast.Object)
 	host := d.Host
@@ -347,16 +393,5 @@ func (s *state) referenceDecision(ctx context.Context, w *inventory.Workload, d 
 		dest.Insert(ast.StringTerm("ip"), ast.StringTerm(plan.CanonicalAddr(d.IP, s.catalog.NAT64Prefixes()).String()))
 	}
 	obj.Insert(ast.StringTerm("destination"), ast.NewTerm(dest))
-	rs, err := s.decisionQ.Eval(ctx, rego.EvalParsedInput(obj))
-	if err != nil {
-		return RegoDecision{}, fmt.Errorf("policy: eval %s: %w", queryDecision, regoErrors(err))
-	}
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
-		return RegoDecision{}, fmt.Errorf("policy: %s is undefined", queryDecision)
-	}
-	var out RegoDecision
-	if err := decodeValue(rs[0].Expressions[0].Value, &out); err != nil {
-		return RegoDecision{}, fmt.Errorf("policy: %s: %w", queryDecision, err)
-	}
-	return out, nil
+	return obj
 }

@@ -134,7 +134,7 @@ func TestReasonsAreReadable(t *testing.T) {
 	w := &inventory.Workload{Name: "web", Environment: "staging"}
 	for dest, want := range map[string]string{
 		"api-m.paypal.com:443":    "paypal live endpoint api-m.paypal.com: non-production workloads must use the paypal sandbox api-m.sandbox.paypal.com:443",
-		"api.stripe.com:443":      "stripe (payment) live endpoint api.stripe.com: blocked for non-production workloads (the provider has no separate sandbox host)",
+		"api.stripe.com:443":      "stripe (payment) live endpoint api.stripe.com: its request-level rules need the egressguard sidecar, which this workload does not run; the catalog's request_rules_fallback (deny) applies",
 		"orders.prod.example.com": "*.prod.example.com is a production zone (apex prod.example.com included): non-production workloads may not reach production",
 		"10.20.0.1":               "10.20.0.0/16 is a production network: non-production workloads may not reach production",
 	} {
@@ -164,7 +164,7 @@ func TestClassKeyReadsOnlyDeclaredLabels(t *testing.T) {
 	pb, err := e.PlanFor(b)
 	require.NoError(t, err)
 	assert.Same(t, pa, pb, "one plan per class")
-	assert.Equal(t, 1+3, e.Status().ClassesCached, "3 canaries + this class")
+	assert.Equal(t, 1+4, e.Status().ClassesCached, "4 canaries + this class")
 }
 
 func TestEngineFailsClosed(t *testing.T) {
@@ -421,6 +421,7 @@ type goldenCase struct {
 
 var goldenCases = []goldenCase{
 	{"staging-web", inventory.Workload{Name: "web", Namespace: "shop", Environment: "staging", Labels: map[string]string{"app": "web"}}},
+	{"staging-web-sidecar", inventory.Workload{Name: "web", Namespace: "shop", Environment: "staging", Labels: map[string]string{"app": "web"}, Sidecar: true}},
 	{"staging-reporting-exception", inventory.Workload{Name: "reporting", Namespace: "data", Environment: "staging", Labels: map[string]string{"app": "reporting"}}},
 	{"staging-checkout-exception", inventory.Workload{Name: "checkout", Namespace: "payments", Environment: "staging"}},
 	{"dev-report-mode", inventory.Workload{Name: "web", Environment: "dev"}},

@@ -84,6 +84,9 @@ func BuildCatalog(files []CatalogFile, now time.Time) (*Catalog, []ExpiredExcept
 		if c.UnnamedTLS != "" {
 			m.UnnamedTLS = c.UnnamedTLS
 		}
+		if c.RequestRulesFallback != "" {
+			m.RequestRulesFallback = c.RequestRulesFallback
+		}
 		m.Zones = appendUnique(m.Zones, c.Zones...)
 		m.CIDRs = appendUnique(m.CIDRs, c.CIDRs...)
 		m.NAT64 = appendUnique(m.NAT64, c.NAT64...)

@@ -25,6 +25,13 @@ type Scenario struct {
 	Target string `yaml:"target,omitempty"`
 	// Rule is the deciding rule's ID (optional).
 	Rule string `yaml:"rule,omitempty"`
+	// Request makes the scenario a request decision (plan.DecideRequest).
+	Request *ScenarioRequest `yaml:"request,omitempty"`
+	// RequestRule is the deciding request rule's ID (optional).
+	RequestRule string `yaml:"request_rule,omitempty"`
+	// Credential is the credential kind the deciding request rule names
+	// (optional).
+	Credential string `yaml:"credential,omitempty"`
 
 	// Filled in by ParseScenarios.
 	File string             `yaml:"-"`
@@ -32,6 +39,15 @@ type Scenario struct {
 	dest plan.Destination   `yaml:"-"`
 	want plan.Action        `yaml:"-"`
 	wl   inventory.Workload `yaml:"-"`
+	req  HTTPRequest        `yaml:"-"`
+}
+
+// ScenarioRequest is the HTTP request of a request scenario.
+type ScenarioRequest struct {
+	Method string `yaml:"method,omitempty"`
+	Path   string `yaml:"path"`
+	// Headers are "Name: value" lines; a repeated name joins its values.
+	Headers []string `yaml:"headers,omitempty"`
 }
 
 // ScenarioWorkload is the caller of a scenario.
@@ -40,6 +56,8 @@ type ScenarioWorkload struct {
 	Name        string            `yaml:"name,omitempty"`
 	Namespace   string            `yaml:"namespace,omitempty"`
 	Labels      map[string]string `yaml:"labels,omitempty"`
+	// Sidecar: the workload runs the egressguard sidecar.
+	Sidecar bool `yaml:"sidecar,omitempty"`
 }
 
 // ParseScenarios decodes a scenario file strictly; every problem names the
@@ -62,7 +80,20 @@ func ParseScenarios(file string, data []byte) ([]Scenario, error) {
 			errs = append(errs, d.errf(p.with("workload", "environment"), "environment is required"))
 		}
 		s.wl = inventory.Workload{Name: s.Workload.Name, Namespace: s.Workload.Namespace,
-			Environment: s.Workload.Environment, Labels: s.Workload.Labels}
+			Environment: s.Workload.Environment, Labels: s.Workload.Labels, Sidecar: s.Workload.Sidecar}
+		if rq := s.Request; rq != nil {
+			s.req = HTTPRequest{Method: rq.Method, Path: rq.Path}
+			if s.req.Method == "" {
+				s.req.Method = "GET"
+			}
+			for j, h := range rq.Headers {
+				if err := s.req.AddHeader(h); err != nil {
+					errs = append(errs, d.errf(p.with("request", "headers", j), "%v", err))
+				}
+			}
+		} else if s.RequestRule != "" || s.Credential != "" {
+			errs = append(errs, d.errf(p.with("request_rule"), "request_rule and credential need a request"))
+		}
 		if s.dest, err = ParseDestination(s.Dest); err != nil {
 			errs = append(errs, d.errf(p.with("dest"), "%v", err))
 		}

@@ -30,6 +30,7 @@ const (
 	queryClassLabels = "data.egressguard.class_labels"
 	queryClassFields = "data.egressguard.class_fields"
 	queryDecision    = "data.egressguard.decision"
+	queryRequest     = "data.egressguard.request_decision"
 )
 
 // state is one immutable policy version: the merged catalog, the compiled
@@ -48,9 +49,12 @@ type state struct {
 	store      storage.Store
 	planQ      rego.PreparedEvalQuery
 	decisionQ  *rego.PreparedEvalQuery // nil when the policy defines no decision
+	requestQ   *rego.PreparedEvalQuery // nil when it defines no request_decision
 	rulesets   map[string][]plan.Rule
-	class      classSpec
-	metrics    *Metrics
+	// interceptHosts is InterceptHosts' answer (see interceptHostsOf).
+	interceptHosts []string
+	class          classSpec
+	metrics        *Metrics
 
 	layers memo.Memo[string, *plan.Layer] // by include list
 	plans  memo.Memo[string, *plan.Plan]  // by class key (classSpec.classKey)
@@ -139,18 +143,31 @@ func buildState(ctx context.Context, src sourceSet, now time.Time, m *Metrics) (
 		}
 		s.decisionQ = &q
 	}
+	if definesRule(compiler, queryRequest) {
+		q, err := s.prepare(ctx, queryRequest)
+		if err != nil {
+			return nil, err
+		}
+		s.requestQ = &q
+	}
 	if err := s.loadRulesets(ctx); err != nil {
 		return nil, err
 	}
+	s.interceptHosts = interceptHostsOf(s.rulesets)
 	if err := s.loadClassSpec(ctx); err != nil {
 		return nil, err
 	}
 	s.version = s.hash()
 	// Canaries: fail closed now rather than on the first request.
 	var errs []error
-	for _, env := range canaryEnvironments(cat) {
+	for i, env := range canaryEnvironments(cat) {
 		if _, err := s.planFor(ctx, &inventory.Workload{Name: "egressguard-canary", Environment: env}); err != nil {
 			errs = append(errs, fmt.Errorf("canary workload in environment %q: %w", env, err))
+		}
+		if i == 0 { // a guarded class with the sidecar (request-level rules)
+			if _, err := s.planFor(ctx, &inventory.Workload{Name: "egressguard-canary", Environment: env, Sidecar: true}); err != nil {
+				errs = append(errs, fmt.Errorf("canary workload with the sidecar in environment %q: %w", env, err))
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -170,6 +187,25 @@ func canaryEnvironments(c *Catalog) []string {
 		}
 	}
 	return envs
+}
+
+// interceptHostsOf is the sorted union of the host patterns of every
+// intercepted rule (plan.Rule.Intercepted) in the shared rule sets: the
+// names the staging CA may vouch for. "*" is never intercepted (see
+// plan.Plan.Intercepts). Rules a custom policy adds to one class's plan
+// ("rules" of data.egressguard.plan) are not seen here; an intercept chain
+// for such a host finds no leaf and is denied.
+func interceptHostsOf(rulesets map[string][]plan.Rule) []string {
+	var out []string
+	for _, rules := range rulesets {
+		for i := range rules {
+			if rules[i].Intercepted() {
+				out = append(out, slices.DeleteFunc(slices.Clone(rules[i].Hosts), func(h string) bool { return h == "*" })...)
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // newStore holds data.catalog as AST values, so that reads do not convert

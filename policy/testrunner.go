@@ -297,6 +297,9 @@ func runScenario(ctx context.Context, s *state, sc *Scenario) ScenarioResult {
 		res.Message = err.Error()
 		return res
 	}
+	if sc.Request != nil {
+		return runRequestScenario(ctx, s, sc, p, res)
+	}
 	d := p.Decide(sc.dest)
 	res.Got, res.Rule = d.Action.String(), d.RuleID()
 	var problems []string
@@ -327,6 +330,75 @@ func runScenario(ctx context.Context, s *state, sc *Scenario) ScenarioResult {
 	res.Pass = len(problems) == 0
 	res.Message = strings.Join(problems, "; ")
 	return res
+}
+
+// runRequestScenario runs a scenario with a request through
+// plan.DecideRequest and the Rego reference request_decision.
+func runRequestScenario(ctx context.Context, s *state, sc *Scenario, p *plan.Plan, res ScenarioResult) ScenarioResult {
+	r := sc.req.Plan()
+	d := p.DecideRequest(sc.dest, r)
+	res.Got, res.Rule = d.Action.String(), d.RuleID()
+	var problems []string
+	if d.Action != sc.want {
+		problems = append(problems, fmt.Sprintf("got %s by rule %s (%s), want %s", d.Action, d.RuleID(), d.Reason(), sc.Want))
+	}
+	if sc.Target != "" {
+		got := ""
+		if t := d.Target(); t != nil {
+			got = Target{Host: t.Host, Port: t.Port}.String()
+		}
+		if got != sc.Target {
+			problems = append(problems, fmt.Sprintf("redirect target %q, want %q", got, sc.Target))
+		}
+	}
+	if sc.Rule != "" && d.Rule.ID != sc.Rule {
+		problems = append(problems, fmt.Sprintf("rule %q, want %q", d.Rule.ID, sc.Rule))
+	}
+	var reqID, cred string
+	if d.Request != nil {
+		reqID, cred = d.Request.ID, d.Request.Credential
+	}
+	if sc.RequestRule != "" && reqID != sc.RequestRule {
+		problems = append(problems, fmt.Sprintf("request rule %q, want %q", reqID, sc.RequestRule))
+	}
+	if sc.Credential != "" && cred != sc.Credential {
+		problems = append(problems, fmt.Sprintf("credential kind %q, want %q", cred, sc.Credential))
+	}
+	if s.requestQ != nil {
+		ref, err := s.referenceRequestDecision(ctx, &sc.wl, sc.dest, sc.req)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("Rego reference: %v", err))
+		case !agreesRequest(d, ref):
+			problems = append(problems, fmt.Sprintf("the compiled plan (%s by %s) and the Rego reference (%s by %s > %s) disagree", d.Action, d.RuleID(), ref.Action, ref.Rule, ref.RequestRule))
+		}
+	}
+	res.Pass = len(problems) == 0
+	res.Message = strings.Join(problems, "; ")
+	return res
+}
+
+// agreesRequest is agrees for request decisions: the request rule and its
+// credential kind must match too.
+func agreesRequest(d plan.RequestDecision, ref RegoDecision) bool {
+	var reqID, cred string
+	if d.Request != nil {
+		reqID, cred = d.Request.ID, d.Request.Credential
+	}
+	if reqID != ref.RequestRule || cred != ref.Credential {
+		return false
+	}
+	if d.Request == nil {
+		return agrees(d.Decision, ref)
+	}
+	if d.Action != ref.Action || d.Matched != ref.Matched || d.Rule.ID != ref.Rule || d.WouldDeny != ref.WouldDeny {
+		return false
+	}
+	t := d.Target()
+	if (t == nil) != (ref.Redirect == nil) {
+		return false
+	}
+	return t == nil || *t == *ref.Redirect
 }
 
 // agrees reports whether a plan decision and the Rego reference match in

@@ -46,6 +46,9 @@ var (
 	providerNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 	awsAccountRe   = regexp.MustCompile(`^[0-9]{12}$`)
 	exceptionIDRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	// accountRe keeps a provider account safe to substitute into a request
+	// rule's regex without escaping.
+	accountRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 )
 
 // normalizeName lowercases a DNS name, drops a trailing dot, converts an
@@ -174,6 +177,11 @@ func (c *Catalog) validate(d *doc) error {
 	default:
 		add(d.errf(path{"unnamed_tls"}, "%q: want allow or deny", c.UnnamedTLS))
 	}
+	switch c.RequestRulesFallback {
+	case "", "allow", "deny":
+	default:
+		add(d.errf(path{"request_rules_fallback"}, "%q: want allow or deny", c.RequestRulesFallback))
+	}
 	if c.MailSink != nil {
 		validateTarget(d, path{"mail_sink"}, c.MailSink, true, add)
 	}
@@ -197,10 +205,21 @@ func (c *Catalog) validate(d *doc) error {
 			// Switching a default provider off needs only its name.
 			add(d.errf(p.with("endpoints"), "provider %q has no endpoints", pv.Name))
 		}
+		for j, a := range pv.Accounts {
+			if !accountRe.MatchString(a) {
+				add(d.errf(p.with("accounts", j), "bad account %q (letters, digits, '.', '_', '-')", a))
+			}
+		}
+		if pv.Requests != nil {
+			validateRequests(d, p.with("requests"), pv.Requests, add)
+		}
 		seenEP := map[string]int{}
 		for j := range pv.Endpoints {
 			ep := &pv.Endpoints[j]
 			validateEndpoint(d, p.with("endpoints", j), ep, add)
+			if ep.Requests != nil {
+				validateRequests(d, p.with("endpoints", j, "requests"), ep.Requests, add)
+			}
 			key := fmt.Sprint(ep.Live, ep.CIDRs, ep.Ports)
 			if k, dup := seenEP[key]; dup {
 				add(d.errf(p.with("endpoints", j), "duplicate endpoint (same live host, cidrs and ports as endpoints[%d])", k))
@@ -293,6 +312,9 @@ func validateEndpoint(d *doc, p path, e *Endpoint, add func(error)) {
 	if e.Sink && e.Sandbox == nil && e.Live == "" && len(e.CIDRs) == 0 && len(e.Ports) == 0 {
 		add(d.errf(p.with("sink"), "a sink endpoint needs ports (e.g. [25, 465, 587])"))
 	}
+	if e.Requests != nil && (e.Live == "" || e.Sandbox != nil || e.Sink) {
+		add(d.errf(p.with("requests"), "request rules need a live host and replace the endpoint's sandbox or sink (set one or the other)"))
+	}
 	if e.Sandbox != nil {
 		validateTarget(d, p.with("sandbox"), e.Sandbox, false, add)
 		if e.Sink {
@@ -348,4 +370,92 @@ func validateException(d *doc, p path, x *Exception, ids map[string]int, i int, 
 	case !x.Expires.Valid():
 		add(d.errf(p.with("expires"), "bad date %q (want YYYY-MM-DD)", x.Expires.Raw))
 	}
+}
+
+// accountPlaceholder is replaced by each provider account in request rules
+// with for_each_account.
+const accountPlaceholder = "{account}"
+
+// validateRequests checks request-level rules with the plan's own checks
+// (plan.CheckRequestRule), naming the rule's line.
+func validateRequests(d *doc, p path, rq *RequestRules, add func(error)) {
+	ids := map[string]int{}
+	for k := range rq.Rules {
+		r := &rq.Rules[k]
+		rp := p.with("rules", k)
+		switch {
+		case r.ID == "":
+			add(d.errf(rp.with("id"), "request rule id is required"))
+		case !exceptionIDRe.MatchString(r.ID):
+			add(d.errf(rp.with("id"), "bad request rule id %q (letters, digits, '.', '_', '-')", r.ID))
+		default:
+			if j, dup := ids[r.ID]; dup {
+				add(d.errf(rp.with("id"), "duplicate request rule id %q (first at line %d)", r.ID, d.line(p.with("rules", j, "id"))))
+			}
+			ids[r.ID] = k
+		}
+		for j, m := range r.Methods {
+			r.Methods[j] = strings.ToUpper(m)
+		}
+		for j := range r.Headers {
+			r.Headers[j].Name = strings.ToLower(r.Headers[j].Name)
+		}
+		if r.Sandbox != nil {
+			validateTarget(d, rp.with("sandbox"), r.Sandbox, false, add)
+		}
+		if pr, err := r.planRule("ACCOUNT"); err != nil {
+			add(d.errf(rp.with("action"), "%v", err))
+		} else if err := plan.CheckRequestRule(&pr); err != nil {
+			add(d.errf(rp, "%v", err))
+		}
+		if uses := r.usesAccount(); uses != r.ForEachAccount {
+			add(d.errf(rp, "%q is replaced only in rules with for_each_account, and such a rule must use it", accountPlaceholder))
+		}
+	}
+	if df := rq.Default; df != nil {
+		switch df.Action {
+		case "", "allow", "deny":
+		default:
+			add(d.errf(p.with("default", "action"), "%q: want allow or deny", df.Action))
+		}
+	}
+}
+
+// planRule is the plan form of r with account substituted (what the policy
+// emits; used to validate it).
+func (r *RequestRule) planRule(account string) (plan.RequestRule, error) {
+	a, err := plan.ParseAction(r.Action)
+	if err != nil {
+		return plan.RequestRule{}, err
+	}
+	out := plan.RequestRule{ID: r.ID, Methods: r.Methods, Action: a, Reason: r.Reason, Credential: r.Credential, Path: r.Path.plan(account)}
+	if r.Sandbox != nil {
+		out.Redirect = &plan.Redirect{Host: r.Sandbox.Host, Port: r.Sandbox.Port, TLS: r.Sandbox.TLS}
+	}
+	for _, h := range r.Headers {
+		out.Headers = append(out.Headers, plan.HeaderMatch{Name: h.Name, Value: h.Value.plan(account), BasicUser: h.BasicUser.plan(account), Absent: h.Absent})
+	}
+	return out, nil
+}
+
+func (m *StringMatch) plan(account string) *plan.StringMatch {
+	if m == nil {
+		return nil
+	}
+	sub := func(s string) string { return strings.ReplaceAll(s, accountPlaceholder, account) }
+	return &plan.StringMatch{Exact: sub(m.Exact), Prefix: sub(m.Prefix), Regex: sub(m.Regex), IgnoreCase: m.IgnoreCase}
+}
+
+func (r *RequestRule) usesAccount() bool {
+	var ms []*StringMatch
+	ms = append(ms, r.Path)
+	for _, h := range r.Headers {
+		ms = append(ms, h.Value, h.BasicUser)
+	}
+	for _, m := range ms {
+		if m != nil && strings.Contains(m.Exact+m.Prefix+m.Regex, accountPlaceholder) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,8 +2,11 @@ package xds
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -47,8 +50,15 @@ func startADS(t *testing.T, cfg Config, spec plan.Spec, nodes ...string) *adsEnv
 	require.NoError(t, err)
 	enf, err := NewEnforcer(plans, inventory.NewStatic(snap), cfg, log, NewMetrics(nil))
 	require.NoError(t, err)
+	srv, addr := serveADS(t, cfg, enf)
+	return &adsEnv{enf: enf, srv: srv, addr: addr, plans: plans}
+}
+
+// serveADS serves enf on 127.0.0.1 until the test ends.
+func serveADS(t *testing.T, cfg Config, enf *Enforcer) (*Server, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewServer(ctx, cfg, enf, log)
+	srv, err := NewServer(ctx, cfg, enf, enf.log)
 	require.NoError(t, err)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -58,7 +68,7 @@ func startADS(t *testing.T, cfg Config, spec plan.Spec, nodes ...string) *adsEnv
 		cancel()
 		require.NoError(t, <-served)
 	})
-	return &adsEnv{enf: enf, srv: srv, addr: lis.Addr().String(), plans: plans}
+	return srv, lis.Addr().String()
 }
 
 func dial(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
@@ -132,7 +142,7 @@ func TestADSNodeWithoutID(t *testing.T) {
 func TestADSUnknownType(t *testing.T) {
 	env := startADS(t, Defaults(), smallSpec, "node-a")
 	st := adsStream(t, dial(t, env.addr))
-	for _, typ := range []string{resourcev3.SecretType, "type.googleapis.com/not.a.Type"} {
+	for _, typ := range []string{resourcev3.RuntimeType, "type.googleapis.com/not.a.Type"} {
 		require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: sidecarNode("node-a"), TypeUrl: typ}))
 	}
 	require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: sidecarNode("node-a"), TypeUrl: resourcev3.ClusterType}))
@@ -192,6 +202,54 @@ func TestADSNACKForever(t *testing.T) {
 	assert.Equal(t, "rejected by test", s.LastNACKs["listener"].Detail)
 	assert.InDelta(t, float64(rounds+1), metricValue(t, env.enf.metrics.pushes.WithLabelValues("listener")), 0)
 	assert.InDelta(t, float64(rounds), metricValue(t, env.enf.metrics.nacks.WithLabelValues("listener")), 0)
+}
+
+// TestADSLastACKAndNACK: the server records, per node and type, the last
+// ACK (the versions accepted, when) and the last NACK apart; both reach the
+// admin debug API (DebugHandler) and the node list (Nodes). A NACK of a
+// later version leaves the last ACK as it was.
+func TestADSLastACKAndNACK(t *testing.T) {
+	env := startADS(t, Defaults(), specGen(0), "node-a")
+	st := adsStream(t, dial(t, env.addr))
+	node := sidecarNode("node-a")
+	require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType}))
+	resp, err := st.Recv()
+	require.NoError(t, err)
+	start := time.Now()
+	require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType, VersionInfo: resp.VersionInfo, ResponseNonce: resp.Nonce}))
+	var acked NodeStatus
+	require.Eventually(t, func() bool {
+		acked = env.enf.Nodes()[0].Protocol
+		return acked.LastACKs["listener"] != nil
+	}, 30*time.Second, 5*time.Millisecond, "the server records the ACK")
+	ack := *acked.LastACKs["listener"]
+	assert.Len(t, ack.Version, 24)
+	assert.False(t, ack.At.Before(start.Add(-time.Second)))
+	assert.Empty(t, acked.LastNACKs)
+
+	env.plans.p.Store(mustCompile(t, specGen(1)))
+	env.enf.Rebuild()
+	resp, err = st.Recv()
+	require.NoError(t, err)
+	require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType, VersionInfo: resp.VersionInfo,
+		ResponseNonce: resp.Nonce, ErrorDetail: &status.Status{Code: int32(codes.InvalidArgument), Message: "rejected by test"}}))
+	require.Eventually(t, func() bool { return env.enf.Nodes()[0].Protocol.NACKs == 1 }, 30*time.Second, 5*time.Millisecond)
+
+	rec := httptest.NewRecorder()
+	env.enf.DebugHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/xds?node=node-a", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	var dbg struct {
+		Protocol NodeStatus `json:"protocol"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &dbg), rec.Body.String())
+	require.Contains(t, dbg.Protocol.LastACKs, "listener")
+	assert.Equal(t, ack.Version, dbg.Protocol.LastACKs["listener"].Version, "a NACK does not move the last ACK")
+	assert.True(t, ack.At.Equal(dbg.Protocol.LastACKs["listener"].At))
+	nack := dbg.Protocol.LastNACKs["listener"]
+	require.NotNil(t, nack)
+	assert.Equal(t, "rejected by test", nack.Detail)
+	assert.NotEqual(t, ack.Version, nack.Version, "the rejected versions are the new ones")
+	assert.False(t, nack.At.Before(ack.At))
 }
 
 // TestADSManyStreams: 500 streams open at once (over 10 connections, nodes

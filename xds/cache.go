@@ -28,12 +28,13 @@ const (
 	typeRoute
 	typeCluster
 	typeEndpoint
+	typeSecret
 	numTypes
 )
 
-var typeURLs = [numTypes]string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType}
+var typeURLs = [numTypes]string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.EndpointType, resourcev3.SecretType}
 
-var typeNames = [numTypes]string{"listener", "route", "cluster", "endpoint"}
+var typeNames = [numTypes]string{"listener", "route", "cluster", "endpoint", "secret"}
 
 func typeIndex(url string) int {
 	for i, u := range typeURLs {
@@ -58,6 +59,9 @@ type prepared struct {
 	any     *anypb.Any
 	version string
 	delta   *discoveryv3.Resource
+	// digest is the SHA-256 of the wire form (version is its first 12
+	// bytes); the chain-check memo is keyed by it.
+	digest [sha256.Size]byte
 }
 
 func prepare(name string, m proto.Message) (*prepared, error) {
@@ -72,7 +76,7 @@ func preparedFrom(name string, m proto.Message, b []byte) *prepared {
 	sum := sha256.Sum256(b)
 	v := hex.EncodeToString(sum[:12])
 	a := &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
-	return &prepared{name: name, msg: m, any: a, version: v, delta: &discoveryv3.Resource{Name: name, Version: v, Resource: a}}
+	return &prepared{name: name, msg: m, any: a, version: v, delta: &discoveryv3.Resource{Name: name, Version: v, Resource: a}, digest: sum}
 }
 
 // prepareRoute marshals a route configuration from its parts: the
@@ -177,19 +181,27 @@ func (s *Snapshot) Resources(typeURL string) map[string]proto.Message {
 	return out
 }
 
-// nackRecord is the last rejection a node reported for one type.
-type nackRecord struct {
+// NackRecord is the last rejection a node reported for one type.
+type NackRecord struct {
 	Version string    `json:"version"`
 	Detail  string    `json:"detail"`
 	At      time.Time `json:"at"`
 	Count   uint64    `json:"count"`
 }
 
+// AckRecord is the last acceptance a node reported for one type: the
+// digest of the resource versions it acknowledged, and when.
+type AckRecord struct {
+	Version string    `json:"version"`
+	At      time.Time `json:"at"`
+}
+
 type cacheNode struct {
 	snap      *Snapshot
 	setAt     time.Time
 	watches   map[int64]*cacheWatch
-	nacks     [numTypes]*nackRecord
+	acks      [numTypes]*AckRecord
+	nacks     [numTypes]*NackRecord
 	nackTotal uint64
 	unknown   map[string]bool
 }
@@ -282,7 +294,9 @@ type NodeStatus struct {
 	SetAt     time.Time              `json:"published_at"`
 	Watches   int                    `json:"open_watches"`
 	NACKs     uint64                 `json:"nacks_total"`
-	LastNACKs map[string]*nackRecord `json:"last_nacks,omitempty"`
+	LastNACKs map[string]*NackRecord `json:"last_nacks,omitempty"`
+	// LastACKs is the last ACK per resource type (any stream of the node).
+	LastACKs map[string]*AckRecord `json:"last_acks,omitempty"`
 }
 
 func (c *snapCache) status(id string) (NodeStatus, bool) {
@@ -292,7 +306,7 @@ func (c *snapCache) status(id string) (NodeStatus, bool) {
 	if !ok {
 		return NodeStatus{}, false
 	}
-	st := NodeStatus{SetAt: n.setAt, Watches: len(n.watches), NACKs: n.nackTotal, LastNACKs: map[string]*nackRecord{}}
+	st := NodeStatus{SetAt: n.setAt, Watches: len(n.watches), NACKs: n.nackTotal, LastNACKs: map[string]*NackRecord{}, LastACKs: map[string]*AckRecord{}}
 	if n.snap != nil {
 		st.Version = n.snap.Version
 	}
@@ -300,6 +314,12 @@ func (c *snapCache) status(id string) (NodeStatus, bool) {
 		if r != nil {
 			cp := *r
 			st.LastNACKs[typeNames[t]] = &cp
+		}
+	}
+	for t, r := range n.acks {
+		if r != nil {
+			cp := *r
+			st.LastACKs[typeNames[t]] = &cp
 		}
 	}
 	return st, true
@@ -320,9 +340,11 @@ type watchRequest interface {
 	GetNode() *corev3.Node
 	GetTypeUrl() string
 	GetErrorDetail() *rpcstatus.Status
+	GetResponseNonce() string
 }
 
-// createWatch records a NACK carried by req, then answers w at once when the
+// createWatch records the ACK or NACK carried by req (a request answering a
+// response, with or without error_detail), then answers w at once when the
 // node's snapshot has something the stream has not been sent, or parks it.
 func (c *snapCache) createWatch(req watchRequest, sub cachev3.Subscription, w *cacheWatch) (func(), error) {
 	id := req.GetNode().GetId()
@@ -337,8 +359,11 @@ func (c *snapCache) createWatch(req watchRequest, sub cachev3.Subscription, w *c
 		c.noteUnknown(id, n, req.GetTypeUrl())
 		return func() {}, nil
 	}
-	if req.GetErrorDetail() != nil {
+	switch {
+	case req.GetErrorDetail() != nil:
 		c.noteNACK(id, n, typ, sub.ReturnedResources(), req.GetErrorDetail().GetMessage())
+	case req.GetResponseNonce() != "":
+		n.acks[typ] = &AckRecord{Version: returnedDigest(sub.ReturnedResources()), At: time.Now()}
 	}
 	w.typ = typ
 	if c.tryRespond(id, n, w) {
@@ -387,7 +412,7 @@ func (c *snapCache) noteNACK(id string, n *cacheNode, typ int, returned map[stri
 		c.log.Warn("node rejected configuration (NACK); it keeps its last accepted config and will not be sent this version again",
 			zap.String("node", id), zap.String("type", typeNames[typ]), zap.String("version", version),
 			zap.String("detail", detail))
-		r = &nackRecord{Version: version, Detail: detail}
+		r = &NackRecord{Version: version, Detail: detail}
 		n.nacks[typ] = r
 	}
 	r.At = time.Now()

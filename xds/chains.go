@@ -1,11 +1,13 @@
 package xds
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -240,4 +242,50 @@ func envoyPrefix(r *corev3.CidrRange) (netip.Prefix, error) {
 	}
 	bits := min(int(r.GetPrefixLen().GetValue()), a.BitLen())
 	return netip.PrefixFrom(a, bits).Masked(), nil
+}
+
+// chainMemo remembers CheckFilterChains' result per listener content, the
+// SHA-256 of its deterministic wire form: a listener whose bytes were
+// checked before (a policy change that touched only routes, reasons or
+// clusters; classes whose listeners come out identical) is not checked
+// again. It keeps two generations: what the current rebuild checked or
+// reused, and what the previous one did; rotate forgets the older.
+type chainMemo struct {
+	metrics   *Metrics
+	mu        sync.Mutex
+	cur, prev map[[sha256.Size]byte]error
+}
+
+func newChainMemo(m *Metrics) *chainMemo {
+	return &chainMemo{metrics: m, cur: map[[sha256.Size]byte]error{}}
+}
+
+// check is CheckFilterChains(l) for a listener whose wire form has the
+// given digest.
+func (m *chainMemo) check(l *listenerv3.Listener, digest [sha256.Size]byte) error {
+	m.mu.Lock()
+	err, ok := m.cur[digest]
+	if !ok {
+		if err, ok = m.prev[digest]; ok {
+			m.cur[digest] = err
+		}
+	}
+	m.mu.Unlock()
+	if ok {
+		m.metrics.chainChecks.WithLabelValues("memo").Inc()
+		return err
+	}
+	err = CheckFilterChains(l)
+	m.metrics.chainChecks.WithLabelValues("computed").Inc()
+	m.mu.Lock()
+	m.cur[digest] = err
+	m.mu.Unlock()
+	return err
+}
+
+// rotate starts a generation (a rebuild).
+func (m *chainMemo) rotate() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.prev, m.cur = m.cur, map[[sha256.Size]byte]error{}
 }

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/egressguard/egressguard/policy/plan"
@@ -284,4 +286,55 @@ func BenchmarkCheckFilterChains(b *testing.B) {
 			require.NoError(b, Validate(res))
 		}
 	})
+}
+
+// TestChainCheckMemo: the enforcer checks a listener's chains once per
+// content. A rebuild whose policy changed only what the listener does not
+// carry (a reason, shown in the routes' deny bodies) reuses the verdict; a
+// changed listener is checked; a verdict unused for a whole rebuild is
+// forgotten. An ambiguous listener's error is memoised as well.
+func TestChainCheckMemo(t *testing.T) {
+	plans := &switchPlans{}
+	plans.p.Store(mustCompile(t, specGen(0)))
+	m := NewMetrics(nil)
+	enf, err := NewEnforcer(plans, staticInventory(t, "node-a"), Defaults(), zaptest.NewLogger(t), m)
+	require.NoError(t, err)
+	require.NoError(t, enf.streamNode(1, sidecarNode("node-a")))
+	counts := func() (computed, memo float64) {
+		return metricValue(t, m.chainChecks.WithLabelValues("computed")), metricValue(t, m.chainChecks.WithLabelValues("memo"))
+	}
+	computed, memo := counts()
+	require.InDelta(t, 1.0, computed, 0)
+	require.InDelta(t, 0.0, memo, 0)
+
+	reworded := specGen(0)
+	reworded.Rules[0].Reason = "production zone (reworded)"
+	plans.p.Store(mustCompile(t, reworded))
+	before := enf.NodeSnapshot("node-a")
+	enf.Rebuild()
+	require.NotSame(t, before, enf.NodeSnapshot("node-a"), "the class changed: rebuilt and published")
+	computed, memo = counts()
+	assert.InDelta(t, 1.0, computed, 0, "the listener is unchanged: not checked again")
+	assert.InDelta(t, 1.0, memo, 0)
+
+	plans.p.Store(mustCompile(t, specGen(1)))
+	enf.Rebuild()
+	plans.p.Store(mustCompile(t, specGen(2)))
+	enf.Rebuild()
+	computed, _ = counts()
+	assert.InDelta(t, 3.0, computed, 0, "new SNI lists: new listeners, checked")
+	plans.p.Store(mustCompile(t, specGen(0)))
+	enf.Rebuild()
+	computed, _ = counts()
+	assert.InDelta(t, 4.0, computed, 0, "generation 0's listener was forgotten two rebuilds ago")
+
+	amb := &listenerv3.Listener{Name: "amb", FilterChains: []*listenerv3.FilterChain{
+		chainWith("a", &listenerv3.FilterChainMatch{PrefixRanges: []*corev3.CidrRange{cidr("0.0.0.0", 0)}}),
+		chainWith("b", &listenerv3.FilterChainMatch{}),
+	}}
+	cm := newChainMemo(NewMetrics(nil))
+	d := sha256.Sum256([]byte("amb"))
+	first := cm.check(amb, d)
+	require.Error(t, first)
+	assert.Equal(t, first, cm.check(amb, d), "the memoised verdict of an ambiguous listener is its error")
 }

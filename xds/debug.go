@@ -94,6 +94,13 @@ func (e *Enforcer) nodeDebug(id string) (map[string]any, bool) {
 			}
 			slices.Sort(names)
 			for _, n := range names {
+				if t == typeSecret {
+					// Key material never leaves through the admin API:
+					// a secret shows as its name and version.
+					b, _ := json.Marshal(map[string]string{"name": n, "version": snap.sets[t][n].version})
+					res[typeNames[t]+"s"] = append(res[typeNames[t]+"s"], b)
+					continue
+				}
 				m, err := snap.sets[t][n].message()
 				if err != nil {
 					continue

@@ -1,6 +1,8 @@
 package xds
 
 import (
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,6 +18,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -83,6 +86,8 @@ type classBuild struct {
 	once sync.Once
 	snap *Snapshot
 	err  error
+	// built is set (under the class's mu) once the build has finished.
+	built bool
 }
 
 type targetBuild struct {
@@ -105,11 +110,13 @@ type Enforcer struct {
 	log     *zap.Logger
 	metrics *Metrics
 	cache   *snapCache
+	certs   Certificates // nil: no HTTPS interception
 
 	rebuildMu sync.Mutex // one Rebuild at a time
 
 	mu      sync.Mutex
 	vhc     *vhostCache // virtual hosts of the current policy version
+	chains  *chainMemo  // chain-check results by listener content, across rebuilds
 	nodes   map[string]*nodeState
 	streams map[int64]string // stream ID → node ID
 	classes map[string]*class
@@ -117,7 +124,7 @@ type Enforcer struct {
 }
 
 // NewEnforcer builds an enforcer. cfg must have passed Validate.
-func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Logger, m *Metrics) (*Enforcer, error) {
+func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Logger, m *Metrics, opts ...Option) (*Enforcer, error) {
 	if plans == nil || inv == nil {
 		return nil, errors.New("xds: enforcer needs a plan source and an inventory source")
 	}
@@ -127,18 +134,71 @@ func NewEnforcer(plans PlanSource, inv inventory.Source, cfg Config, log *zap.Lo
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Enforcer{
+	e := &Enforcer{
 		plans:   plans,
 		inv:     inv,
 		cfg:     cfg,
 		log:     log,
 		metrics: m,
 		cache:   newSnapCache(log.Named("cache"), m),
-		vhc:     newVHostCache(true),
 		nodes:   map[string]*nodeState{},
 		streams: map[int64]string{},
 		classes: map[string]*class{},
-	}, nil
+		chains:  newChainMemo(m),
+	}
+	e.vhc = e.newVHostCache()
+	for _, o := range opts {
+		o(e)
+	}
+	return e, nil
+}
+
+// watchCertificates rebuilds the classes that intercept HTTPS whenever the
+// staging CA's leaves change (rotation, renewal, a new host set), so their
+// nodes get the new SDS secrets; it returns when ctx is done.
+func (e *Enforcer) watchCertificates(ctx context.Context) {
+	if e.certs == nil {
+		return
+	}
+	changes := e.certs.Changes()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+			// Under rebuildMu, so no rebuild in flight reinstalls a class
+			// built with the old leaves.
+			e.rebuildMu.Lock()
+			e.mu.Lock()
+			classes := maps.Clone(e.classes)
+			e.mu.Unlock()
+			refreshed, rebuilt := 0, 0
+			for fp, c := range classes {
+				switch {
+				case len(c.plan.Intercepts()) == 0:
+				case c.refreshSecrets(e.certs):
+					refreshed++
+				default:
+					rebuilt++
+					e.mu.Lock()
+					delete(e.classes, fp) // rebuilt afresh below
+					e.mu.Unlock()
+				}
+			}
+			e.log.Info("staging CA leaves changed: pushing the new leaves to the classes that intercept HTTPS",
+				zap.Int("classes_refreshed", refreshed), zap.Int("classes_rebuilt", rebuilt))
+			e.rebuild()
+			e.rebuildMu.Unlock()
+		}
+	}
+}
+
+// newVHostCache is a fresh (eager) virtual-host cache for a policy version,
+// sharing the enforcer's chain-check memo.
+func (e *Enforcer) newVHostCache() *vhostCache {
+	c := newVHostCache(true)
+	c.chains = e.chains
+	return c
 }
 
 func kindOf(n *corev3.Node) nodeKind {
@@ -405,6 +465,11 @@ func (e *Enforcer) classFor(p *plan.Plan) *class {
 func (e *Enforcer) Rebuild() {
 	e.rebuildMu.Lock()
 	defer e.rebuildMu.Unlock()
+	e.rebuild()
+}
+
+// rebuild is Rebuild; the caller holds rebuildMu.
+func (e *Enforcer) rebuild() {
 	start := time.Now()
 
 	e.mu.Lock()
@@ -416,7 +481,10 @@ func (e *Enforcer) Rebuild() {
 	// A fresh virtual-host cache per rebuild: classes built now share the
 	// new policy version's virtual hosts; the previous version's are freed
 	// with the classes that used them.
-	e.vhc = newVHostCache(true)
+	e.vhc = e.newVHostCache()
+	// Listeners checked by the previous rebuild stay memoised through this
+	// one; older ones are forgotten.
+	e.chains.rotate()
 	e.mu.Unlock()
 
 	inv := e.inv.Current()
@@ -521,7 +589,11 @@ func (c *class) snapshot(e *Enforcer, kind nodeKind, port uint32, targets []stri
 				OutboundPort:           port,
 				AccessLogPath:          e.cfg.AccessLogPath,
 				ListenerFiltersTimeout: e.cfg.ListenerFiltersTimeout,
+				Certificates:           e.certs,
 			}, e.vhostCache())
+			c.mu.Lock()
+			b.built = true
+			c.mu.Unlock()
 		})
 		return b.snap, b.err
 	}
@@ -568,6 +640,63 @@ func (c *class) snapshot(e *Enforcer, kind nodeKind, port uint32, targets []stri
 	return s, nil
 }
 
+// refreshSecrets replaces the class's built sidecar snapshots by copies
+// holding certs' current leaves, every other resource shared (a rotation
+// or renewal changes nothing else). It reports false when the class must
+// be rebuilt instead: a build not finished or failed, a leaf refused now,
+// or an intercepted pattern without a secret (its leaf was refused before
+// and its chain denies; it may be permitted now).
+func (c *class) refreshSecrets(certs Certificates) bool {
+	var want []string
+	for _, r := range c.plan.Intercepts() {
+		for _, h := range r.Hosts {
+			want = append(want, InterceptSecretName(h))
+		}
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fresh := make(map[uint32]*classBuild, len(c.sidecar))
+	for port, b := range c.sidecar {
+		if !b.built || b.err != nil {
+			return false
+		}
+		names := b.snap.Names(typeURLs[typeSecret])
+		if !slices.Equal(names, want) {
+			return false
+		}
+		var items [numTypes][]*prepared
+		for t := range numTypes {
+			if t != typeSecret {
+				items[t] = slices.Collect(maps.Values(b.snap.sets[t]))
+			}
+		}
+		for _, name := range names {
+			leaf, err := certs.Leaf(strings.TrimPrefix(name, InterceptSecretPrefix))
+			if err != nil {
+				return false
+			}
+			sec := leafSecret(name, leaf)
+			if ValidateDeep(sec, "secret "+name) != nil {
+				return false // the full build reports it
+			}
+			p, err := prepare(name, sec)
+			if err != nil {
+				return false
+			}
+			p.msg = nil
+			items[typeSecret] = append(items[typeSecret], p)
+		}
+		nb := &classBuild{built: true}
+		snap := newSnapshot(b.snap.Class, items)
+		nb.once.Do(func() { nb.snap = snap })
+		fresh[port] = nb
+	}
+	maps.Copy(c.sidecar, fresh)
+	return true
+}
+
 // buildSidecar translates, validates and marshals a class's sidecar
 // resources. vhc (shared by the classes of one policy version) builds,
 // validates and marshals each distinct virtual host once. The snapshot
@@ -577,11 +706,16 @@ func buildSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Snapshot, err
 	if err != nil {
 		return nil, err
 	}
-	if err := validateWith(res, vhc); err != nil {
-		return nil, err
-	}
+	// Marshal first: the listeners' digests key the chain-check memo.
 	items, err := prepareAll(res, vhc)
 	if err != nil {
+		return nil, err
+	}
+	digests := make(map[string][sha256.Size]byte, len(items[typeListener]))
+	for _, it := range items[typeListener] {
+		digests[it.name] = it.digest
+	}
+	if err := validateWith(res, vhc, digests); err != nil {
 		return nil, err
 	}
 	for t := range numTypes {
@@ -631,6 +765,9 @@ func prepareAll(r *Resources, vhc *vhostCache) ([numTypes][]*prepared, error) {
 	for _, e := range r.Endpoints {
 		add(typeEndpoint, e.ClusterName, e)
 	}
+	for _, s := range r.Secrets {
+		add(typeSecret, s.Name, s)
+	}
 	return out, errors.Join(errs...)
 }
 
@@ -647,6 +784,9 @@ func resourcesOf(items [numTypes][]*prepared) *Resources {
 	}
 	for _, p := range items[typeEndpoint] {
 		r.Endpoints = append(r.Endpoints, p.msg.(*endpointv3.ClusterLoadAssignment))
+	}
+	for _, p := range items[typeSecret] {
+		r.Secrets = append(r.Secrets, p.msg.(*tlsv3.Secret))
 	}
 	return r
 }

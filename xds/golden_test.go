@@ -2,6 +2,7 @@ package xds
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/egressguard/egressguard/policy/plan"
+	"github.com/egressguard/egressguard/xds/stagingca"
 )
 
 var update = flag.Bool("update", false, "rewrite xds/testdata/out golden files and delete stale ones")
@@ -43,6 +45,31 @@ func readTargets(t testing.TB, path string) []string {
 	return out
 }
 
+// testCerts is a staging CA for translation tests: a fixed fake PEM per
+// host (the translation does not parse it), refusing the hosts in refuse.
+type testCerts struct {
+	refuse  map[string]bool
+	changes chan struct{}
+}
+
+func (c *testCerts) Leaf(host string) (stagingca.Leaf, error) {
+	if c.refuse[host] {
+		return stagingca.Leaf{}, fmt.Errorf("host %s is outside the CA's name constraints", host)
+	}
+	return stagingca.Leaf{CertPEM: []byte("test leaf certificate for " + host + "\n"), KeyPEM: []byte("test leaf key for " + host + "\n")}, nil
+}
+
+func (c *testCerts) Changes() <-chan struct{} { return c.changes }
+
+// caseSettings are the node settings of a case: intercept-* cases (but
+// intercept-noca) have a staging CA.
+func caseSettings(name string) NodeSettings {
+	if strings.HasPrefix(name, "intercept-") && name != "intercept-noca" {
+		return NodeSettings{Certificates: &testCerts{}}
+	}
+	return NodeSettings{}
+}
+
 // translateCase runs the translation a case asks for: proxyless for
 // grpc-* cases (targets from <case>.targets), the sidecar otherwise.
 func translateCase(t testing.TB, inPath string) *Resources {
@@ -56,7 +83,7 @@ func translateCase(t testing.TB, inPath string) *Resources {
 	if strings.HasPrefix(name, "grpc-") {
 		res, err = TranslateProxyless(p, readTargets(t, strings.TrimSuffix(inPath, ".yaml")+".targets"))
 	} else {
-		res, err = TranslateSidecar(p, NodeSettings{})
+		res, err = TranslateSidecar(p, caseSettings(name))
 	}
 	require.NoError(t, err)
 	require.NoError(t, Validate(res))
@@ -94,6 +121,9 @@ func TestGolden(t *testing.T) {
 				"routes":    toYAML(t, res.Routes),
 				"clusters":  toYAML(t, res.Clusters),
 				"endpoints": toYAML(t, res.Endpoints),
+			}
+			if strings.HasPrefix(name, "intercept-") {
+				outs["secrets"] = toYAML(t, res.Secrets)
 			}
 			for kind, got := range outs {
 				path := filepath.Join("testdata", "out", name+"."+kind+".yaml")

@@ -16,6 +16,7 @@ type Metrics struct {
 	rebuilds      *prometheus.CounterVec
 	rebuildTime   prometheus.Histogram
 	classes       prometheus.Gauge
+	chainChecks   *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the metrics on reg (nil: not registered,
@@ -47,10 +48,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		classes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "classes",
 			Help: "Distinct plans (workload classes) with connected nodes."}),
+		chainChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "chain_checks_total",
+			Help: "Filter-chain ambiguity checks of built listeners, by result source (computed, memo: the same listener bytes were checked before)."}, []string{"source"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connected, m.streams, m.streamsRefuse, m.pushes, m.pushLatency, m.nacks,
-			m.unknownTypes, m.droppedBuilds, m.rebuilds, m.rebuildTime, m.classes)
+			m.unknownTypes, m.droppedBuilds, m.rebuilds, m.rebuildTime, m.classes, m.chainChecks)
 	}
 	return m
 }

@@ -21,7 +21,7 @@ func TestPrepareRouteFromParts(t *testing.T) {
 	vhc := newVHostCache(true)
 	res, err := translateSidecar(p, NodeSettings{}, vhc)
 	require.NoError(t, err)
-	require.NoError(t, validateWith(res, vhc))
+	require.NoError(t, validateWith(res, vhc, nil))
 	require.NotZero(t, vhc.Len())
 	for _, rc := range res.Routes {
 		pr, err := prepareRoute(rc, vhc)

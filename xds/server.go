@@ -70,6 +70,7 @@ func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger, 
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tc)))
 	}
 	s.grpc = grpc.NewServer(append(opts, extra...)...)
+	go enf.watchCertificates(ctx)
 	xs := serverv3.NewServer(ctx, enf.cache, s)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s.grpc, xs)
 	listenerservice.RegisterListenerDiscoveryServiceServer(s.grpc, xs)

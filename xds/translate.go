@@ -80,6 +80,10 @@ type NodeSettings struct {
 	// the first client bytes; server-first protocols (SMTP) continue as raw
 	// TCP after it.
 	ListenerFiltersTimeout time.Duration
+	// Certificates is the staging CA whose leaves intercepted HTTPS is
+	// terminated with; nil: interception is not configured (see
+	// intercept.go).
+	Certificates Certificates
 }
 
 func (s NodeSettings) withDefaults() NodeSettings {
@@ -101,6 +105,9 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Secrets are the interception leaves (SDS), only in the resources of
+	// a sidecar whose class intercepts their host.
+	Secrets []*tlsv3.Secret
 }
 
 func (r *Resources) sort() {
@@ -110,6 +117,7 @@ func (r *Resources) sort() {
 	slices.SortFunc(r.Endpoints, func(a, b *endpointv3.ClusterLoadAssignment) int {
 		return strings.Compare(a.ClusterName, b.ClusterName)
 	})
+	slices.SortFunc(r.Secrets, func(a, b *tlsv3.Secret) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // verdict is what an enforcer does for one rule, report mode applied.
@@ -120,30 +128,50 @@ const (
 	vReport
 	vDeny
 	vRedirect
+	// vIntercept marks an intercepted host pattern in the SNI tables: it
+	// gets its own chain (interceptChain), decided per request.
+	vIntercept
 )
 
 func (k verdictKind) String() string {
-	return [...]string{"allow", "report", "deny", "redirect"}[k]
+	return [...]string{"allow", "report", "deny", "redirect", "intercept"}[k]
 }
 
 type verdict struct {
 	kind verdictKind
 	rule *plan.Rule
+	// note, when set, is the reason given instead of the rule's.
+	note string
+}
+
+// reason is what a deny says.
+func (v verdict) reason() string {
+	if v.note != "" {
+		return v.note
+	}
+	return v.rule.Reason
 }
 
 // verdictOf mirrors plan.(*Plan).decision: a report-mode rule (or plan)
-// allows and records what it would have done.
+// allows and records what it would have done. A rule with request-level
+// rules is a deny (report: a would-deny) wherever requests cannot be seen
+// (plaintext HTTP, proxyless gRPC); intercept chains decide it per request.
 func verdictOf(p *plan.Plan, r *plan.Rule) verdict {
+	report := p.Mode() == plan.ModeReport || r.Mode == plan.ModeReport
 	switch {
+	case r.Requests != nil && report:
+		return verdict{kind: vReport, rule: r, note: noteNoRequests}
+	case r.Requests != nil:
+		return verdict{kind: vDeny, rule: r, note: noteNoRequests}
 	case r.Action == plan.ActionAllow:
-		return verdict{vAllow, r}
-	case p.Mode() == plan.ModeReport || r.Mode == plan.ModeReport:
-		return verdict{vReport, r}
+		return verdict{vAllow, r, ""}
+	case report:
+		return verdict{vReport, r, ""}
 	case r.Action == plan.ActionRedirect && r.Redirect != nil && r.Redirect.Host != "":
-		return verdict{vRedirect, r}
+		return verdict{vRedirect, r, ""}
 	default:
 		// A redirect without a target cannot be honoured: fail closed.
-		return verdict{vDeny, r}
+		return verdict{vDeny, r, ""}
 	}
 }
 
@@ -397,10 +425,12 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 		routes:   map[string]*routev3.RouteConfiguration{},
 		vhc:      vhc,
 		sni:      map[sniKey]map[verdictKind][]string{},
+		secrets:  map[string]*tlsv3.Secret{},
+		leafErr:  map[string]error{},
 		unnamed:  verdictOf(p, p.UnnamedTLS()),
 	}
 	entries := p.Entries()
-	if err := checkRuleIDs(entries); err != nil {
+	if err := errors.Join(checkRuleIDs(entries), checkBasicUsers(p)); err != nil {
 		return nil, fmt.Errorf("xds: translate: %w", err)
 	}
 	ports := portsOf(entries)
@@ -452,6 +482,9 @@ func translateSidecar(p *plan.Plan, s NodeSettings, vhc *vhostCache) (*Resources
 	for _, c := range b.clusters {
 		out.Clusters = append(out.Clusters, c)
 	}
+	for _, s := range b.secrets {
+		out.Secrets = append(out.Secrets, s)
+	}
 	out.sort()
 	return out, nil
 }
@@ -480,6 +513,10 @@ type sidecarBuilder struct {
 	routes   map[string]*routev3.RouteConfiguration
 	vhc      *vhostCache
 	sni      map[sniKey]map[verdictKind][]string
+	// secrets are the SDS secrets of the intercepted patterns; leafErr
+	// remembers each pattern's Leaf outcome.
+	secrets map[string]*tlsv3.Secret
+	leafErr map[string]error
 	// unnamed decides TLS without a usable server name to an address no
 	// CIDR rule names.
 	unnamed verdict
@@ -528,7 +565,7 @@ func httpRoute(v verdict) *routev3.Route {
 	case vDeny:
 		r.Action = &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
 			Status: 403,
-			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: DenyBody(v.rule.ID, v.rule.Reason)}},
+			Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: DenyBody(v.rule.ID, v.reason())}},
 		}}
 		r.ResponseHeadersToAdd = []*corev3.HeaderValueOption{
 			header(RuleHeader, v.rule.ID),
@@ -674,7 +711,7 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	sk := sniKey{port: port, fallback: namedKind, prune: !g.other}
 	sni, ok := b.sni[sk]
 	if !ok {
-		sni = b.sniNames(t, sk.fallback, sk.prune)
+		sni = b.sniNames(t, port, sk.fallback, sk.prune)
 		b.sni[sk] = sni
 	}
 	for _, k := range []verdictKind{vAllow, vReport, vDeny} {
@@ -692,6 +729,9 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 			Filters:          b.tcpFilters(name, verdict{kind: k}, true),
 			Metadata:         chainMetadata(k, ""),
 		})
+	}
+	for _, pattern := range sni[vIntercept] {
+		chains = append(chains, b.interceptChain(base(), cell, pattern, t.hosts[pattern]))
 	}
 
 	m := base()
@@ -732,11 +772,14 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 // the most specific listed wildcard that still encloses it has the same
 // class, or none does; Envoy picks the most specific listed server name
 // (exact, then the longest "*." suffix).
-func (b *sidecarBuilder) sniNames(t table, fallback verdictKind, prune bool) map[verdictKind][]string {
+func (b *sidecarBuilder) sniNames(t table, port uint16, fallback verdictKind, prune bool) map[verdictKind][]string {
 	kindOf := func(pattern string) (verdictKind, bool) {
 		r, ok := t.hosts[pattern]
 		if !ok {
 			return 0, false
+		}
+		if b.intercepting(r) && interceptPort(port) {
+			return vIntercept, true
 		}
 		k := verdictOf(b.p, r).kind
 		if k == vRedirect {
@@ -781,6 +824,12 @@ func (b *sidecarBuilder) sniNames(t table, fallback verdictKind, prune bool) map
 			return kept[pattern]
 		}
 		k, _ := kindOf(pattern)
+		if k == vIntercept {
+			// Each intercepted pattern has its own chain, whatever
+			// encloses it.
+			decided[pattern], kept[pattern] = true, true
+			return true
+		}
 		res := k != enclosing(pattern)
 		decided[pattern], kept[pattern] = true, res
 		return res
@@ -824,18 +873,7 @@ func (b *sidecarBuilder) registerClusters(v verdict) {
 // hcm is a filter chain's HTTP connection manager. A non-empty cell is
 // written into CellHeader before routing.
 func (b *sidecarBuilder) hcm(statName, routeName, cell string) *hcmv3.HttpConnectionManager {
-	h := &hcmv3.HttpConnectionManager{
-		StatPrefix: statPrefix("egressguard_http", statName),
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsConfigSource(),
-			RouteConfigName: routeName,
-		}},
-		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
-		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		StripTrailingHostDot: true,
-		AccessLog:            []*accesslogv3.AccessLog{b.httpAccessLog()},
-	}
+	h := routedHCM(statPrefix("egressguard_http", statName), routeName, b.httpAccessLog())
 	if cell != "" {
 		h.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
 			Name: "envoy.http.early_header_mutation.header_mutation",
@@ -847,9 +885,41 @@ func (b *sidecarBuilder) hcm(statName, routeName, cell string) *hcmv3.HttpConnec
 	return h
 }
 
+// routedHCM is an HTTP connection manager routing with the route
+// configuration routeName (over ADS), the port and a trailing dot stripped
+// from the Host first, logging with log.
+func routedHCM(stat, routeName string, log *accesslogv3.AccessLog) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: stat,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: routeName,
+		}},
+		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
+		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		StripTrailingHostDot: true,
+		AccessLog:            []*accesslogv3.AccessLog{log},
+	}
+}
+
 // httpAccessLog writes one JSON line per request whose route is not a plain
 // allow: the route name carries "<action>|<rule id>".
 func (b *sidecarBuilder) httpAccessLog() *accesslogv3.AccessLog {
+	return b.routeAccessLog(map[string]string{
+		"decision":    "%ROUTE_NAME%",
+		"authority":   "%REQ(:AUTHORITY)%",
+		"method":      "%REQ(:METHOD)%",
+		"status":      "%RESPONSE_CODE%",
+		"upstream":    "%UPSTREAM_HOST%",
+		"cluster":     "%UPSTREAM_CLUSTER%",
+		"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
+	})
+}
+
+// routeAccessLog is an HTTP connection manager's access log of the given
+// fields, for requests whose route name does not start with "allow|".
+func (b *sidecarBuilder) routeAccessLog(fields map[string]string) *accesslogv3.AccessLog {
 	return &accesslogv3.AccessLog{
 		Name: "envoy.access_loggers.file",
 		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
@@ -860,15 +930,7 @@ func (b *sidecarBuilder) httpAccessLog() *accesslogv3.AccessLog {
 				})},
 			},
 		}},
-		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, map[string]string{
-			"decision":    "%ROUTE_NAME%",
-			"authority":   "%REQ(:AUTHORITY)%",
-			"method":      "%REQ(:METHOD)%",
-			"status":      "%RESPONSE_CODE%",
-			"upstream":    "%UPSTREAM_HOST%",
-			"cluster":     "%UPSTREAM_CLUSTER%",
-			"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
-		}))},
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, fields))},
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -22,12 +23,15 @@ import (
 // same connection (CheckFilterChains), and no reference dangles (listener → route
 // configuration → cluster → endpoints, including api_listener, which
 // go-control-plane's Snapshot.Consistent does not follow).
-func Validate(r *Resources) error { return validateWith(r, nil) }
+func Validate(r *Resources) error { return validateWith(r, nil, nil) }
 
 // validateWith is Validate; virtual hosts that vhc built (eagerly) were
 // checked when they were built and are not walked again. Shared virtual
-// hosts are checked once however many route configurations hold them.
-func validateWith(r *Resources, vhc *vhostCache) error {
+// hosts are checked once however many route configurations hold them. A
+// listener whose wire digest is in digests (by name) is chain-checked
+// through vhc's chain memo, so a listener whose bytes were checked before
+// is not checked again.
+func validateWith(r *Resources, vhc *vhostCache, digests map[string][sha256.Size]byte) error {
 	var errs []error
 	ac := &anyChecker{}
 	if vhc != nil {
@@ -37,7 +41,13 @@ func validateWith(r *Resources, vhc *vhostCache) error {
 		if err := ac.validate(l, "listener "+l.Name); err != nil {
 			errs = append(errs, err)
 		}
-		if err := CheckFilterChains(l); err != nil {
+		var err error
+		if d, ok := digests[l.Name]; ok && vhc != nil && vhc.chains != nil {
+			err = vhc.chains.check(l, d)
+		} else {
+			err = CheckFilterChains(l)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -74,6 +84,11 @@ func validateWith(r *Resources, vhc *vhostCache) error {
 	}
 	for _, e := range r.Endpoints {
 		if err := ac.validate(e, "cluster_load_assignment "+e.ClusterName); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, s := range r.Secrets {
+		if err := ac.validate(s, "secret "+s.Name); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -278,6 +293,10 @@ func checkReferences(r *Resources) error {
 	for _, e := range r.Endpoints {
 		cla[e.ClusterName] = true
 	}
+	secrets := map[string]bool{}
+	for _, s := range r.Secrets {
+		secrets[s.Name] = true
+	}
 	var errs []error
 	needRoute := func(from, name string) {
 		if !routes[name] {
@@ -310,6 +329,19 @@ func checkReferences(r *Resources) error {
 			hcmRefs(from+" api_listener", api)
 		}
 		for _, fc := range l.FilterChains {
+			if ts := fc.GetTransportSocket().GetTypedConfig(); ts != nil {
+				// A terminating chain's certificates come over SDS from
+				// this snapshot: each named secret must be in it.
+				dtc := &tlsv3.DownstreamTlsContext{}
+				if err := ts.UnmarshalTo(dtc); err != nil {
+					errs = append(errs, fmt.Errorf("%s chain %s transport socket: %w", from, fc.Name, err))
+				}
+				for _, sds := range dtc.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+					if !secrets[sds.GetName()] {
+						errs = append(errs, fmt.Errorf("%s chain %s: secret %q does not exist", from, fc.Name, sds.GetName()))
+					}
+				}
+			}
 			for _, f := range fc.Filters {
 				at := from + " chain " + fc.Name + " filter " + f.Name
 				a := f.GetTypedConfig()

@@ -37,6 +37,9 @@ type vhostCache struct {
 	// anys remembers the Anys that passed deep validation for the same
 	// policy version (validateWith).
 	anys anyMemo
+	// chains, when set, memoises CheckFilterChains by listener content
+	// across policy versions (the enforcer's; validateWith).
+	chains *chainMemo
 
 	mu    sync.Mutex
 	byKey map[vhostKey]*vhostEntry

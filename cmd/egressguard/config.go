@@ -28,6 +28,7 @@ type serveConfig struct {
 	DNS       dnsguard.Config  `yaml:"dns"`
 	XDS       xds.Config       `yaml:"xds"`
 	Webhook   inject.Config    `yaml:"webhook"`
+	Intercept interceptSection `yaml:"intercept"`
 	Admin     adminSection     `yaml:"admin"`
 	Decisions decisionsSection `yaml:"decisions"`
 	Log       logSection       `yaml:"log"`
@@ -158,12 +159,13 @@ type decisionsSection struct {
 // defaultServeConfig is what `egressguard serve` runs with no arguments.
 func defaultServeConfig() serveConfig {
 	c := serveConfig{
-		DNS:      dnsguard.Defaults(),
-		XDS:      xds.Defaults(),
-		Webhook:  inject.Defaults(),
-		Admin:    adminSection{Listen: "127.0.0.1:9901", MaxConnections: 256, IdleTimeout: time.Minute},
-		Policy:   policySection{Settle: 200 * time.Millisecond, MaxShrink: policy.DefaultMaxShrink},
-		Shutdown: shutdownSection{LameDuck: 5 * time.Second, DrainTimeout: 10 * time.Second},
+		DNS:       dnsguard.Defaults(),
+		XDS:       xds.Defaults(),
+		Webhook:   inject.Defaults(),
+		Intercept: interceptSection{Enabled: true},
+		Admin:     adminSection{Listen: "127.0.0.1:9901", MaxConnections: 256, IdleTimeout: time.Minute},
+		Policy:    policySection{Settle: 200 * time.Millisecond, MaxShrink: policy.DefaultMaxShrink},
+		Shutdown:  shutdownSection{LameDuck: 5 * time.Second, DrainTimeout: 10 * time.Second},
 		Inventory: inventorySection{Kubernetes: kubeSection{
 			ClusterDomain:      kube.DefaultClusterDomain,
 			DefaultEnvironment: inventory.DefaultEnvironment,
@@ -224,6 +226,7 @@ func (c *serveConfig) validate() error {
 		errs = append(errs, fmt.Errorf("decisions.queue_size: must be at least 1"))
 	}
 	errs = append(errs, c.Inventory.validate()...)
+	errs = append(errs, c.Intercept.validate()...)
 	if err := c.Webhook.Validate(); err != nil {
 		errs = append(errs, err)
 	}

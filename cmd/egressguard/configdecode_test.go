@@ -45,7 +45,7 @@ func TestConfigErrors(t *testing.T) {
 
 	cases := []struct{ name, body, want string }{
 		{"syntax", "dns:\n  listen: \"a\n", ":2: found unexpected end of stream"},
-		{"not a mapping", "- a\n", ":1: want a mapping with the keys policy, inventory, dns, xds, webhook, admin, decisions, log, shutdown, not a list"},
+		{"not a mapping", "- a\n", ":1: want a mapping with the keys policy, inventory, dns, xds, webhook, intercept, admin, decisions, log, shutdown, not a list"},
 		{"section not a mapping", "dns: 5\n", ":1: dns: want a mapping with the keys listen,"},
 		{"far-off key", "zzz: 1\n", ":1: zzz: unknown key; the config has policy, inventory,"},
 		{"float duration", "dns:\n  max_ttl: 1.5\n", ":2: dns.max_ttl: 1.5 has no unit: use 1.5s (or ms, m, h)"},
@@ -64,7 +64,7 @@ func TestConfigErrors(t *testing.T) {
 	sets := []struct{ set, want string }{
 		{"dns.upstream_timeout=2", "--set dns.upstream_timeout=2: dns.upstream_timeout: 2 has no unit: use 2s (or ms, m, h)"},
 		{"dns.upstream_timout=2s", "--set dns.upstream_timout=2s: dns.upstream_timout: unknown key; did you mean dns.upstream_timeout? (dns has " + dnsKeys + ")"},
-		{"dsn.listen=:53", "--set dsn.listen=:53: dsn: unknown key; did you mean dns? (the config has policy, inventory, dns, xds, webhook, admin, decisions, log, shutdown)"},
+		{"dsn.listen=:53", "--set dsn.listen=:53: dsn: unknown key; did you mean dns? (the config has policy, inventory, dns, xds, webhook, intercept, admin, decisions, log, shutdown)"},
 		{"dns.listen.port=1", "--set dns.listen.port=1: dns.listen.port: dns.listen is a single value, not a section"},
 		{"dns.upstreams=[a, b", "--set dns.upstreams=[a, b: did not find expected ',' or ']'"},
 		{"dns.cache_size=many", `--set dns.cache_size=many: dns.cache_size: want a whole number, not "many"`},

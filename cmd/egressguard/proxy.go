@@ -91,12 +91,13 @@ func newProxyStatusCmd() *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "proxy-status",
-		Short: "List the sidecars and proxyless clients connected to a running guard, with their config version and NACKs",
+		Short: "List the sidecars and proxyless clients connected to a running guard, with their config version, last ACK and NACKs",
 		Long: `proxy-status asks a running guard's admin API (/api/sidecars) for every connected
 xDS client: its node ID, workload and environment, the fingerprint of its class's
 plan, the snapshot version served (one version covers listeners, routes, clusters
-and endpoints: they are published together), open streams, and the NACKs it sent:
-how many, and the last one per resource type with Envoy's error text.`,
+and endpoints: they are published together), open streams, the last ACK per
+resource type (the digest of the versions accepted, and when), and the NACKs it
+sent: how many, and the last one per resource type with Envoy's error text.`,
 		Example: `  egressguard proxy-status
   egressguard proxy-status --admin 10.0.0.5:9901 --admin-token-file /var/run/secrets/egressguard/admin-token
   egressguard proxy-status -o json`,
@@ -129,26 +130,25 @@ how many, and the last one per resource type with Envoy's error text.`,
 	return cmd
 }
 
-// writeProxyStatus prints one row per node.
+// writeProxyStatus prints one row per node: the last ACK and the last NACK
+// per resource type, with the digest of the versions acknowledged or
+// rejected and how long ago.
 func writeProxyStatus(w io.Writer, nodes []xds.NodeView, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tKIND\tWORKLOAD\tENVIRONMENT\tPLAN\tVERSION\tSTREAMS\tNACKS\tLAST NACK")
+	fmt.Fprintln(tw, "NODE\tKIND\tWORKLOAD\tENVIRONMENT\tPLAN\tVERSION\tSTREAMS\tNACKS\tLAST ACK\tLAST NACK")
 	for _, n := range nodes {
 		wl := n.Workload
 		if n.Namespace != "" {
 			wl += "." + n.Namespace
 		}
-		last := "-"
-		if types := slices.Sorted(maps.Keys(n.Protocol.LastNACKs)); len(types) > 0 {
-			var parts []string
-			for _, t := range types {
-				r := n.Protocol.LastNACKs[t]
-				parts = append(parts, fmt.Sprintf("%s v%s %s ago: %s", t, r.Version, now.Sub(r.At).Round(time.Second), r.Detail))
-			}
-			last = strings.Join(parts, "; ")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", n.ID, n.Kind, orDash(wl), orDash(n.Environment),
-			orDash(short(n.Plan, 12)), orDash(n.Protocol.Version), n.Streams, n.Protocol.NACKs, last)
+		acks := perType(n.Protocol.LastACKs, func(t string, r xds.AckRecord) string {
+			return fmt.Sprintf("%s v%s %s ago", t, r.Version, now.Sub(r.At).Round(time.Second))
+		})
+		nacks := perType(n.Protocol.LastNACKs, func(t string, r xds.NackRecord) string {
+			return fmt.Sprintf("%s v%s %s ago: %s", t, r.Version, now.Sub(r.At).Round(time.Second), r.Detail)
+		})
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", n.ID, n.Kind, orDash(wl), orDash(n.Environment),
+			orDash(short(n.Plan, 12)), orDash(n.Protocol.Version), n.Streams, n.Protocol.NACKs, acks, nacks)
 	}
 	if len(nodes) == 0 {
 		fmt.Fprintln(tw, "(no xDS clients connected)")
@@ -156,10 +156,23 @@ func writeProxyStatus(w io.Writer, nodes []xds.NodeView, now time.Time) error {
 	return tw.Flush()
 }
 
+// perType formats one record per resource type, by type name, "-" for none.
+func perType[R any](m map[string]*R, format func(typ string, r R) string) string {
+	types := slices.Sorted(maps.Keys(m))
+	if len(types) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(types))
+	for _, t := range types {
+		parts = append(parts, format(t, *m[t]))
+	}
+	return strings.Join(parts, "; ")
+}
+
 // proxyTypes are the resource types proxy-config shows, as --type names
 // them and as the admin API's /debug/xds groups them.
 var proxyTypes = []struct{ flag, key string }{
-	{"listener", "listeners"}, {"route", "routes"}, {"cluster", "clusters"}, {"endpoint", "endpoints"},
+	{"listener", "listeners"}, {"route", "routes"}, {"cluster", "clusters"}, {"endpoint", "endpoints"}, {"secret", "secrets"},
 }
 
 func newProxyConfigCmd() *cobra.Command {
@@ -171,7 +184,8 @@ func newProxyConfigCmd() *cobra.Command {
 		Long: `proxy-config asks a running guard's admin API (/debug/xds?node=NODE) for the
 resources it serves one connected node (proxy-status lists the node IDs) and
 prints a summary per resource, or, with -o json, the resources as Envoy
-receives them (protojson).`,
+receives them (protojson). SDS secrets (the staging CA's leaves of intercepted
+hosts) show by name and version only: the admin API never returns key material.`,
 		Example: `  egressguard proxy-config sidecar~10.1.2.3~checkout-7d9.payments~payments.svc.cluster.local
   egressguard proxy-config sidecar~10.1.2.3~checkout-7d9.payments~payments.svc.cluster.local --type route
   egressguard proxy-config sidecar~10.1.2.3~checkout-7d9.payments~payments.svc.cluster.local --type cluster -o json`,
@@ -184,7 +198,7 @@ receives them (protojson).`,
 				}
 			}
 			if len(keys) == 0 {
-				return fmt.Errorf("--type %q: want listener, route, cluster, endpoint or all", typ)
+				return fmt.Errorf("--type %q: want listener, route, cluster, endpoint, secret or all", typ)
 			}
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: want table or json", output)
@@ -210,7 +224,7 @@ receives them (protojson).`,
 		},
 	}
 	a.flags(cmd)
-	cmd.Flags().StringVar(&typ, "type", "all", "resource `TYPE`: listener, route, cluster, endpoint or all")
+	cmd.Flags().StringVar(&typ, "type", "all", "resource `TYPE`: listener, route, cluster, endpoint, secret (name and version only) or all")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -234,6 +248,7 @@ type resourceSummary struct {
 	} `json:"virtualHosts"`
 	Type      string            `json:"type"`
 	Endpoints []json.RawMessage `json:"endpoints"`
+	Version   string            `json:"version"` // secrets: the admin API shows no key material
 }
 
 func writeProxyConfig(w io.Writer, keys []string, res map[string][]json.RawMessage) error {
@@ -265,6 +280,8 @@ func writeProxyConfig(w io.Writer, keys []string, res map[string][]json.RawMessa
 			case "endpoints":
 				name = s.ClusterName
 				detail = fmt.Sprintf("%d localities", len(s.Endpoints))
+			case "secrets":
+				detail = "version " + s.Version
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\n", strings.TrimSuffix(k, "s"), name, detail)
 			rows++

@@ -73,6 +73,7 @@ in each command's help.`,
 	root.AddCommand(
 		newServeCmd(ro),
 		newPolicyCmd(ro),
+		newCACmd(ro),
 		newValidateCmd(ro),
 		newScanCmd(ro),
 		newBootstrapCmd(ro),

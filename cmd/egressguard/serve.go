@@ -31,6 +31,7 @@ import (
 	"github.com/egressguard/egressguard/policy/decisionlog"
 	"github.com/egressguard/egressguard/xds"
 	"github.com/egressguard/egressguard/xds/nodeauth"
+	"github.com/egressguard/egressguard/xds/stagingca"
 )
 
 type serveFlags struct {
@@ -78,7 +79,7 @@ DNS, xDS and the webhook serving for shutdown.lame_duck (default 5s), then drain
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.config, "config", "", "configuration `FILE` (sections policy, inventory, dns, xds, webhook, admin, decisions, log)")
+	f.StringVar(&o.config, "config", "", "configuration `FILE` (sections policy, inventory, dns, xds, webhook, intercept, admin, decisions, log)")
 	f.StringVar(&o.dnsListen, "dns-listen", "", "DNS listen address, UDP and TCP (default 127.0.0.1:5353; port 0 picks one)")
 	f.StringArrayVar(&o.upstreams, "upstream", nil, "DNS upstream `ADDR` (repeatable; default: /etc/resolv.conf)")
 	f.StringVar(&o.xdsListen, "xds-listen", "", "xDS gRPC listen address (default 127.0.0.1:18000)")
@@ -157,7 +158,10 @@ type guard struct {
 	// optOutLog keeps the pods the webhook admitted under each
 	// host-network opt-out, for the admin page.
 	optOutLog *inject.OptOutLog
-	ready     atomic.Bool
+	// ca is the staging CA of HTTPS interception (nil: intercept off, or
+	// neither xds nor the webhook served).
+	ca    *stagingca.Authority
+	ready atomic.Bool
 	// lameDuck is set on SIGTERM: /readyz answers 503 while the
 	// listeners keep serving for shutdown.lame_duck.
 	lameDuck atomic.Bool
@@ -248,6 +252,11 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 		return nil, errors.Join(errs...)
 	}
 
+	if cfg.Intercept.wanted(cfg) {
+		if g.ca, err = newStagingCA(cfg.Intercept, eng, log.Named("stagingca"), g.reg); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if cfg.DNS.Listen != "" {
 		if g.dns, err = dnsguard.New(cfg.DNS, eng, g.inv, g.sink, log.Named("dnsguard"), g.reg); err != nil {
 			errs = append(errs, fmt.Errorf("dns: %w", err))
@@ -260,14 +269,14 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 		} else if g.identity != nil {
 			idOpts = g.identity.ServerOptions()
 		}
-		if g.enf, err = xds.NewEnforcer(eng, g.inv, cfg.XDS, log.Named("xds"), xds.NewMetrics(g.reg)); err != nil {
+		if g.enf, err = xds.NewEnforcer(eng, g.inv, cfg.XDS, log.Named("xds"), xds.NewMetrics(g.reg), g.xdsOptions()...); err != nil {
 			errs = append(errs, fmt.Errorf("xds: %w", err))
 		} else if g.xdsSrv, err = xds.NewServer(ctx, cfg.XDS, g.enf, log.Named("xds"), idOpts...); err != nil {
 			errs = append(errs, fmt.Errorf("xds: %w", err))
 		}
 	}
 	if cfg.Webhook.Enabled() {
-		if h, err := inject.NewHandler(cfg.Webhook, inject.NewMetrics(g.reg), log.Named("inject")); err != nil {
+		if h, err := inject.NewHandler(cfg.Webhook, inject.NewMetrics(g.reg), log.Named("inject"), g.injectOptions()...); err != nil {
 			errs = append(errs, err)
 		} else {
 			g.optOutLog = inject.NewOptOutLog(0)
@@ -284,6 +293,7 @@ func build(ctx context.Context, log *zap.Logger, cfg serveConfig) (*guard, error
 	// Enforcers rebuild from the current policy and inventory whenever
 	// either changes; they never evaluate policy themselves.
 	rebuild := func() {
+		g.permitIntercepts()
 		if g.dns != nil {
 			g.dns.Rebuild()
 		}
@@ -413,6 +423,7 @@ func serve(ctx context.Context, log *zap.Logger, cfg serveConfig, bound chan<- l
 		}, func(error) { cancelWatch() })
 	}
 	group.Add(g.reloadOnHUP(wctx), func(error) { cancelWatch() })
+	g.runStagingCA(group.Add, wctx)
 	// Lame duck: when ctx ends, /readyz turns 503 at once; everything keeps
 	// serving for shutdown.lame_duck, then this actor returns and the group
 	// stops (drains) the rest.

@@ -33,6 +33,8 @@ type podEntry struct {
 	ips  []netip.Addr
 	env  string
 	name string // workload name
+	// sidecar: the pod runs the egressguard sidecar (HasSidecar).
+	sidecar bool
 }
 
 // buildWorkloads turns the informers' pods and namespaces into workloads,
@@ -70,10 +72,11 @@ func buildWorkloads(pods []*corev1.Pod, namespaces []*corev1.Namespace, o buildO
 			continue
 		}
 		entries = append(entries, &podEntry{
-			pod:  p,
-			ips:  ips,
-			env:  Environment(p, nsByName[p.Namespace], o.defaultEnv),
-			name: WorkloadName(p),
+			pod:     p,
+			ips:     ips,
+			env:     Environment(p, nsByName[p.Namespace], o.defaultEnv),
+			name:    WorkloadName(p),
+			sidecar: HasSidecar(p),
 		})
 	}
 
@@ -123,6 +126,7 @@ func buildWorkloads(pods []*corev1.Pod, namespaces []*corev1.Namespace, o buildO
 				Namespace:   e.pod.Namespace,
 				Environment: e.env,
 				Labels:      maps.Clone(e.pod.Labels),
+				Sidecar:     e.sidecar,
 			}}
 			groups[k] = g
 			order = append(order, k)
@@ -134,6 +138,9 @@ func buildWorkloads(pods []*corev1.Pod, namespaces []*corev1.Namespace, o buildO
 				pv, ok := e.pod.Labels[k]
 				return !ok || pv != v
 			})
+			// One pod without the sidecar makes the workload's DNS
+			// answers for intercepted hosts unsafe: all or nothing.
+			g.w.Sidecar = g.w.Sidecar && e.sidecar
 		}
 		addPod(&g.w, e, o.clusterDomain)
 		g.pods++
@@ -151,6 +158,7 @@ func buildWorkloads(pods []*corev1.Pod, namespaces []*corev1.Namespace, o buildO
 			Namespace:   e.pod.Namespace,
 			Environment: e.env,
 			Labels:      maps.Clone(e.pod.Labels),
+			Sidecar:     e.sidecar,
 		}}
 		addPod(&g.w, e, o.clusterDomain)
 		groups[k] = g

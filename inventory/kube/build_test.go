@@ -235,3 +235,45 @@ func TestSlimPod(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tomb, got)
 }
+
+func injected(p *corev1.Pod) {
+	if p.Annotations == nil {
+		p.Annotations = map[string]string{}
+	}
+	p.Annotations[annotationInjected] = "envoy:1"
+	p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "app", Image: "app"}, corev1.Container{Name: proxyContainerName, Image: "envoy:1"})
+}
+
+func TestSidecar(t *testing.T) {
+	marked := pod("ns", "m", []string{"10.0.0.9"}, func(p *corev1.Pod) { p.Annotations = map[string]string{annotationInjected: "x"} })
+	container := pod("ns", "c", []string{"10.0.0.8"}, func(p *corev1.Pod) {
+		p.Spec.Containers = []corev1.Container{{Name: proxyContainerName}}
+	})
+	both := pod("ns", "b", []string{"10.0.0.7"}, injected)
+	assert.False(t, HasSidecar(marked), "the marker alone")
+	assert.False(t, HasSidecar(container), "the container alone")
+	assert.True(t, HasSidecar(both))
+
+	// What the informer keeps of a pod (slimPod) still shows the sidecar.
+	p := pod("ns", "a", []string{"10.0.0.1"}, injected)
+	p.Annotations["big"] = "annotation"
+	got, err := slimPod(p)
+	require.NoError(t, err)
+	sp := got.(*corev1.Pod)
+	assert.True(t, HasSidecar(sp))
+	assert.Equal(t, map[string]string{annotationInjected: "envoy:1"}, sp.Annotations)
+	assert.Equal(t, []corev1.Container{{Name: proxyContainerName}}, sp.Spec.Containers)
+
+	// A workload has the sidecar only when every pod does.
+	ws, _ := buildWorkloads([]*corev1.Pod{
+		pod("shop", "web-1", []string{"10.1.0.1"}, ownedBy("StatefulSet", "web"), injected),
+		pod("shop", "web-2", []string{"10.1.0.2"}, ownedBy("StatefulSet", "web"), injected),
+		pod("shop", "api-1", []string{"10.1.0.3"}, ownedBy("StatefulSet", "api"), injected),
+		pod("shop", "api-2", []string{"10.1.0.4"}, ownedBy("StatefulSet", "api")),
+	}, nil, buildOptions{defaultEnv: "staging"})
+	require.Len(t, ws, 2)
+	assert.Equal(t, "api", ws[0].Name)
+	assert.False(t, ws[0].Sidecar, "api-2 has no sidecar")
+	assert.Equal(t, "web", ws[1].Name)
+	assert.True(t, ws[1].Sidecar)
+}

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -199,4 +200,23 @@ func ParseNodeID(id string) (ref PodRef, ok bool) {
 		return PodRef{}, false
 	}
 	return PodRef{IP: ip, Name: name, Namespace: ns}, true
+}
+
+// The injection webhook's marker annotation and sidecar container name
+// (inject.AnnotationInjected, inject.ProxyContainerName; inject imports
+// this package, so they are restated here and a test keeps them equal).
+const (
+	annotationInjected = "egressguard.io/injected"
+	proxyContainerName = "egressguard-proxy"
+)
+
+// HasSidecar reports whether pod runs the egressguard sidecar: it carries
+// the webhook's injected marker and an egressguard-proxy container (the
+// webhook injects a marked pod again when its containers differ from what
+// it writes). A pod without both is treated as sidecar-less: fail closed.
+func HasSidecar(pod *corev1.Pod) bool {
+	if _, ok := pod.Annotations[annotationInjected]; !ok {
+		return false
+	}
+	return slices.ContainsFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == proxyContainerName })
 }

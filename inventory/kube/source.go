@@ -315,7 +315,7 @@ func slimPod(obj any) (any, error) {
 	return &corev1.Pod{
 		TypeMeta:   p.TypeMeta,
 		ObjectMeta: metaSlim(p),
-		Spec:       corev1.PodSpec{HostNetwork: p.Spec.HostNetwork, NodeName: p.Spec.NodeName},
+		Spec:       corev1.PodSpec{HostNetwork: p.Spec.HostNetwork, NodeName: p.Spec.NodeName, Containers: slimContainers(p)},
 		Status: corev1.PodStatus{
 			Phase:  p.Status.Phase,
 			PodIP:  p.Status.PodIP,
@@ -324,8 +324,24 @@ func slimPod(obj any) (any, error) {
 	}, nil
 }
 
+// slimContainers keeps what HasSidecar reads of the containers: the
+// sidecar's, by name only.
+func slimContainers(p *corev1.Pod) []corev1.Container {
+	for _, c := range p.Spec.Containers {
+		if c.Name == proxyContainerName {
+			return []corev1.Container{{Name: c.Name}}
+		}
+	}
+	return nil
+}
+
 func metaSlim(p *corev1.Pod) metav1.ObjectMeta {
+	var ann map[string]string
+	if v, ok := p.Annotations[annotationInjected]; ok {
+		ann = map[string]string{annotationInjected: v} // what HasSidecar reads
+	}
 	return metav1.ObjectMeta{
+		Annotations:       ann,
 		Name:              p.Name,
 		Namespace:         p.Namespace,
 		UID:               p.UID,

@@ -238,6 +238,13 @@ func normalizeRule(in *Rule) (Rule, error) {
 	case r.Redirect != nil:
 		errs = append(errs, fmt.Errorf("redirect: set on a rule whose action is %s", r.Action))
 	}
+	if in.Requests != nil {
+		rp, err := normalizeRequests(r.ID, in.Requests)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		r.Requests = rp
+	}
 	return r, errors.Join(errs...)
 }
 

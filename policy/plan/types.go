@@ -172,6 +172,14 @@ type Rule struct {
 	// Category is informational (payment, email, production-zone, ...): it
 	// is carried to decision records and Envoy stats, never matched on.
 	Category string `json:"category,omitempty"`
+	// Requests makes a host rule an interception rule: the sidecar
+	// terminates TLS for Hosts with a leaf minted by the staging CA and
+	// decides each HTTP request with DecideRequest (request.go).
+	// Connection-level enforcers (DNS, Decide) see the rule's Action, which
+	// the policy sets to allow for classes with a sidecar; classes without
+	// one never get Requests (the policy emits the catalog's fallback action
+	// for them instead).
+	Requests *RequestPolicy `json:"requests,omitempty"`
 }
 
 // Spec is the uncompiled form of a whole plan: what the Rego contract

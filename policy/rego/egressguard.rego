@@ -11,6 +11,9 @@
 #   data.egressguard.decision    for input.workload + input.destination: the
 #                                reference answer, with the matching semantics
 #                                of policy/plan written in Rego (tests only).
+#   data.egressguard.request_decision
+#                                the same plus input.request: the reference
+#                                answer of plan.DecideRequest (tests only).
 #
 # Contract of plan (the DESIGN contract plus the shared-rule-set extension):
 #
@@ -25,7 +28,7 @@
 #   }
 #
 # A rule is {id, hosts, cidrs, ports, action, redirect: {host, port, tls},
-# reason, mode, category}. On the very same pattern an overlay rule beats a
+# reason, mode, category, requests: {rules, default}}. On the very same pattern an overlay rule beats a
 # base rule; within one layer the earlier rule wins.
 package egressguard
 
@@ -44,6 +47,10 @@ workload_env := lower(object.get(workload, "environment", ""))
 # An environment that is not listed as production is guarded (fail closed).
 production if workload_env in production_envs
 
+# Whether the workload runs the egressguard sidecar, which can decide each
+# HTTP request of an intercepted host (part of the workload class).
+workload_sidecar if object.get(workload, "sidecar", false) == true
+
 # -------------------------------------------------------------------- the plan
 
 plan := {"default": "allow", "mode": "enforce", "rules": []} if production
@@ -51,7 +58,7 @@ plan := {"default": "allow", "mode": "enforce", "rules": []} if production
 plan := {
 	"default": "allow",
 	"mode": guarded_mode,
-	"include": ["catalog"],
+	"include": [catalog_ruleset],
 	"overlay_include": [exception_ruleset_name(x) | some x in matching_exceptions],
 	"rules": [],
 	"unnamed_tls": object.get(catalog, "unnamed_tls", ""),
@@ -106,6 +113,13 @@ field_matches(want, got) if {
 
 exception_ruleset_name(x) := concat("", ["exception:", x.id])
 
+# The catalog rule set for the class: with request-level rules when the
+# workload has the sidecar, with the catalog's fallback for their hosts
+# otherwise.
+catalog_ruleset := "catalog:sidecar" if workload_sidecar
+
+else := "catalog"
+
 # ------------------------------------------------------------- workload class
 
 # The label keys the policy reads: exactly those exception selectors use.
@@ -116,7 +130,9 @@ class_fields := sort({f | some x in object.get(catalog, "exceptions", []); some 
 
 # ------------------------------------------------------------------ rule sets
 
-rulesets.catalog := catalog_rules
+rulesets.catalog := catalog_rules(false)
+
+rulesets["catalog:sidecar"] := catalog_rules(true)
 
 rulesets[name] := exception_rules(x) if {
 	some x in object.get(catalog, "exceptions", [])
@@ -126,9 +142,9 @@ rulesets[name] := exception_rules(x) if {
 # Catalog-wide rules for guarded workloads. Order matters only between rules
 # on the very same pattern (the earlier wins): provider endpoints (a sandbox
 # redirect is more useful than a deny), then production zones, then networks.
-catalog_rules := array.concat(array.concat(provider_rules, zone_rules), cidr_rules)
+catalog_rules(sidecar) := array.concat(array.concat(provider_rules(sidecar), zone_rules), cidr_rules)
 
-provider_rules := [endpoint_rule(p, e) | some p in object.get(catalog, "providers", []); some e in object.get(p, "endpoints", [])]
+provider_rules(sidecar) := [endpoint_rule(p, e, sidecar) | some p in object.get(catalog, "providers", []); some e in object.get(p, "endpoints", [])]
 
 zone_rules := [zone_rule(z) | some z in object.get(catalog, "zones", [])]
 
@@ -162,7 +178,7 @@ cidr_rule(c) := {
 	"reason": sprintf("%s is a production network: non-production workloads may not reach production", [c]),
 }
 
-endpoint_rule(p, e) := object.union(
+endpoint_rule(p, e, sidecar) := object.union(
 	{
 		"id": endpoint_id(p, e),
 		"hosts": endpoint_hosts(e),
@@ -170,7 +186,7 @@ endpoint_rule(p, e) := object.union(
 		"ports": endpoint_ports(e),
 		"category": object.get(p, "category", "provider"),
 	},
-	endpoint_action(p, e),
+	endpoint_action(p, e, sidecar),
 )
 
 endpoint_ports(e) := object.get(e, "ports", [])
@@ -232,11 +248,29 @@ else := t.host
 
 redirect_of(t) := {"host": t.host, "port": object.get(t, "port", 0), "tls": object.get(t, "tls", false)}
 
-endpoint_action(p, e) := {
+# An endpoint with request rules (its own, or its provider's when it has a
+# live host and no sandbox, sink or port filter): for classes with the sidecar
+# the host is allowed at the connection level (DNS answers normally) and each
+# request is decided by the rules; other classes get the fallback.
+endpoint_action(p, e, sidecar) := {
+	"action": "allow",
+	"requests": request_policy(p, endpoint_requests(p, e)),
+	"reason": sprintf("%s live endpoint %s: decided per request by the sidecar (request-level rules)", [p.name, endpoint_where(e)]),
+} if {
+	sidecar
+	endpoint_requests(p, e)
+} else := {
+	"action": request_fallback,
+	"reason": sprintf("%s (%s) live endpoint %s: its request-level rules need the egressguard sidecar, which this workload does not run; the catalog's request_rules_fallback (%s) applies", [p.name, object.get(p, "category", "provider"), endpoint_where(e), request_fallback]),
+} if {
+	endpoint_requests(p, e)
+} else := {
 	"action": "redirect",
 	"redirect": redirect_of(e.sandbox),
 	"reason": sprintf("%s live endpoint %s: non-production workloads must use the %s sandbox %s", [p.name, endpoint_where(e), p.name, target_text(e.sandbox)]),
-} if e.sandbox
+} if {
+	e.sandbox
+}
 
 else := {
 	"action": "redirect",
@@ -263,6 +297,78 @@ else := {
 	"action": "deny",
 	"reason": sprintf("%s (%s) live endpoint %s: blocked for non-production workloads (the provider has no separate sandbox host)", [p.name, object.get(p, "category", "provider"), endpoint_where(e)]),
 }
+
+request_fallback := object.get(catalog, "request_rules_fallback", "deny")
+
+workload_sidecar_bool if workload_sidecar
+
+else := false
+
+endpoint_requests(p, e) := e.requests if e.requests
+
+else := p.requests if {
+	e.live
+	not e.sandbox
+	not e.sink
+	count(endpoint_ports(e)) == 0
+	p.requests
+}
+
+# The plan form of a catalog requests section: rules in order, each rule with
+# for_each_account stated once per provider account ("{account}" replaced),
+# and the default (deny unless the catalog says otherwise; the plan names it
+# "<rule id>/default").
+request_policy(p, rq) := {
+	"rules": [rr |
+		some r in object.get(rq, "rules", [])
+		some rr in request_rule_expansions(p, r)
+	],
+	"default": {
+		"id": "",
+		"action": object.get(rq, ["default", "action"], "deny"),
+		"reason": object.get(rq, ["default", "reason"], "no request rule matched: only recognised test-mode requests may reach the live host (fail closed)"),
+	},
+}
+
+request_rule_expansions(p, r) := [request_rule(r, concat("#", [r.id, format_int(i, 10)]), a) | some i, a in object.get(p, "accounts", [])] if {
+	object.get(r, "for_each_account", false)
+} else := [request_rule(r, r.id, null)]
+
+request_rule(r, id, account) := object.remove(
+	{
+		"id": id,
+		"methods": [upper(m) | some m in object.get(r, "methods", [])],
+		"path": subst_match(object.get(r, "path", null), account),
+		"headers": [request_header(h, account) | some h in object.get(r, "headers", [])],
+		"action": r.action,
+		"redirect": request_redirect(r),
+		"reason": subst(object.get(r, "reason", ""), account),
+		"credential": object.get(r, "credential", ""),
+	},
+	{k | some k in ["path", "redirect"]; request_rule_null(r, k)},
+)
+
+request_rule_null(r, "path") if object.get(r, "path", null) == null
+
+request_rule_null(r, "redirect") if not r.sandbox
+
+request_redirect(r) := redirect_of(r.sandbox) if r.sandbox
+
+else := null
+
+request_header(h, account) := object.union(
+	{"name": lower(h.name), "absent": object.get(h, "absent", false)},
+	{k: subst_match(m, account) | some k in ["value", "basic_user"]; m := h[k]},
+)
+
+subst_match(null, _) := null
+
+subst_match(m, account) := {k: subst(v, account) | some k, v in m} if m != null
+
+subst(v, account) := replace(v, "{account}", account) if {
+	is_string(v)
+	account != null
+} else := v
 
 # ------------------------------------------------------------------ exceptions
 
@@ -421,7 +527,7 @@ overlay_ruleset(n) := exception_rules(x) if {
 
 # The shared base, when it is not exactly the catalog rule set (custom
 # policies): evaluated in full.
-uses_catalog_index if object.get(plan, "include", []) == ["catalog"]
+uses_catalog_index if object.get(plan, "include", []) == [catalog_ruleset]
 
 generic_base_rules := [r | some n in object.get(plan, "include", []); some r in rulesets[n]] if not uses_catalog_index
 
@@ -463,7 +569,7 @@ computed_host_index[h] contains [1, i, 0] if {
 	some h in zone_hosts(z)
 }
 
-ref_rule(ref) := endpoint_rule(catalog.providers[ref[1]], catalog.providers[ref[1]].endpoints[ref[2]]) if ref[0] == 0
+ref_rule(ref) := endpoint_rule(catalog.providers[ref[1]], catalog.providers[ref[1]].endpoints[ref[2]], workload_sidecar_bool) if ref[0] == 0
 
 ref_rule(ref) := zone_rule(catalog.zones[ref[1]]) if ref[0] == 1
 
@@ -604,5 +710,131 @@ base_decision(r) := {
 	"rule": r.id,
 	"reason": object.get(r, "reason", ""),
 	"category": object.get(r, "category", ""),
+	"would_deny": false,
+}
+
+# ------------------------------------------------ reference request decision
+#
+# plan.DecideRequest (policy/plan/request.go) written in Rego, for
+# input.workload + input.destination + input.request:
+#
+#   {"method": "POST", "path": <the path in normal form (plan.NormalizePath),
+#    absent when it has none>, "headers": {<lower-case name>: <value>}}
+#
+# The host rule is the one decision finds; without request rules the answer
+# is decision's. Otherwise the first request rule whose conditions all hold
+# decides, else the policy's default. ignore_case folds with lower() (Unicode)
+# where the plan folds ASCII only: they agree on ASCII values.
+
+request := object.get(input, "request", {})
+
+request_decision := decision if not winning_rule.requests
+
+request_decision := request_decide(winning_rule, matched_request_rule) if winning_rule.requests
+
+malformed_path_rule := {
+	"id": "malformed-path",
+	"action": "deny",
+	"reason": "the request path cannot be put in normal form: refused (fail closed)",
+}
+
+matched_request_rule := malformed_path_rule if {
+	not is_string(object.get(request, "path", null))
+} else := winning_rule.requests.rules[min(request_rule_hits)] if {
+	count(request_rule_hits) > 0
+} else := object.union(winning_rule.requests.default, {"id": request_default_id})
+
+request_default_id := winning_rule.requests.default.id if winning_rule.requests.default.id != ""
+
+else := concat("/", [winning_rule.id, "default"])
+
+request_rule_hits contains i if {
+	some i, r in winning_rule.requests.rules
+	request_method_ok(r)
+	request_path_ok(r)
+	every h in object.get(r, "headers", []) {
+		request_header_holds(h)
+	}
+}
+
+request_method_ok(r) if count(object.get(r, "methods", [])) == 0
+
+request_method_ok(r) if object.get(request, "method", "") in r.methods
+
+request_path_ok(r) if not r.path
+
+request_path_ok(r) if string_matches(r.path, request.path)
+
+request_headers := object.get(request, "headers", {})
+
+request_header_holds(h) if {
+	object.get(h, "absent", false)
+	object.get(request_headers, h.name, null) == null
+}
+
+request_header_holds(h) if {
+	h.basic_user
+	string_matches(h.basic_user, basic_user_of(request_headers[h.name]))
+}
+
+request_header_holds(h) if {
+	not h.basic_user
+	h.value
+	string_matches(h.value, request_headers[h.name])
+}
+
+request_header_holds(h) if {
+	not object.get(h, "absent", false)
+	not h.basic_user
+	not h.value
+	object.get(request_headers, h.name, null) != null
+}
+
+# The user of "Authorization: Basic <base64 of user:password>": the scheme in
+# any case, standard or URL alphabet, padding optional; all of it without a
+# colon.
+basic_user_of(v) := substring(basic_credentials(v), 0, indexof(basic_credentials(v), ":")) if {
+	indexof(basic_credentials(v), ":") >= 0
+} else := basic_credentials(v)
+
+basic_credentials(v) := base64url.decode(replace(replace(trim_left(substring(v, 6, -1), " "), "+", "-"), "/", "_")) if {
+	lower(substring(v, 0, 6)) == "basic "
+}
+
+string_matches(m, v) if regex.match(concat("", ["^(?:", m.regex, ")$"]), v)
+
+string_matches(m, v) if {
+	not object.get(m, "ignore_case", false)
+	startswith(v, m.prefix)
+}
+
+string_matches(m, v) if {
+	object.get(m, "ignore_case", false)
+	startswith(lower(v), lower(m.prefix))
+}
+
+string_matches(m, v) if {
+	not object.get(m, "ignore_case", false)
+	v == m.exact
+}
+
+string_matches(m, v) if {
+	object.get(m, "ignore_case", false)
+	lower(v) == lower(m.exact)
+}
+
+request_decide(h, rr) := object.union(request_base(h, rr), {"action": "allow", "would_deny": rr.action != "allow"}) if {
+	rule_report(h)
+} else := object.union(request_base(h, rr), {"action": rr.action, "redirect": rr.redirect}) if {
+	rr.action == "redirect"
+} else := object.union(request_base(h, rr), {"action": rr.action})
+
+request_base(h, rr) := {
+	"matched_action": rr.action,
+	"rule": h.id,
+	"request_rule": rr.id,
+	"credential": object.get(rr, "credential", ""),
+	"reason": object.get(rr, "reason", ""),
+	"category": object.get(h, "category", ""),
 	"would_deny": false,
 }
