@@ -155,10 +155,8 @@ type guard struct {
 	// Recent is for the admin page.
 	identity *nodeauth.Guard
 	webhook  *inject.Server
-	// ca is the staging CA of HTTPS interception (nil: intercept off, or
-	// neither xds nor the webhook served).
-	ca    *stagingca.Authority
-	ready atomic.Bool
+	ca       *stagingca.Authority // HTTPS interception's CA; nil: off, or neither xds nor the webhook served
+	ready    atomic.Bool
 	// lameDuck is set on SIGTERM: /readyz answers 503 while the
 	// listeners keep serving for shutdown.lame_duck.
 	lameDuck atomic.Bool
