@@ -144,7 +144,7 @@ func adsLoad(b *testing.B, plansA, plansB *classPlans) {
 // 127.0.0.1 for the sidecar nodes node-0 … node-(n-1) in the 20 load-test
 // classes (class<i%20>). It returns the enforcer, the server's address and
 // Serve's result, delivered once ctx ends.
-func startOurs(ctx context.Context, b *testing.B, n int, plans xds.PlanSource) (*xds.Enforcer, string, <-chan error) {
+func startOurs(ctx context.Context, b *testing.B, n int, plans xds.PlanSource, opts ...xds.Option) (*xds.Enforcer, string, <-chan error) {
 	b.Helper()
 	wls := make([]inventory.Workload, 0, n)
 	for i := range n {
@@ -156,7 +156,7 @@ func startOurs(ctx context.Context, b *testing.B, n int, plans xds.PlanSource) (
 		b.Fatal(err)
 	}
 	cfg := xds.Defaults()
-	enf, err := xds.NewEnforcer(plans, inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil))
+	enf, err := xds.NewEnforcer(plans, inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil), opts...)
 	if err != nil {
 		b.Fatal(err)
 	}

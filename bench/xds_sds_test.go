@@ -15,11 +15,9 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy/plan"
 	"github.com/egressguard/egressguard/xds"
 	"github.com/egressguard/egressguard/xds/stagingca"
@@ -116,34 +114,14 @@ func BenchmarkXDSSDSPush(b *testing.B) {
 	defer cancel()
 	planGen := []*classPlans{plansFrom(b, interceptRules(0)), plansFrom(b, interceptRules(1))}
 	src := &switchSource{cur: planGen[0]}
-	wls := make([]inventory.Workload, 0, n)
-	for i := range n {
-		wls = append(wls, inventory.Workload{Name: fmt.Sprintf("class%d", i%20), Namespace: fmt.Sprintf("ns%d", i),
-			Environment: "staging", NodeIDs: []string{fmt.Sprintf("node-%d", i)}})
-	}
-	snap, err := inventory.NewSnapshot("staging", wls)
-	if err != nil {
-		b.Fatal(err)
-	}
 	certs := &benchCerts{changes: make(chan struct{}, 1)}
-	cfg := xds.Defaults()
-	enf, err := xds.NewEnforcer(src, inventory.NewStatic(snap), cfg, zap.NewNop(), xds.NewMetrics(nil), xds.WithCertificates(certs))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := xds.NewServer(ctx, cfg, enf, zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis := listenLocal(b)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
+	enf, addr, served := startOurs(ctx, b, n, src, xds.WithCertificates(certs))
 
 	cnt := &sdsCounter{count: map[string]int{}, last: map[string]time.Time{}}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
-		conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -54,7 +54,7 @@ type state struct {
 	// interceptHosts is InterceptHosts' answer (see interceptHostsOf).
 	interceptHosts []string
 	class          classSpec
-	metrics    *Metrics
+	metrics        *Metrics
 
 	layers memo.Memo[string, *plan.Layer] // by include list
 	plans  memo.Memo[string, *plan.Plan]  // by class key (classSpec.classKey)

@@ -402,11 +402,9 @@ func validateRequests(d *doc, p path, rq *RequestRules, add func(error)) {
 		if r.Sandbox != nil {
 			validateTarget(d, rp.with("sandbox"), r.Sandbox, false, add)
 		}
-		pr, err := r.planRule("ACCOUNT")
-		if err == nil {
-			err = plan.CheckRequestRule(&pr)
-		}
-		if err != nil {
+		if pr, err := r.planRule("ACCOUNT"); err != nil {
+			add(d.errf(rp.with("action"), "%v", err))
+		} else if err := plan.CheckRequestRule(&pr); err != nil {
 			add(d.errf(rp, "%v", err))
 		}
 		if uses := r.usesAccount(); uses != r.ForEachAccount {
@@ -427,7 +425,7 @@ func validateRequests(d *doc, p path, rq *RequestRules, add func(error)) {
 func (r *RequestRule) planRule(account string) (plan.RequestRule, error) {
 	a, err := plan.ParseAction(r.Action)
 	if err != nil {
-		return plan.RequestRule{}, fmt.Errorf("action: %w", err)
+		return plan.RequestRule{}, err
 	}
 	out := plan.RequestRule{ID: r.ID, Methods: r.Methods, Action: a, Reason: r.Reason, Credential: r.Credential, Path: r.Path.plan(account)}
 	if r.Sandbox != nil {

@@ -50,8 +50,15 @@ func startADS(t *testing.T, cfg Config, spec plan.Spec, nodes ...string) *adsEnv
 	require.NoError(t, err)
 	enf, err := NewEnforcer(plans, inventory.NewStatic(snap), cfg, log, NewMetrics(nil))
 	require.NoError(t, err)
+	srv, addr := serveADS(t, cfg, enf)
+	return &adsEnv{enf: enf, srv: srv, addr: addr, plans: plans}
+}
+
+// serveADS serves enf on 127.0.0.1 until the test ends.
+func serveADS(t *testing.T, cfg Config, enf *Enforcer) (*Server, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewServer(ctx, cfg, enf, log)
+	srv, err := NewServer(ctx, cfg, enf, enf.log)
 	require.NoError(t, err)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -61,7 +68,7 @@ func startADS(t *testing.T, cfg Config, spec plan.Spec, nodes ...string) *adsEnv
 		cancel()
 		require.NoError(t, <-served)
 	})
-	return &adsEnv{enf: enf, srv: srv, addr: lis.Addr().String(), plans: plans}
+	return srv, lis.Addr().String()
 }
 
 func dial(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {

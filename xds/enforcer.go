@@ -86,6 +86,8 @@ type classBuild struct {
 	once sync.Once
 	snap *Snapshot
 	err  error
+	// built is set (under the class's mu) once the build has finished.
+	built bool
 }
 
 type targetBuild struct {
@@ -168,13 +170,23 @@ func (e *Enforcer) watchCertificates(ctx context.Context) {
 			// built with the old leaves.
 			e.rebuildMu.Lock()
 			e.mu.Lock()
-			for fp, c := range e.classes {
-				if len(c.plan.Intercepts()) > 0 {
+			classes := maps.Clone(e.classes)
+			e.mu.Unlock()
+			refreshed, rebuilt := 0, 0
+			for fp, c := range classes {
+				switch {
+				case len(c.plan.Intercepts()) == 0:
+				case c.refreshSecrets(e.certs):
+					refreshed++
+				default:
+					rebuilt++
+					e.mu.Lock()
 					delete(e.classes, fp) // rebuilt afresh below
+					e.mu.Unlock()
 				}
 			}
-			e.mu.Unlock()
-			e.log.Info("staging CA leaves changed: rebuilding the classes that intercept HTTPS")
+			e.log.Info("staging CA leaves changed: pushing the new leaves to the classes that intercept HTTPS",
+				zap.Int("classes_refreshed", refreshed), zap.Int("classes_rebuilt", rebuilt))
 			e.rebuild()
 			e.rebuildMu.Unlock()
 		}
@@ -579,6 +591,9 @@ func (c *class) snapshot(e *Enforcer, kind nodeKind, port uint32, targets []stri
 				ListenerFiltersTimeout: e.cfg.ListenerFiltersTimeout,
 				Certificates:           e.certs,
 			}, e.vhostCache())
+			c.mu.Lock()
+			b.built = true
+			c.mu.Unlock()
 		})
 		return b.snap, b.err
 	}
@@ -623,6 +638,63 @@ func (c *class) snapshot(e *Enforcer, kind nodeKind, port uint32, targets []stri
 	c.composed[key] = s
 	c.mu.Unlock()
 	return s, nil
+}
+
+// refreshSecrets replaces the class's built sidecar snapshots by copies
+// holding certs' current leaves, every other resource shared (a rotation
+// or renewal changes nothing else). It reports false when the class must
+// be rebuilt instead: a build not finished or failed, a leaf refused now,
+// or an intercepted pattern without a secret (its leaf was refused before
+// and its chain denies; it may be permitted now).
+func (c *class) refreshSecrets(certs Certificates) bool {
+	var want []string
+	for _, r := range c.plan.Intercepts() {
+		for _, h := range r.Hosts {
+			want = append(want, InterceptSecretName(h))
+		}
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fresh := make(map[uint32]*classBuild, len(c.sidecar))
+	for port, b := range c.sidecar {
+		if !b.built || b.err != nil {
+			return false
+		}
+		names := b.snap.Names(typeURLs[typeSecret])
+		if !slices.Equal(names, want) {
+			return false
+		}
+		var items [numTypes][]*prepared
+		for t := range numTypes {
+			if t != typeSecret {
+				items[t] = slices.Collect(maps.Values(b.snap.sets[t]))
+			}
+		}
+		for _, name := range names {
+			leaf, err := certs.Leaf(strings.TrimPrefix(name, InterceptSecretPrefix))
+			if err != nil {
+				return false
+			}
+			sec := leafSecret(name, leaf)
+			if ValidateDeep(sec, "secret "+name) != nil {
+				return false // the full build reports it
+			}
+			p, err := prepare(name, sec)
+			if err != nil {
+				return false
+			}
+			p.msg = nil
+			items[typeSecret] = append(items[typeSecret], p)
+		}
+		nb := &classBuild{built: true}
+		snap := newSnapshot(b.snap.Class, items)
+		nb.once.Do(func() { nb.snap = snap })
+		fresh[port] = nb
+	}
+	maps.Copy(c.sidecar, fresh)
+	return true
 }
 
 // buildSidecar translates, validates and marshals a class's sidecar

@@ -52,8 +52,8 @@ func FuzzParseTarget(f *testing.F) {
 	})
 }
 
-// FuzzTranslate: any plan.Spec that compiles translates (sidecar and
-// proxyless) into resources that pass Validate, and the simulated sidecar
+// FuzzTranslate: any plan.Spec that compiles translates (sidecar, with and
+// without a staging CA, and proxyless) into resources that pass Validate, and the simulated sidecar
 // gives plan.Decide's answer on destinations drawn from the spec itself.
 func FuzzTranslate(f *testing.F) {
 	ins, err := filepath.Glob("testdata/in/*.yaml")
@@ -84,6 +84,11 @@ func FuzzTranslate(f *testing.F) {
 			return // refusing a plan is allowed; publishing a broken one is not
 		}
 		require.NoError(t, Validate(res))
+		// With a staging CA the intercepted rules get their own chains,
+		// which must leave the listener unambiguous too.
+		ires, err := TranslateSidecar(p, NodeSettings{Certificates: &testCerts{}})
+		require.NoError(t, err)
+		require.NoError(t, Validate(ires))
 
 		// Destinations: every host pattern (wildcards made concrete) on
 		// every named port and 443, to the rules' CIDRs and elsewhere.

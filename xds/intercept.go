@@ -11,8 +11,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	celfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/filters/cel/v3"
-	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -89,6 +87,15 @@ type Option func(*Enforcer)
 // rules with leaves of c, served over SDS, re-pushed on c.Changes().
 func WithCertificates(c Certificates) Option { return func(e *Enforcer) { e.certs = c } }
 
+// interceptPort says whether intercept chains are built in the cells of a
+// destination port: 443, and every port no rule names (0). A port some
+// rule names for another protocol (25, 587, 853, ...) keeps the
+// intercepted names in its SNI chains, where a rule with request rules
+// denies (fail closed) and a TLS redirect denies as before: one chain per
+// intercepted pattern in every such cell would multiply the listener's
+// size for connections HTTPS clients do not make.
+func interceptPort(port uint16) bool { return port == 0 || port == 443 }
+
 // intercepting says whether the builder gives r its own TLS chains: with a
 // CA every intercepted rule, without one only request-level rules (denied,
 // saying so).
@@ -141,29 +148,23 @@ func (b *sidecarBuilder) secret(pattern string) error {
 	if err != nil {
 		return err
 	}
-	b.secrets[name] = &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+	b.secrets[name] = leafSecret(name, leaf)
+	return nil
+}
+
+// leafSecret is the SDS secret of a leaf.
+func leafSecret(name string, leaf stagingca.Leaf) *tlsv3.Secret {
+	return &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 		CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: leaf.CertPEM}},
 		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: leaf.KeyPEM}},
 	}}}
-	return nil
 }
 
 // interceptHCM is the HTTP connection manager of an intercept chain. The
 // path is normalised before routing so that route matching sees
 // plan.NormalizePath's form (see pathNormalisation).
 func (b *sidecarBuilder) interceptHCM(chain, routeName string) *hcmv3.HttpConnectionManager {
-	h := &hcmv3.HttpConnectionManager{
-		StatPrefix: statPrefix("egressguard_intercept", chain),
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsConfigSource(),
-			RouteConfigName: routeName,
-		}},
-		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
-		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		StripTrailingHostDot: true,
-		AccessLog:            []*accesslogv3.AccessLog{b.interceptAccessLog()},
-	}
+	h := routedHCM(statPrefix("egressguard_intercept", chain), routeName, b.interceptAccessLog())
 	pathNormalisation(h)
 	return h
 }
@@ -173,25 +174,14 @@ func (b *sidecarBuilder) interceptHCM(chain, routeName string) *hcmv3.HttpConnec
 // client sent in a header: request headers carry the credentials the rules
 // look at.
 func (b *sidecarBuilder) interceptAccessLog() *accesslogv3.AccessLog {
-	return &accesslogv3.AccessLog{
-		Name: "envoy.access_loggers.file",
-		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
-			ExtensionFilter: &accesslogv3.ExtensionFilter{
-				Name: "envoy.access_loggers.extension_filters.cel",
-				ConfigType: &accesslogv3.ExtensionFilter_TypedConfig{TypedConfig: mustAny(&celfilterv3.ExpressionFilter{
-					Expression: `!xds.route_name.startsWith("allow|")`,
-				})},
-			},
-		}},
-		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, map[string]string{
-			"decision":    "%ROUTE_NAME%",
-			"sni":         "%REQUESTED_SERVER_NAME%",
-			"status":      "%RESPONSE_CODE%",
-			"upstream":    "%UPSTREAM_HOST%",
-			"cluster":     "%UPSTREAM_CLUSTER%",
-			"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
-		}))},
-	}
+	return b.routeAccessLog(map[string]string{
+		"decision":    "%ROUTE_NAME%",
+		"sni":         "%REQUESTED_SERVER_NAME%",
+		"status":      "%RESPONSE_CODE%",
+		"upstream":    "%UPSTREAM_HOST%",
+		"cluster":     "%UPSTREAM_CLUSTER%",
+		"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
+	})
 }
 
 // interceptRoutes adds (once) the route configuration of an intercepted
@@ -366,10 +356,12 @@ func pathNormalisation(h *hcmv3.HttpConnectionManager) {
 // malformedPathRoutes deny, before any request rule (a rule without
 // request rules does not look at the path), the paths
 // plan.NormalizePath refuses that Envoy passes on to routing: not in origin
-// form (":path" not starting with "/", e.g. "*"), or holding a "%" that
-// does not begin a valid escape in the path part (Envoy's canonicaliser
-// copies such a "%" through). Envoy itself refuses the rest (a NUL, a
-// fragment, an escaped slash).
+// form (":path" not starting with "/", e.g. "*"), holding a "%" that does
+// not begin a valid escape in the path part (Envoy's canonicaliser copies
+// such a "%" through), or a dot segment with parameters ("/..;x/", which
+// Envoy keeps as a plain segment unless a runtime flag strips the
+// parameters, and servers such as Tomcat read as ".."). Envoy itself
+// refuses the rest (a NUL, a fragment, an escaped slash).
 func (b *sidecarBuilder) malformedPathRoutes(host *plan.Rule) []*routev3.Route {
 	guard := func(re string) *routev3.Route {
 		r := b.requestRoute(host, &plan.MalformedPathRequestRule, true)
@@ -382,5 +374,6 @@ func (b *sidecarBuilder) malformedPathRoutes(host *plan.Rule) []*routev3.Route {
 	return []*routev3.Route{
 		guard(`[^/].*|`), // not in origin form
 		guard(`[^?]*%(?:[0-9A-Fa-f]?(?:\?.*)?|[0-9A-Fa-f]?[^0-9A-Fa-f?].*)`), // an invalid escape before the query
+		guard(`[^?]*[/\\](?:\.|%2[eE]){1,2};.*`),                             // a dot segment with parameters ("/..;x/")
 	}
 }

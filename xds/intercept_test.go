@@ -1,19 +1,27 @@
 package xds
 
 import (
+	"context"
+	"encoding/base64"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/egressguard/egressguard/inventory"
+	"github.com/egressguard/egressguard/policy"
 	"github.com/egressguard/egressguard/policy/plan"
 )
 
@@ -28,10 +36,12 @@ func interceptChains(l *listenerv3.Listener) map[string]*listenerv3.FilterChain 
 	return out
 }
 
-// TestInterceptLayout: with a staging CA, every cell gets one chain per
-// intercepted pattern, terminating TLS with that pattern's secret; the
-// patterns leave the SNI chains; the secrets are exactly the intercepted
-// patterns'. A host-level allow for an exact host under an intercepted
+// TestInterceptLayout: with a staging CA, every cell of port 443 and of
+// the ports no rule names gets one chain per intercepted pattern,
+// terminating TLS with that pattern's secret; the patterns leave those
+// cells' SNI chains; the secrets are exactly the intercepted patterns'. On
+// a port a rule names for another protocol (25) the names stay in the SNI
+// deny chain. A host-level allow for an exact host under an intercepted
 // wildcard is not intercepted.
 func TestInterceptLayout(t *testing.T) {
 	spec := plan.Spec{Default: plan.ActionAllow, Rules: []plan.Rule{
@@ -47,8 +57,9 @@ func TestInterceptLayout(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, Validate(res))
 	chains := interceptChains(res.Listeners[0])
-	// cells: ports 25 and any × (prod-net, other) = 4; patterns: 2.
-	assert.Len(t, chains, 8)
+	// cells of port 443 and of every other port (25 is named by a rule:
+	// no interception there) × (prod-net, other) = 2; patterns: 2.
+	assert.Len(t, chains, 4)
 	for name, fc := range chains {
 		pattern := name[strings.LastIndex(name, "|")+1:]
 		assert.Equal(t, []string{pattern}, fc.FilterChainMatch.ServerNames, name)
@@ -61,11 +72,13 @@ func TestInterceptLayout(t *testing.T) {
 	}
 	assert.Equal(t, []string{InterceptSecretName("*.stripe.com"), InterceptSecretName("api-m.paypal.com")}, secrets)
 	for _, fc := range res.Listeners[0].FilterChains {
-		if strings.Contains(fc.Name, "|tls-sni|") {
+		if strings.Contains(fc.Name, "|tls-sni|") && !strings.HasPrefix(fc.Name, "port=25|") {
 			assert.NotContains(t, fc.FilterChainMatch.ServerNames, "*.stripe.com", fc.Name)
 			assert.NotContains(t, fc.FilterChainMatch.ServerNames, "api-m.paypal.com", fc.Name)
 		}
 	}
+	act, _ := simulate(t, res, simConn{ip: netipAddr("192.0.2.1"), port: 25, transport: "tls", sni: "api-m.paypal.com"})
+	assert.Equal(t, "deny", act, "no interception on port 25")
 	act, rule := simulate(t, res, simConn{ip: netipAddr("192.0.2.1"), port: 443, transport: "tls", sni: "status.stripe.com"})
 	assert.Equal(t, "allow", act, "the exact host's allow is not intercepted")
 	assert.Empty(t, rule)
@@ -169,7 +182,7 @@ func TestChainCheckCoversInterceptChains(t *testing.T) {
 }
 
 // TestInterceptRouteOrder: the request rules become routes in the plan's
-// order, after the two that deny paths the plan cannot normalise and
+// order, after the three that deny paths the plan cannot normalise and
 // before the default, and a Host outside the rule's names (domain
 // fronting) is denied.
 func TestInterceptRouteOrder(t *testing.T) {
@@ -185,10 +198,95 @@ func TestInterceptRouteOrder(t *testing.T) {
 	for _, r := range rc.VirtualHosts[0].Routes {
 		names = append(names, r.Name)
 	}
-	assert.Equal(t, []string{"deny|malformed-path", "deny|malformed-path", "deny|stripe-api/live-secret-key", "deny|stripe-api/live-restricted-key", "deny|stripe-api/live-basic-user",
+	assert.Equal(t, []string{"deny|malformed-path", "deny|malformed-path", "deny|malformed-path", "deny|stripe-api/live-secret-key", "deny|stripe-api/live-restricted-key", "deny|stripe-api/live-basic-user",
 		"allow|stripe-api/test-key", "allow|stripe-api/test-basic-user", "deny|stripe-api/default"}, names)
 	assert.Equal(t, []string{"*"}, rc.VirtualHosts[1].Domains)
 	assert.Equal(t, "deny|"+frontingRuleID, rc.VirtualHosts[1].Routes[0].Name)
 }
 
 func netipAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// interceptCatalog is a catalog with request-level rules as operators write
+// them: Stripe keys by prefix, Twilio production accounts (for_each_account)
+// in the path and as the Basic user.
+const interceptCatalog = `
+providers:
+  - name: stripe
+    category: payment
+    endpoints:
+      - live: api.stripe.com
+    requests:
+      rules:
+        - id: live-key
+          headers: [{name: Authorization, value: {prefix: "Bearer sk_live_"}}]
+          action: deny
+          reason: live secret key
+          credential: stripe-live-secret-key
+        - id: test-key
+          headers: [{name: authorization, value: {regex: "Bearer sk_test_[A-Za-z0-9]+"}}]
+          action: allow
+      default: {action: deny, reason: no test key}
+  - name: twilio
+    category: sms
+    accounts: [AC0123456789abcdef0123456789abcdef]
+    endpoints:
+      - live: api.twilio.com
+    requests:
+      rules:
+        - id: prod-account-path
+          for_each_account: true
+          path: {prefix: "/2010-04-01/Accounts/{account}"}
+          action: deny
+          reason: "production account {account}"
+        - id: prod-account-user
+          for_each_account: true
+          headers: [{name: authorization, basic_user: {exact: "{account}"}}]
+          action: deny
+          reason: "production account {account}"
+      default: {action: allow}
+`
+
+// TestInterceptThroughCatalog: request rules written in a catalog reach a
+// sidecar workload's plan through the policy (Rego), translate into
+// intercept chains that validate, and the modelled Envoy decides requests
+// as plan.DecideRequest does.
+func TestInterceptThroughCatalog(t *testing.T) {
+	cat := filepath.Join(t.TempDir(), "catalog.yaml")
+	require.NoError(t, os.WriteFile(cat, []byte(interceptCatalog), 0o600))
+	eng, err := policy.NewEngine(context.Background(), policy.Options{CatalogFiles: []string{cat}}, zaptest.NewLogger(t), prometheus.NewRegistry())
+	require.NoError(t, err)
+	p, err := eng.PlanFor(&inventory.Workload{Name: "checkout", Namespace: "shop", Environment: "staging", Sidecar: true})
+	require.NoError(t, err)
+	res, err := TranslateSidecar(p, NodeSettings{Certificates: &testCerts{}})
+	require.NoError(t, err)
+	require.NoError(t, Validate(res))
+	plain, err := TranslateSidecar(p, NodeSettings{})
+	require.NoError(t, err)
+	b, err := proto.Marshal(res.Listeners[0])
+	require.NoError(t, err)
+	b0, err := proto.Marshal(plain.Listeners[0])
+	require.NoError(t, err)
+	t.Logf("with the default catalog: %d intercepted rules, %d intercept chains, %d secrets, listener %d KiB (%d KiB without a CA)",
+		len(p.Intercepts()), len(interceptChains(res.Listeners[0])), len(res.Secrets), len(b)/1024, len(b0)/1024)
+	ip := netip.MustParseAddr("192.0.2.10")
+	basic := func(cred string) []string {
+		return []string{"Basic " + base64.StdEncoding.EncodeToString([]byte(cred))}
+	}
+	for _, r := range []simRequest{
+		{host: "api.stripe.com", method: "POST", path: "/v1/charges", headers: map[string][]string{"authorization": {"Bearer sk_live_abc"}}},
+		{host: "api.stripe.com", method: "POST", path: "/v1/charges", headers: map[string][]string{"authorization": {"Bearer sk_test_abc"}}},
+		{host: "api.stripe.com", method: "GET", path: "/v1/charges", headers: map[string][]string{}},
+		{host: "api.twilio.com", method: "POST", path: "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json", headers: map[string][]string{}},
+		{host: "api.twilio.com", method: "POST", path: "/2010-04-01//Accounts/./AC0123456789abcdef0123456789abcdef/Messages.json", headers: map[string][]string{}},
+		{host: "api.twilio.com", method: "POST", path: "/2010-04-01/Accounts/ACffff/Messages.json", headers: map[string][]string{"authorization": basic("AC0123456789abcdef0123456789abcdef:token")}},
+		{host: "api.twilio.com", method: "POST", path: "/2010-04-01/Accounts/ACffff/Messages.json", headers: map[string][]string{"authorization": basic("ACffff:token")}},
+	} {
+		act, rule := simulateIntercept(t, res, simConn{ip: ip, port: 443, transport: "tls", sni: r.host}, r)
+		d := p.DecideRequest(plan.Destination{Host: r.host, Port: 443, IP: ip}, plan.Request{Method: r.method, Path: r.path,
+			Header: func(name string) (string, bool) { v, ok := r.headers[name]; return strings.Join(v, ","), ok }})
+		require.NotNil(t, d.Request, "%+v", r)
+		assert.Equal(t, want(d.Decision), act, "%+v", r)
+		assert.Equal(t, d.Request.ID, rule, "%+v", r)
+		t.Logf("%s %s%s: %s by %s", r.method, r.host, r.path, act, rule)
+	}
+}

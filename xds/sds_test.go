@@ -1,11 +1,9 @@
 package xds
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -75,18 +73,8 @@ func startSDS(t *testing.T, certs Certificates) (*Enforcer, string) {
 	})
 	enf, err := NewEnforcer(plans, inventory.NewStatic(snap), Defaults(), log, NewMetrics(nil), WithCertificates(certs))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := NewServer(ctx, Defaults(), enf, log)
-	require.NoError(t, err)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-served)
-	})
-	return enf, lis.Addr().String()
+	_, addr := serveADS(t, Defaults(), enf)
+	return enf, addr
 }
 
 func secretOf(t *testing.T, resp *discoveryv3.DiscoveryResponse) map[string]string {
@@ -131,12 +119,18 @@ func TestSDSOverADS(t *testing.T) {
 		return len(v) > 0 && v[0].Protocol.LastACKs["secret"] != nil
 	}, 30*time.Second, 5*time.Millisecond, "the secret's ACK is recorded")
 
+	before := enf.NodeSnapshot("node-a")
 	certs.rotate()
 	sds2, err := st.Recv()
 	require.NoError(t, err)
 	require.Equal(t, resourcev3.SecretType, sds2.TypeUrl, "the rotation is pushed as a secret; the listener is unchanged")
 	assert.Equal(t, map[string]string{stripe: "leaf api.stripe.com gen 1"}, secretOf(t, sds2))
 	assert.NotEqual(t, sds.VersionInfo, sds2.VersionInfo)
+	after := enf.NodeSnapshot("node-a")
+	for _, typ := range []string{resourcev3.ListenerType, resourcev3.ClusterType} {
+		assert.Equal(t, before.ResponseVersion(typ, nil), after.ResponseVersion(typ, nil), "a rotation changes the secrets only")
+	}
+	assert.Same(t, before.sets[typeListener][OutboundListenerName], after.sets[typeListener][OutboundListenerName], "the listener is shared, not rebuilt")
 	require.NoError(t, st.Send(&discoveryv3.DiscoveryRequest{Node: node, TypeUrl: resourcev3.SecretType, ResourceNames: []string{stripe, twilio},
 		VersionInfo: sds2.VersionInfo, ResponseNonce: sds2.Nonce}))
 

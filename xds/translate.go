@@ -711,7 +711,7 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 	sk := sniKey{port: port, fallback: namedKind, prune: !g.other}
 	sni, ok := b.sni[sk]
 	if !ok {
-		sni = b.sniNames(t, sk.fallback, sk.prune)
+		sni = b.sniNames(t, port, sk.fallback, sk.prune)
 		b.sni[sk] = sni
 	}
 	for _, k := range []verdictKind{vAllow, vReport, vDeny} {
@@ -772,13 +772,13 @@ func (b *sidecarBuilder) chainsFor(port uint16, t table, g ipGroup, rc string, c
 // the most specific listed wildcard that still encloses it has the same
 // class, or none does; Envoy picks the most specific listed server name
 // (exact, then the longest "*." suffix).
-func (b *sidecarBuilder) sniNames(t table, fallback verdictKind, prune bool) map[verdictKind][]string {
+func (b *sidecarBuilder) sniNames(t table, port uint16, fallback verdictKind, prune bool) map[verdictKind][]string {
 	kindOf := func(pattern string) (verdictKind, bool) {
 		r, ok := t.hosts[pattern]
 		if !ok {
 			return 0, false
 		}
-		if b.intercepting(r) {
+		if b.intercepting(r) && interceptPort(port) {
 			return vIntercept, true
 		}
 		k := verdictOf(b.p, r).kind
@@ -873,18 +873,7 @@ func (b *sidecarBuilder) registerClusters(v verdict) {
 // hcm is a filter chain's HTTP connection manager. A non-empty cell is
 // written into CellHeader before routing.
 func (b *sidecarBuilder) hcm(statName, routeName, cell string) *hcmv3.HttpConnectionManager {
-	h := &hcmv3.HttpConnectionManager{
-		StatPrefix: statPrefix("egressguard_http", statName),
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
-		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			ConfigSource:    adsConfigSource(),
-			RouteConfigName: routeName,
-		}},
-		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
-		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
-		StripTrailingHostDot: true,
-		AccessLog:            []*accesslogv3.AccessLog{b.httpAccessLog()},
-	}
+	h := routedHCM(statPrefix("egressguard_http", statName), routeName, b.httpAccessLog())
 	if cell != "" {
 		h.EarlyHeaderMutationExtensions = []*corev3.TypedExtensionConfig{{
 			Name: "envoy.http.early_header_mutation.header_mutation",
@@ -896,9 +885,41 @@ func (b *sidecarBuilder) hcm(statName, routeName, cell string) *hcmv3.HttpConnec
 	return h
 }
 
+// routedHCM is an HTTP connection manager routing with the route
+// configuration routeName (over ADS), the port and a trailing dot stripped
+// from the Host first, logging with log.
+func routedHCM(stat, routeName string, log *accesslogv3.AccessLog) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: stat,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			ConfigSource:    adsConfigSource(),
+			RouteConfigName: routeName,
+		}},
+		HttpFilters:          []*hcmv3.HttpFilter{httpFilter(routerFilterName, &routerv3.Router{})},
+		StripPortMode:        &hcmv3.HttpConnectionManager_StripAnyHostPort{StripAnyHostPort: true},
+		StripTrailingHostDot: true,
+		AccessLog:            []*accesslogv3.AccessLog{log},
+	}
+}
+
 // httpAccessLog writes one JSON line per request whose route is not a plain
 // allow: the route name carries "<action>|<rule id>".
 func (b *sidecarBuilder) httpAccessLog() *accesslogv3.AccessLog {
+	return b.routeAccessLog(map[string]string{
+		"decision":    "%ROUTE_NAME%",
+		"authority":   "%REQ(:AUTHORITY)%",
+		"method":      "%REQ(:METHOD)%",
+		"status":      "%RESPONSE_CODE%",
+		"upstream":    "%UPSTREAM_HOST%",
+		"cluster":     "%UPSTREAM_CLUSTER%",
+		"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
+	})
+}
+
+// routeAccessLog is an HTTP connection manager's access log of the given
+// fields, for requests whose route name does not start with "allow|".
+func (b *sidecarBuilder) routeAccessLog(fields map[string]string) *accesslogv3.AccessLog {
 	return &accesslogv3.AccessLog{
 		Name: "envoy.access_loggers.file",
 		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ExtensionFilter{
@@ -909,15 +930,7 @@ func (b *sidecarBuilder) httpAccessLog() *accesslogv3.AccessLog {
 				})},
 			},
 		}},
-		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, map[string]string{
-			"decision":    "%ROUTE_NAME%",
-			"authority":   "%REQ(:AUTHORITY)%",
-			"method":      "%REQ(:METHOD)%",
-			"status":      "%RESPONSE_CODE%",
-			"upstream":    "%UPSTREAM_HOST%",
-			"cluster":     "%UPSTREAM_CLUSTER%",
-			"destination": "%DOWNSTREAM_LOCAL_ADDRESS%",
-		}))},
+		ConfigType: &accesslogv3.AccessLog_TypedConfig{TypedConfig: mustAny(fileLog(b.s.AccessLogPath, fields))},
 	}
 }
 

@@ -167,7 +167,9 @@ func (g *guard) apiPlan(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiDecide answers "what happens if this workload calls that destination?"
-// with the same plan.Decide the enforcers use.
+// with the same plan.Decide the enforcers use, or, given path=, header=
+// (repeatable, "Name: value") or method=, "what happens to this request?"
+// with plan.DecideRequest.
 func (g *guard) apiDecide(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	wl, err := g.requestWorkload(r)
@@ -178,6 +180,32 @@ func (g *guard) apiDecide(w http.ResponseWriter, r *http.Request) {
 	dest, err := policy.ParseDestination(q.Get("dest"))
 	if err != nil {
 		admin.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "dest: " + err.Error()})
+		return
+	}
+	if q.Has("path") || q.Has("header") || q.Has("method") {
+		// A request decision (plan.DecideRequest): header values never
+		// leave this handler, only their names and a credential's kind and
+		// fingerprint.
+		req, err := newHTTPRequest(q.Get("method"), q.Get("path"), q["header"])
+		if err != nil {
+			admin.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "header: " + err.Error()})
+			return
+		}
+		res, err := decideRequest(g.engine, wl, dest, req)
+		if err != nil {
+			admin.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, map[string]any{
+			"workload":       wl,
+			"class":          g.engine.ClassDescription(wl),
+			"destination":    q.Get("dest"),
+			"request":        res.Request,
+			"decision":       res.Decision,
+			"credential":     res.Credential,
+			"enforced_by":    res.EnforcedBy,
+			"policy_version": g.engine.Version(),
+		})
 		return
 	}
 	d, err := g.engine.Decide(wl, dest)

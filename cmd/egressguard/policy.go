@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,9 @@ type evalOptions struct {
 	workload string
 	dest     string
 	output   string
+	method   string
+	path     string
+	headers  []string
 }
 
 func newPolicyEvalCmd(ro *rootOptions) *cobra.Command {
@@ -39,8 +43,16 @@ func newPolicyEvalCmd(ro *rootOptions) *cobra.Command {
 		Long: `eval compiles the plan of the workload's class, exactly as the enforcers do, and
 prints its decision for the destination: the action, the rule and its reason.
 
---workload is either KEY=VALUE pairs (env or environment, name, namespace; any
-other key is a label) or the name of a workload in --inventory.`,
+--workload is either KEY=VALUE pairs (env or environment, name, namespace,
+sidecar=true for a workload that runs the egressguard sidecar; any other key is
+a label) or the name of a workload in --inventory.
+
+With --path, --header or --method, eval decides one HTTP request the way the
+sidecar does for hosts with request-level rules (plan.DecideRequest) and says
+which enforcement point decides it: the sidecar per request, or, for a workload
+without the sidecar, the catalog's request_rules_fallback at DNS and the
+connection. A credential is never printed: its kind and a fingerprint (the
+first 12 hex digits of its SHA-256) only.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runEval(cmd, ro, o)
@@ -49,8 +61,122 @@ other key is a label) or the name of a workload in --inventory.`,
 	cmd.Flags().StringVar(&o.workload, "workload", "env=staging", "the calling workload")
 	cmd.Flags().StringVar(&o.dest, "dest", "", "destination: host[:port], IP[:port] (any inet_aton form), [IPv6]:port, or a URL (https://api.stripe.com/v1/charges, dns://name for a DNS lookup)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().StringVar(&o.method, "method", "", "HTTP method of a request decision (default GET)")
+	cmd.Flags().StringVar(&o.path, "path", "", "request path (as sent: query, escapes and dot segments allowed) of a request decision (default /)")
+	cmd.Flags().StringArrayVar(&o.headers, "header", nil, `request header "Name: value" of a request decision (repeatable; a repeated name joins its values with ",")`)
 	_ = cmd.MarkFlagRequired("dest")
 	return cmd
+}
+
+// requestResult is a request decision as eval and /api/decide show it: no
+// header value, only header names, the normalised path and the credential's
+// kind and fingerprint.
+type requestResult struct {
+	Request    requestView              `json:"request"`
+	Decision   plan.RequestDecision     `json:"decision"`
+	Credential *policy.CredentialRecord `json:"credential,omitempty"`
+	EnforcedBy []string                 `json:"enforced_by"`
+}
+
+type requestView struct {
+	Method string `json:"method"`
+	// Path is the normal form the rules match (no query); "" when the raw
+	// path has none.
+	Path    string   `json:"path"`
+	Headers []string `json:"headers,omitempty"` // names only
+}
+
+// newHTTPRequest builds a request from eval's flags or /api/decide's query.
+func newHTTPRequest(method, path string, headers []string) (policy.HTTPRequest, error) {
+	r := policy.HTTPRequest{Method: strings.ToUpper(method), Path: path}
+	if r.Method == "" {
+		r.Method = "GET"
+	}
+	if r.Path == "" {
+		r.Path = "/"
+	}
+	for _, h := range headers {
+		if err := r.AddHeader(h); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// decideRequest decides one request for w's class and names the enforcement
+// point: the sidecar when the host rule has request rules; for a workload
+// without the sidecar whose class would have them with it, the fallback.
+func decideRequest(eng *policy.Engine, w *inventory.Workload, dest plan.Destination, r policy.HTTPRequest) (requestResult, error) {
+	p, err := eng.PlanFor(w)
+	if err != nil {
+		return requestResult{}, err
+	}
+	pr := r.Plan()
+	d := p.DecideRequest(dest, pr)
+	res := requestResult{Decision: d, Credential: policy.Credential(d, pr), EnforcedBy: policy.RequestEnforcedBy(d.Rule)}
+	res.Request = requestView{Method: r.Method}
+	res.Request.Path, _ = plan.NormalizePath(r.Path)
+	for name := range r.Headers {
+		res.Request.Headers = append(res.Request.Headers, name)
+	}
+	slices.Sort(res.Request.Headers)
+	if d.Request == nil && !w.Sidecar {
+		with := *w
+		with.Sidecar = true
+		if sp, err := eng.PlanFor(&with); err == nil && sp.DecideRequest(dest, pr).Request != nil {
+			res.EnforcedBy = []string{"dns and sidecar (connection level): the catalog's request_rules_fallback, because this workload does not run the egressguard sidecar that decides each request"}
+		}
+	} else if d.Request == nil {
+		res.EnforcedBy = enforcedBy(d.Rule)
+	}
+	return res, nil
+}
+
+func writeRequestText(out io.Writer, w *inventory.Workload, class, dest string, res requestResult) error {
+	d := res.Decision
+	action := d.Action.String()
+	if t := d.Target(); t != nil {
+		action += " -> " + targetText(t)
+	}
+	if d.WouldDeny {
+		action += fmt.Sprintf(" (report mode: would %s)", d.Matched)
+	}
+	path := res.Request.Path
+	if path == "" {
+		path = "(not in normal form)"
+	}
+	rows := [][2]string{
+		{"workload", describeWorkload(w)},
+		{"class", class},
+		{"destination", dest},
+		{"request", res.Request.Method + " " + path},
+		{"headers", strings.Join(res.Request.Headers, ", ")},
+		{"decision", action},
+		{"rule", d.RuleID()},
+		{"reason", d.Reason()},
+	}
+	if c := res.Credential; c != nil {
+		rows = append(rows, [2]string{"credential", c.Kind + " (fingerprint " + c.Fingerprint + ")"})
+	}
+	rows = append(rows, [2]string{"enforced by", strings.Join(res.EnforcedBy, ", ")})
+	for _, r := range rows {
+		if _, err := fmt.Fprintf(out, "%-12s %s\n", r[0], r[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// targetText renders a redirect target as host[:port][ (tls)].
+func targetText(t *plan.Redirect) string {
+	s := t.Host
+	if t.Port != 0 {
+		s += fmt.Sprintf(":%d", t.Port)
+	}
+	if t.TLS {
+		s += " (tls)"
+	}
+	return s
 }
 
 func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
@@ -65,6 +191,28 @@ func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
 	eng, err := ro.newEngine(ctx, prometheus.NewRegistry())
 	if err != nil {
 		return err
+	}
+	if o.method != "" || o.path != "" || len(o.headers) > 0 {
+		req, err := newHTTPRequest(o.method, o.path, o.headers)
+		if err != nil {
+			return fmt.Errorf("--header: %w", err)
+		}
+		res, err := decideRequest(eng, w, dest, req)
+		if err != nil {
+			return err
+		}
+		if o.output == "json" {
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(struct {
+				Workload      *inventory.Workload `json:"workload"`
+				Class         string              `json:"class"`
+				Destination   string              `json:"destination"`
+				PolicyVersion string              `json:"policy_version"`
+				requestResult
+			}{w, eng.ClassDescription(w), o.dest, eng.Version(), res})
+		}
+		return writeRequestText(cmd.OutOrStdout(), w, eng.ClassDescription(w), o.dest, res)
 	}
 	d, err := eng.Decide(w, dest)
 	if err != nil {
@@ -90,13 +238,7 @@ func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
 func writeDecisionText(out io.Writer, w *inventory.Workload, class, dest string, d plan.Decision, notes []string) error {
 	action := d.Action.String()
 	if t := d.Target(); t != nil {
-		action += " -> " + t.Host
-		if t.Port != 0 {
-			action += fmt.Sprintf(":%d", t.Port)
-		}
-		if t.TLS {
-			action += " (tls)"
-		}
+		action += " -> " + targetText(t)
 	}
 	if d.WouldDeny {
 		action += fmt.Sprintf(" (report mode: would %s)", d.Matched)
@@ -209,6 +351,12 @@ func parseWorkload(s string, inv *inventory.Snapshot) (*inventory.Workload, erro
 			w.Name = v
 		case "namespace":
 			w.Namespace = v
+		case "sidecar":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("sidecar=%q: want true or false", v)
+			}
+			w.Sidecar = b
 		default:
 			if w.Labels == nil {
 				w.Labels = map[string]string{}

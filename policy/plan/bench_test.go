@@ -100,3 +100,47 @@ func BenchmarkDecideLinear(b *testing.B) {
 		_, _ = referenceDecide(layers, s.Default, d)
 	}
 }
+
+// BenchmarkDecideRequest decides one request to an intercepted host in the
+// large plan plus the request rules, against Decide of the same host (the
+// peer): header-prefix rules (target: under 500 ns, 0 allocations), the
+// default catalog's whole-value regexes, and a path that needs normalising.
+func BenchmarkDecideRequest(b *testing.B) {
+	spec := largeSpec()
+	spec.Rules = append(spec.Rules, prefixRule())
+	regexRule := stripeLike()
+	regexRule.ID, regexRule.Hosts = "stripe-regex", []string{"regex.stripe.com"}
+	spec.Rules = append(spec.Rules, regexRule)
+	p, err := Compile(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := map[string]string{"authorization": "Bearer sk_test_4eC39HqLyjWDarjt", "content-type": "application/x-www-form-urlencoded"}
+	header := func(name string) (string, bool) { v, ok := h[name]; return v, ok }
+	dest := Destination{Host: "api.stripe.com", Port: 443}
+	for _, c := range []struct {
+		name string
+		dest Destination
+		path string
+	}{
+		{"header-prefix", dest, "/v1/charges?limit=3"},
+		{"header-prefix/unnormalised-path", dest, "/v1//x/../charges?limit=3"},
+		{"regex", Destination{Host: "regex.stripe.com", Port: 443}, "/v1/charges"},
+	} {
+		r := Request{Method: "POST", Path: c.path, Header: header}
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if p.DecideRequest(c.dest, r).Action != ActionAllow {
+					b.Fatal("not allowed")
+				}
+			}
+		})
+	}
+	b.Run("peer/Decide", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p.Decide(dest)
+		}
+	})
+}

@@ -36,8 +36,9 @@ import (
 //     whole values (Regex, Exact) so that a second value cannot ride along.
 //   - BasicUser matches the user of an "Authorization: Basic" value: the
 //     scheme case-insensitively, the credentials base64 (standard or URL
-//     alphabet, padding optional), the user up to the first ":". A value
-//     that is not such a credential never matches a BasicUser condition.
+//     alphabet, padding absent or exact), the user up to the first ":" (all
+//     of it without one). A value that is not such a credential never
+//     matches a BasicUser condition.
 //   - StringMatch follows Envoy's StringMatcher: Exact and Prefix compare
 //     bytes (ASCII case folded with IgnoreCase); Regex is RE2 matching the
 //     whole value.
@@ -246,9 +247,11 @@ func CredentialFingerprint(value string) string {
 }
 
 // CredentialValue returns the value the deciding rule's credential was read
-// from (the decoded Basic user, or the first header condition's value), for
-// CredentialFingerprint only: never log or record it. ok is false when the
-// rule names no credential or r lacks the header.
+// from, for CredentialFingerprint only: never log or record it. It is the
+// decoded Basic user, the token of any other Authorization scheme ("Bearer
+// sk_live_..." gives "sk_live_...", so a key has one fingerprint however it
+// is sent), or the first header condition's value. ok is false when the rule
+// names no credential or r lacks the header.
 func (d RequestDecision) CredentialValue(r Request) (value string, ok bool) {
 	if d.Request == nil || d.Request.Credential == "" || r.Header == nil {
 		return "", false
@@ -265,6 +268,9 @@ func (d RequestDecision) CredentialValue(r Request) (value string, ok bool) {
 			var buf [maxBasicLen]byte
 			u, ok := basicUser(v, &buf)
 			return string(u), ok
+		}
+		if _, token, ok := strings.Cut(v, " "); ok && h.Name == "authorization" {
+			return strings.TrimLeft(token, " "), true
 		}
 		return v, true
 	}
@@ -407,7 +413,10 @@ func basicUser(v string, buf *[maxBasicLen]byte) ([]byte, bool) {
 			return buf[:i], true
 		}
 	}
-	return nil, false // RFC 7617: user-id ":" password
+	// RFC 7617 wants user-id ":" password; a server may take credentials
+	// without the colon as the user (curl -u KEY sends "KEY:", not all
+	// clients do), so they are matched as the user too.
+	return buf[:n], true
 }
 
 // decodeBase64 decodes standard or URL-alphabet base64, padding optional,

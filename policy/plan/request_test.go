@@ -66,7 +66,8 @@ func TestDecideRequestStripe(t *testing.T) {
 		{"test key with junk after", "/v1/charges", []string{"authorization", "Bearer sk_test_abc;sk_live_x"}, ActionDeny, "stripe/default"},
 		{"upper-case key prefix", "/v1/charges", []string{"authorization", "Bearer SK_TEST_abc"}, ActionDeny, "stripe/default"},
 		{"no credential", "/v1/charges", nil, ActionDeny, "stripe/default"},
-		{"Basic without colon", "/v1/charges", []string{"authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("sk_test_abc"))}, ActionDeny, "stripe/default"},
+		{"Basic without colon", "/v1/charges", []string{"authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("sk_live_abc"))}, ActionDeny, "live-basic"},
+		{"Basic with bad padding", "/v1/charges", []string{"authorization", "Basic " + base64.RawStdEncoding.EncodeToString([]byte("sk_test_abc:")) + "==="}, ActionDeny, "stripe/default"},
 		{"escaped slash", "/v1/a%2F..%2Fcharges", []string{"authorization", "Bearer sk_test_abc"}, ActionDeny, MalformedPathRuleID},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -199,7 +200,7 @@ func TestCredentialFingerprintAndValue(t *testing.T) {
 	p, err := Compile(Spec{Rules: []Rule{stripeLike()}})
 	require.NoError(t, err)
 	for _, c := range []struct{ header, want string }{
-		{"Bearer sk_live_abc", "Bearer sk_live_abc"},
+		{"Bearer  sk_live_abc", "sk_live_abc"},
 		{basic("sk_live_abc", "pw"), "sk_live_abc"},
 	} {
 		r := Request{Path: "/", Header: hdr("authorization", c.header)}

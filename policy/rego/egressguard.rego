@@ -268,7 +268,9 @@ endpoint_action(p, e, sidecar) := {
 	"action": "redirect",
 	"redirect": redirect_of(e.sandbox),
 	"reason": sprintf("%s live endpoint %s: non-production workloads must use the %s sandbox %s", [p.name, endpoint_where(e), p.name, target_text(e.sandbox)]),
-} if e.sandbox
+} if {
+	e.sandbox
+}
 
 else := {
 	"action": "redirect",
@@ -298,7 +300,7 @@ else := {
 
 request_fallback := object.get(catalog, "request_rules_fallback", "deny")
 
-workload_sidecar_bool := true if workload_sidecar
+workload_sidecar_bool if workload_sidecar
 
 else := false
 
@@ -789,12 +791,14 @@ request_header_holds(h) if {
 }
 
 # The user of "Authorization: Basic <base64 of user:password>": the scheme in
-# any case, standard or URL alphabet, padding optional.
-basic_user_of(v) := substring(dec, 0, indexof(dec, ":")) if {
+# any case, standard or URL alphabet, padding optional; all of it without a
+# colon.
+basic_user_of(v) := substring(basic_credentials(v), 0, indexof(basic_credentials(v), ":")) if {
+	indexof(basic_credentials(v), ":") >= 0
+} else := basic_credentials(v)
+
+basic_credentials(v) := base64url.decode(replace(replace(trim_left(substring(v, 6, -1), " "), "+", "-"), "/", "_")) if {
 	lower(substring(v, 0, 6)) == "basic "
-	enc := trim_left(substring(v, 6, -1), " ")
-	dec := base64url.decode(replace(replace(enc, "+", "-"), "/", "_"))
-	indexof(dec, ":") >= 0
 }
 
 string_matches(m, v) if regex.match(concat("", ["^(?:", m.regex, ")$"]), v)
@@ -834,4 +838,3 @@ request_base(h, rr) := {
 	"category": object.get(h, "category", ""),
 	"would_deny": false,
 }
-

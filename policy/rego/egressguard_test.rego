@@ -228,3 +228,83 @@ test_one_label_names if {
 	decide(web, {"host": "localhost", "port": 80}).rule == "default"
 	decide(web, {"host": "com"}).rule == "default"
 }
+
+# ------------------------------------------------------ request-level rules
+
+request_fixture := object.union(fixture, {"providers": array.concat(fixture.providers, [{
+	"name": "acme-pay", "category": "payment", "accounts": ["ACprod"],
+	"requests": {
+		"rules": [
+			{"id": "prod", "for_each_account": true, "path": {"prefix": "/accounts/{account}", "ignore_case": true}, "action": "deny", "credential": "acme-account"},
+			{"id": "live-user", "headers": [{"name": "authorization", "basic_user": {"prefix": "live_"}}], "action": "deny", "credential": "acme-live-key"},
+			{"id": "test", "methods": ["post"], "headers": [{"name": "x-key", "value": {"regex": "test_[a-z]+"}}, {"name": "x-admin", "absent": true}], "action": "allow"},
+			{"id": "sandbox", "path": {"exact": "/pay"}, "action": "redirect", "sandbox": {"host": "sandbox.acme.example", "port": 443, "tls": true}},
+		],
+		"default": {"action": "deny"},
+	},
+	"endpoints": [{"live": "api.acme.example"}],
+}])})
+
+request_decide(w, req) := d if {
+	d := egressguard.request_decision with input as {"workload": w, "destination": {"host": "api.acme.example", "port": 443}, "request": req}
+		with data.catalog as request_fixture
+}
+
+sidecar_web := object.union(web, {"sidecar": true})
+
+test_request_rules_only_for_sidecar_classes if {
+	rules := egressguard.rulesets["catalog:sidecar"] with data.catalog as request_fixture
+	some r in rules
+	r.id == "provider:acme-pay:api.acme.example"
+	r.action == "allow"
+	[x.id | some x in r.requests.rules] == ["prod#0", "live-user", "test", "sandbox"]
+	r.requests.rules[0].path.prefix == "/accounts/ACprod"
+	r.requests.rules[2].methods == ["POST"]
+	r.requests.default.action == "deny"
+	plain := egressguard.rulesets.catalog with data.catalog as request_fixture
+	some q in plain
+	q.id == "provider:acme-pay:api.acme.example"
+	q.action == "deny"
+	not q.requests
+}
+
+test_request_fallback_is_configurable if {
+	cat := object.union(request_fixture, {"request_rules_fallback": "allow"})
+	plain := egressguard.rulesets.catalog with data.catalog as cat
+	some q in plain
+	q.id == "provider:acme-pay:api.acme.example"
+	q.action == "allow"
+}
+
+test_request_decision_first_match_and_default if {
+	request_decide(sidecar_web, {"method": "POST", "path": "/Accounts/acprod/x", "headers": {}}).request_rule == "prod#0"
+	d := request_decide(sidecar_web, {"method": "POST", "path": "/x", "headers": {"x-key": "test_abc"}})
+	d.action == "allow"
+	d.request_rule == "test"
+	request_decide(sidecar_web, {"method": "POST", "path": "/x", "headers": {"x-key": "test_abc", "x-admin": "1"}}).request_rule == "provider:acme-pay:api.acme.example/default"
+	request_decide(sidecar_web, {"method": "GET", "path": "/x", "headers": {"x-key": "test_abc"}}).action == "deny"
+	r := request_decide(sidecar_web, {"method": "GET", "path": "/pay", "headers": {}})
+	r.action == "redirect"
+	r.redirect.host == "sandbox.acme.example"
+}
+
+test_request_decision_basic_user if {
+	# "live_key:" and "live_key" (no colon: all user), standard and URL alphabet.
+	request_decide(sidecar_web, {"method": "GET", "path": "/x", "headers": {"authorization": "Basic bGl2ZV9rZXk6"}}).credential == "acme-live-key"
+	request_decide(sidecar_web, {"method": "GET", "path": "/x", "headers": {"authorization": "basic bGl2ZV9rZXk"}}).request_rule == "live-user"
+	request_decide(sidecar_web, {"method": "GET", "path": "/x", "headers": {"authorization": "Bearer bGl2ZV9rZXk6"}}).request_rule == "provider:acme-pay:api.acme.example/default"
+}
+
+test_request_decision_malformed_path_and_no_sidecar if {
+	request_decide(sidecar_web, {"method": "GET", "headers": {}}).request_rule == "malformed-path"
+	d := request_decide(web, {"method": "POST", "path": "/x", "headers": {"x-key": "test_abc"}})
+	d.action == "deny"
+	not d.request_rule
+}
+
+test_request_decision_report_mode if {
+	d := request_decide(object.union(sidecar_web, {"environment": "dev"}), {"method": "GET", "path": "/x", "headers": {}})
+	d.action == "allow"
+	d.would_deny == true
+	d.matched_action == "deny"
+}
