@@ -159,13 +159,12 @@ type decisionsSection struct {
 // defaultServeConfig is what `egressguard serve` runs with no arguments.
 func defaultServeConfig() serveConfig {
 	c := serveConfig{
-		DNS:       dnsguard.Defaults(),
-		XDS:       xds.Defaults(),
-		Webhook:   inject.Defaults(),
-		Intercept: interceptSection{Enabled: true},
-		Admin:     adminSection{Listen: "127.0.0.1:9901", MaxConnections: 256, IdleTimeout: time.Minute},
-		Policy:    policySection{Settle: 200 * time.Millisecond, MaxShrink: policy.DefaultMaxShrink},
-		Shutdown:  shutdownSection{LameDuck: 5 * time.Second, DrainTimeout: 10 * time.Second},
+		DNS:      dnsguard.Defaults(),
+		XDS:      xds.Defaults(),
+		Webhook:  inject.Defaults(),
+		Admin:    adminSection{Listen: "127.0.0.1:9901", MaxConnections: 256, IdleTimeout: time.Minute},
+		Policy:   policySection{Settle: 200 * time.Millisecond, MaxShrink: policy.DefaultMaxShrink},
+		Shutdown: shutdownSection{LameDuck: 5 * time.Second, DrainTimeout: 10 * time.Second},
 		Inventory: inventorySection{Kubernetes: kubeSection{
 			ClusterDomain:      kube.DefaultClusterDomain,
 			DefaultEnvironment: inventory.DefaultEnvironment,
@@ -176,6 +175,7 @@ func defaultServeConfig() serveConfig {
 	}
 	c.DNS.Listen = "127.0.0.1:5353"
 	c.XDS.Listen = "127.0.0.1:18000"
+	c.Intercept.Enabled = true
 	// The init container runs this very binary's image.
 	c.Webhook.InitImage = inject.DefaultInitImageRepository + ":" + version
 	return c

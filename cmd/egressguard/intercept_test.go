@@ -123,6 +123,22 @@ func TestCAAnchorsCLI(t *testing.T) {
 	g := buildWithCA(t)
 	assert.Contains(t, out, string(g.ca.AnchorsPEM()), "what a serving replica hands the webhook")
 
+	// The anchors follow the policy: an operator catalog that switches
+	// Stripe off takes its hosts out of the name constraints.
+	cat := filepath.Join(t.TempDir(), "catalog.yaml")
+	require.NoError(t, os.WriteFile(cat, []byte("providers:\n  - name: stripe\n    disabled: true\n    endpoints:\n      - live: api.stripe.com\n"), 0o600))
+	without, err := runCLI(t, "ca", "anchors", "--catalog", cat, "--set", "intercept.ca.key_file="+testCAKey)
+	require.NoError(t, err)
+	permitted := func(out string) []string {
+		blk, _ := pem.Decode([]byte(out[strings.Index(out, "-----BEGIN"):]))
+		c, err := x509.ParseCertificate(blk.Bytes)
+		require.NoError(t, err)
+		return c.PermittedDNSDomains
+	}
+	assert.Contains(t, permitted(out), "api.stripe.com")
+	assert.NotContains(t, permitted(without), "api.stripe.com")
+	assert.Contains(t, permitted(without), "api-m.paypal.com")
+
 	_, err = runCLI(t, "ca", "anchors")
 	require.ErrorContains(t, err, "ephemeral")
 }
@@ -194,23 +210,18 @@ func TestPermitInterceptsFollowsPolicy(t *testing.T) {
 }
 
 // TestServeInterceptSDS: a staging sidecar's ADS stream on a serving guard
-// gets the leaf of an intercepted host (PayPal's, redirected to its sandbox
-// over TLS) over SDS, and it verifies for the live name against the bundle
-// a pod is given (system roots + the anchors that any replica, or
-// `egressguard ca anchors`, derives from the same key and policy); a node of
-// a class that intercepts nothing gets no secret.
+// with the default catalog gets the leaf of api.stripe.com (request-level
+// rules) over SDS, and it verifies for the live name against the bundle a
+// pod is given (system roots + the anchors that any replica, or `egressguard
+// ca anchors`, derives from the same key and policy); a node of a class that
+// intercepts nothing gets no secret.
 func TestServeInterceptSDS(t *testing.T) {
-	const host = "api-m.paypal.com"
-	// The operator catalog of this test only switches Stripe off, so that
-	// the class's configuration is PayPal's redirect plus the defaults.
-	cat := filepath.Join(t.TempDir(), "catalog.yaml")
-	require.NoError(t, os.WriteFile(cat, []byte("providers:\n  - name: stripe\n    disabled: true\n    endpoints:\n      - live: api.stripe.com\n"), 0o600))
+	const host = "api.stripe.com"
 	cfg := testServeConfig(t)
-	cfg.Policy.Catalogs = []string{cat}
 	cfg.Intercept.CA.KeyFile = testCAKey
 	cfg.Inventory.File = "../../inventory/testdata/valid/basic.yaml"
 	addrs := startGuard(t, cfg)
-	out, err := runCLI(t, "ca", "anchors", "--catalog", cat, "--set", "intercept.ca.key_file="+testCAKey)
+	out, err := runCLI(t, "ca", "anchors", "--set", "intercept.ca.key_file="+testCAKey)
 	require.NoError(t, err)
 	roots, err := x509.SystemCertPool()
 	require.NoError(t, err)

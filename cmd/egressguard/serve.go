@@ -158,10 +158,8 @@ type guard struct {
 	// optOutLog keeps the pods the webhook admitted under each
 	// host-network opt-out, for the admin page.
 	optOutLog *inject.OptOutLog
-	// ca is the staging CA of HTTPS interception (nil: intercept off, or
-	// neither xds nor the webhook served).
-	ca    *stagingca.Authority
-	ready atomic.Bool
+	ca        *stagingca.Authority // HTTPS interception's CA; nil: off, or neither xds nor the webhook served
+	ready     atomic.Bool
 	// lameDuck is set on SIGTERM: /readyz answers 503 while the
 	// listeners keep serving for shutdown.lame_duck.
 	lameDuck atomic.Bool
