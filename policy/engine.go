@@ -82,6 +82,9 @@ type Engine struct {
 	integ    *integrityMetrics
 	reloadMu sync.Mutex   // one reload at a time
 	entries  atomic.Int64 // operator production entries of the serving policy
+	// readStamps are the operator files' stamps at the last stable read
+	// (Watch compares them once its watches are in place).
+	readStamps atomic.Pointer[map[string]fileStamp]
 
 	statusMu   sync.Mutex
 	lastReload time.Time

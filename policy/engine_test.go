@@ -401,6 +401,30 @@ func TestWatchReloadsOnChange(t *testing.T) {
 	require.NoError(t, <-done)
 }
 
+// A catalog written after the engine read it but before Watch placed its
+// watches sends no event; Watch must still see it.
+func TestWatchSeesAChangeMadeBeforeItStarted(t *testing.T) {
+	dir := t.TempDir()
+	cat := filepath.Join(dir, "catalog.yaml")
+	copyFile(t, "testdata/catalogs/operator.yaml", cat)
+	e := newTestEngine(t, Options{CatalogFiles: []string{cat}, Debounce: 20 * time.Millisecond, MaxShrink: 1})
+	v1 := e.Version()
+	require.NoError(t, os.WriteFile(cat, []byte("zones: [\"*.early.example.com\"]\n"), 0o600))
+	changed := make(chan string, 8)
+	defer e.Subscribe(func() { changed <- e.Version() })()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Watch(ctx) }()
+	select {
+	case v2 := <-changed:
+		assert.NotEqual(t, v1, v2)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a change made before Watch started was never loaded")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
+
 func TestMetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	_, err := NewEngine(context.Background(), Options{Now: fixedNow}, zaptest.NewLogger(t), reg)

@@ -136,11 +136,16 @@ type fileStamp struct {
 	mtime time.Time
 }
 
+// stamps are the size and modification time of each file and of its
+// detached signature, when present: a signature rewritten on its own is a
+// change too.
 func stamps(files []CatalogFile) map[string]fileStamp {
-	out := make(map[string]fileStamp, len(files))
+	out := make(map[string]fileStamp, 2*len(files))
 	for _, f := range files {
-		if st, err := os.Stat(f.Name); err == nil {
-			out[f.Name] = fileStamp{st.Size(), st.ModTime()}
+		for _, name := range []string{f.Name, f.Name + SignatureSuffix} {
+			if st, err := os.Stat(name); err == nil {
+				out[name] = fileStamp{st.Size(), st.ModTime()}
+			}
 		}
 	}
 	return out
@@ -193,6 +198,7 @@ func (e *Engine) readStable(ctx context.Context) (sourceSet, error) {
 		}
 		a, b := first.operatorFiles(e.opts), second.operatorFiles(e.opts)
 		if sameFiles(a, b) && sameStamps(before, stamps(b)) {
+			e.readStamps.Store(&before)
 			return second, nil
 		}
 		first = second

@@ -56,7 +56,7 @@ func (e *Engine) Watch(ctx context.Context) error {
 		}
 		base := filepath.Base(abs)
 		switch {
-		case files[abs]:
+		case files[abs], files[strings.TrimSuffix(abs, SignatureSuffix)]:
 			return true
 		case strings.HasPrefix(base, ".."): // ConfigMap ..data swap
 			return true
@@ -71,6 +71,11 @@ func (e *Engine) Watch(ctx context.Context) error {
 	expiry := time.NewTimer(e.expiryWait())
 	defer debounce.Stop()
 	defer expiry.Stop()
+	if e.changedSinceRead() {
+		// Written between the last read and the watches above: no event
+		// will come for it.
+		debounce.Reset(e.opts.Debounce)
+	}
 	reload := func(why string) {
 		if err := e.Reload(ctx); err == nil {
 			e.log.Debug("policy reload checked", zap.String("trigger", why), zap.String("version", e.Version()))
@@ -99,6 +104,20 @@ func (e *Engine) Watch(ctx context.Context) error {
 			reload("exception expiry")
 		}
 	}
+}
+
+// changedSinceRead reports whether an operator file (or its signature)
+// differs from the last stable read.
+func (e *Engine) changedSinceRead() bool {
+	seen := e.readStamps.Load()
+	if seen == nil {
+		return false
+	}
+	files := make([]CatalogFile, len(e.opts.CatalogFiles))
+	for i, f := range e.opts.CatalogFiles {
+		files[i].Name = f
+	}
+	return !sameStamps(*seen, stamps(files))
 }
 
 // expiryWait is how long until the next active exception expires.
