@@ -4,8 +4,9 @@ package plan
 // TLS, for every surface that says it (the DNS EDE text, `policy eval`,
 // explain, the admin API): the enforcement points differ on purpose.
 type TLSRedirectNote struct {
-	// Sidecar is what the sidecar does with such a connection: it cannot
-	// redirect TLS without terminating it, so it denies.
+	// Sidecar is what the sidecar does with such a connection: it
+	// terminates TLS with a leaf from the staging CA and re-originates TLS
+	// to the sandbox (docs/https.md); without a staging CA it denies.
 	Sidecar string
 	// DNS is what a client that resolves the name gets: a CNAME to the
 	// sandbox, which a TLS client that verifies the live name's certificate
@@ -25,7 +26,7 @@ func NoteTLSRedirect(d Decision, dest Destination) (n TLSRedirectNote, ok bool) 
 		return TLSRedirectNote{}, false
 	}
 	return TLSRedirectNote{
-		Sidecar: "a TLS connection cannot be redirected without terminating TLS, so it is denied there",
+		Sidecar: "terminates TLS with a staging-CA leaf and re-originates it to the sandbox (pods that trust the staging CA; without a staging CA it is denied)",
 		DNS:     "answered with a CNAME to " + t.Host + "; " + FailClosedTLS,
 	}, true
 }

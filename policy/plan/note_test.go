@@ -37,7 +37,7 @@ func TestNoteTLSRedirect(t *testing.T) {
 			}
 			lines := n.Lines()
 			require.Len(t, lines, 2)
-			assert.Equal(t, "sidecar: a TLS connection cannot be redirected without terminating TLS, so it is denied there", lines[0])
+			assert.Equal(t, "sidecar: terminates TLS with a staging-CA leaf and re-originates it to the sandbox (pods that trust the staging CA; without a staging CA it is denied)", lines[0])
 			assert.Contains(t, lines[1], "dns: answered with a CNAME to ")
 			assert.Contains(t, lines[1], FailClosedTLS, "every surface keeps the fail-closed clause")
 		})

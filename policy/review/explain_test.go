@@ -64,7 +64,7 @@ func TestExplainTLSRedirectNote(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "redirect", x.Decision.Action)
 	assert.Equal(t, []string{
-		"sidecar: a TLS connection cannot be redirected without terminating TLS, so it is denied there",
+		"sidecar: terminates TLS with a staging-CA leaf and re-originates it to the sandbox (pods that trust the staging CA; without a staging CA it is denied)",
 		"dns: answered with a CNAME to api.sandbox.acmepay.com; " + plan.FailClosedTLS,
 	}, x.Notes)
 }
