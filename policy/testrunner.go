@@ -302,22 +302,7 @@ func runScenario(ctx context.Context, s *state, sc *Scenario) ScenarioResult {
 	}
 	d := p.Decide(sc.dest)
 	res.Got, res.Rule = d.Action.String(), d.RuleID()
-	var problems []string
-	if d.Action != sc.want {
-		problems = append(problems, fmt.Sprintf("got %s by rule %s (%s), want %s", d.Action, d.RuleID(), d.Reason(), sc.Want))
-	}
-	if sc.Target != "" {
-		got := ""
-		if t := d.Target(); t != nil {
-			got = Target{Host: t.Host, Port: t.Port}.String()
-		}
-		if got != sc.Target {
-			problems = append(problems, fmt.Sprintf("redirect target %q, want %q", got, sc.Target))
-		}
-	}
-	if sc.Rule != "" && d.RuleID() != sc.Rule {
-		problems = append(problems, fmt.Sprintf("rule %q, want %q", d.RuleID(), sc.Rule))
-	}
+	problems := outcomeProblems(sc, d.Action, d.RuleID(), d.Reason(), d.Target(), d.RuleID())
 	if s.decisionQ != nil {
 		ref, err := s.referenceDecision(ctx, &sc.wl, sc.dest)
 		switch {
@@ -332,28 +317,36 @@ func runScenario(ctx context.Context, s *state, sc *Scenario) ScenarioResult {
 	return res
 }
 
-// runRequestScenario runs a scenario with a request through
-// plan.DecideRequest and the Rego reference request_decision.
-func runRequestScenario(ctx context.Context, s *state, sc *Scenario, p *plan.Plan, res ScenarioResult) ScenarioResult {
-	r := sc.req.Plan()
-	d := p.DecideRequest(sc.dest, r)
-	res.Got, res.Rule = d.Action.String(), d.RuleID()
+// outcomeProblems checks what every scenario may state: the action (by
+// the rule that decided it, with its reason), the redirect target and the
+// deciding host rule.
+func outcomeProblems(sc *Scenario, action plan.Action, by, reason string, t *plan.Redirect, hostRule string) []string {
 	var problems []string
-	if d.Action != sc.want {
-		problems = append(problems, fmt.Sprintf("got %s by rule %s (%s), want %s", d.Action, d.RuleID(), d.Reason(), sc.Want))
+	if action != sc.want {
+		problems = append(problems, fmt.Sprintf("got %s by rule %s (%s), want %s", action, by, reason, sc.Want))
 	}
 	if sc.Target != "" {
 		got := ""
-		if t := d.Target(); t != nil {
+		if t != nil {
 			got = Target{Host: t.Host, Port: t.Port}.String()
 		}
 		if got != sc.Target {
 			problems = append(problems, fmt.Sprintf("redirect target %q, want %q", got, sc.Target))
 		}
 	}
-	if sc.Rule != "" && d.Rule.ID != sc.Rule {
-		problems = append(problems, fmt.Sprintf("rule %q, want %q", d.Rule.ID, sc.Rule))
+	if sc.Rule != "" && hostRule != sc.Rule {
+		problems = append(problems, fmt.Sprintf("rule %q, want %q", hostRule, sc.Rule))
 	}
+	return problems
+}
+
+// runRequestScenario runs a scenario with a request through
+// plan.DecideRequest and the Rego reference request_decision.
+func runRequestScenario(ctx context.Context, s *state, sc *Scenario, p *plan.Plan, res ScenarioResult) ScenarioResult {
+	r := sc.req.Plan()
+	d := p.DecideRequest(sc.dest, r)
+	res.Got, res.Rule = d.Action.String(), d.RuleID()
+	problems := outcomeProblems(sc, d.Action, d.RuleID(), d.Reason(), d.Target(), d.Rule.ID)
 	var reqID, cred string
 	if d.Request != nil {
 		reqID, cred = d.Request.ID, d.Request.Credential
