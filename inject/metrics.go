@@ -84,3 +84,12 @@ const (
 	stagePatch  = "patch"
 	stageEncode = "encode"
 )
+
+// certReloaded counts a re-read of the webhook's certificate pair.
+func (m *Metrics) certReloaded(ok bool) {
+	if ok {
+		m.certs.WithLabelValues("ok").Inc()
+	} else {
+		m.certs.WithLabelValues("error").Inc()
+	}
+}

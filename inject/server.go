@@ -7,12 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/egressguard/egressguard/internal/certreload"
 	"github.com/egressguard/egressguard/internal/tlsprofile"
 )
 
@@ -25,7 +24,7 @@ const ShutdownTimeout = 10 * time.Second
 // GET /healthz.
 type Server struct {
 	srv   *http.Server
-	certs *certReloader
+	certs *certreload.Reloader
 	log   *zap.Logger
 }
 
@@ -42,9 +41,9 @@ func NewServer(cfg Config, h *Handler, log *zap.Logger) (*Server, error) {
 	if cfg.CertFile == "" || cfg.KeyFile == "" {
 		return nil, errors.New("inject: server: webhook.cert_file and webhook.key_file are required")
 	}
-	certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile, h.m, log)
+	certs, err := certreload.New("webhook", cfg.CertFile, cfg.KeyFile, h.m.certReloaded, log)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("inject: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/mutate", h)
@@ -92,82 +91,4 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		err = errors.Join(err, fmt.Errorf("inject: serve: %w", serr))
 	}
 	return err
-}
-
-// certReloader hands the TLS stack the certificate pair on disk, re-read
-// when either file changes. Every handshake stats both files (two cheap
-// syscalls; the API server keeps its connections alive); only a change of
-// size, modification time or identity (a new inode, as the kubelet's
-// atomic writer and cert-manager produce through symlink swaps) reloads
-// them. A pair that does not load (half written, key not matching) is
-// logged once per change and the last good pair stays in use.
-type certReloader struct {
-	certFile, keyFile string
-	m                 *Metrics
-	log               *zap.Logger
-
-	mu   sync.Mutex
-	cert *tls.Certificate
-	seen [2]os.FileInfo // of the files when last read, good or bad
-}
-
-func newCertReloader(certFile, keyFile string, m *Metrics, log *zap.Logger) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile, m: m, log: log}
-	st, err := r.stat()
-	if err != nil {
-		return nil, fmt.Errorf("inject: certificate: %w", err)
-	}
-	c, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("inject: certificate %s, key %s: %w", certFile, keyFile, err)
-	}
-	r.cert, r.seen = &c, st
-	return r, nil
-}
-
-func (r *certReloader) stat() ([2]os.FileInfo, error) {
-	var st [2]os.FileInfo
-	for i, f := range []string{r.certFile, r.keyFile} {
-		fi, err := os.Stat(f)
-		if err != nil {
-			return st, err
-		}
-		st[i] = fi
-	}
-	return st, nil
-}
-
-func sameFile(a, b os.FileInfo) bool {
-	return a != nil && b != nil && os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
-}
-
-// GetCertificate implements tls.Config.GetCertificate.
-func (r *certReloader) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	st, err := r.stat()
-	if err != nil {
-		// Files missing for a moment (a rotation in progress): keep serving.
-		return r.cert, nil
-	}
-	if sameFile(st[0], r.seen[0]) && sameFile(st[1], r.seen[1]) {
-		return r.cert, nil
-	}
-	r.seen = st
-	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
-	if err != nil {
-		r.m.certs.WithLabelValues("error").Inc()
-		r.log.Error("webhook.certificate.reload",
-			zap.String("cert_file", r.certFile), zap.String("key_file", r.keyFile),
-			zap.String("keeping", "the last good certificate"), zap.Error(err))
-		return r.cert, nil
-	}
-	r.cert = &c
-	r.m.certs.WithLabelValues("ok").Inc()
-	fields := []zap.Field{zap.String("cert_file", r.certFile)}
-	if c.Leaf != nil {
-		fields = append(fields, zap.Time("not_after", c.Leaf.NotAfter), zap.String("serial", c.Leaf.SerialNumber.String()))
-	}
-	r.log.Info("webhook.certificate.reloaded", fields...)
-	return r.cert, nil
 }

@@ -17,6 +17,7 @@ type Metrics struct {
 	rebuildTime   prometheus.Histogram
 	classes       prometheus.Gauge
 	chainChecks   *prometheus.CounterVec
+	certReloads   *prometheus.CounterVec
 }
 
 // NewMetrics creates and registers the metrics on reg (nil: not registered,
@@ -50,10 +51,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Distinct plans (workload classes) with connected nodes."}),
 		chainChecks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "chain_checks_total",
 			Help: "Filter-chain ambiguity checks of built listeners, by result source (computed, memo: the same listener bytes were checked before)."}, []string{"source"}),
+		certReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "certificate_reloads_total",
+			Help: "Re-reads of the xDS serving certificate after it changed on disk, by result (ok, error: the last good pair stays)."}, []string{"result"}),
 	}
+	m.certReloads.WithLabelValues("ok")
+	m.certReloads.WithLabelValues("error")
 	if reg != nil {
 		reg.MustRegister(m.connected, m.streams, m.streamsRefuse, m.pushes, m.pushLatency, m.nacks,
-			m.unknownTypes, m.droppedBuilds, m.rebuilds, m.rebuildTime, m.classes, m.chainChecks)
+			m.unknownTypes, m.droppedBuilds, m.rebuilds, m.rebuildTime, m.classes, m.chainChecks, m.certReloads)
 	}
 	return m
+}
+
+// certReloaded counts a re-read of the serving certificate pair.
+func (m *Metrics) certReloaded(ok bool) {
+	if ok {
+		m.certReloads.WithLabelValues("ok").Inc()
+	} else {
+		m.certReloads.WithLabelValues("error").Inc()
+	}
 }

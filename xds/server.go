@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/egressguard/egressguard/internal/certreload"
 	"github.com/egressguard/egressguard/internal/tlsprofile"
 )
 
@@ -63,7 +64,7 @@ func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger, 
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	if cfg.TLS.Enabled() {
-		tc, err := serverTLS(cfg.TLS)
+		tc, err := serverTLS(cfg.TLS, s.metrics, log)
 		if err != nil {
 			return nil, err
 		}
@@ -80,12 +81,15 @@ func NewServer(ctx context.Context, cfg Config, enf *Enforcer, log *zap.Logger, 
 	return s, nil
 }
 
-func serverTLS(c TLSConfig) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+// serverTLS is the server side of xDS TLS. The certificate pair is re-read
+// when it changes on disk (a cert-manager or Secret renewal needs no
+// restart); a pair that does not load keeps the last good one.
+func serverTLS(c TLSConfig, m *Metrics, log *zap.Logger) (*tls.Config, error) {
+	certs, err := certreload.New("xds.tls", c.CertFile, c.KeyFile, m.certReloaded, log)
 	if err != nil {
-		return nil, fmt.Errorf("xds.tls: %w", err)
+		return nil, err
 	}
-	tc := tlsprofile.Server(&tls.Config{Certificates: []tls.Certificate{cert}})
+	tc := tlsprofile.Server(&tls.Config{GetCertificate: certs.GetCertificate})
 	if c.ClientCAFile != "" {
 		pem, err := os.ReadFile(c.ClientCAFile)
 		if err != nil {

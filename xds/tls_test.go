@@ -18,12 +18,15 @@ import (
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/egressguard/egressguard/internal/testcert"
 )
 
 // testPKI is a throwaway CA with a server and a client certificate.
@@ -166,4 +169,31 @@ func TestServerTLSConfigErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// A renewed serving certificate (a Secret volume update, cert-manager) is
+// served to the next connection without a restart; a broken pair keeps the
+// last good one.
+func TestServerTLSCertificateRotation(t *testing.T) {
+	dir := t.TempDir()
+	first := testcert.Write(t, dir, 1)
+	cfg := Defaults()
+	cfg.TLS = TLSConfig{CertFile: testcert.CertFile(dir), KeyFile: testcert.KeyFile(dir)}
+	env := startADS(t, cfg, smallSpec, "node-a")
+	served := func() *big.Int {
+		t.Helper()
+		conn, err := tls.Dial("tcp", env.addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // the test reads the served certificate, it trusts nothing
+		require.NoError(t, err)
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber
+	}
+	assert.Equal(t, first.SerialNumber, served())
+
+	second := testcert.Write(t, dir, 2)
+	assert.Equal(t, second.SerialNumber, served(), "the renewed certificate is served")
+
+	testcert.Replace(t, testcert.KeyFile(dir), []byte("not a key"))
+	assert.Equal(t, second.SerialNumber, served(), "a broken pair keeps the last good one")
+	assert.Equal(t, 1.0, testutil.ToFloat64(env.enf.metrics.certReloads.WithLabelValues("ok")))
+	assert.Equal(t, 1.0, testutil.ToFloat64(env.enf.metrics.certReloads.WithLabelValues("error")))
 }
