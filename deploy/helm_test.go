@@ -79,7 +79,7 @@ func renderChartSchema(t *testing.T, ch *chart.Chart, values string, caps *commo
 	if err != nil {
 		return nil, "", err
 	}
-	out, err := engine.Engine{Strict: true}.Render(ch, top)
+	out, err := engine.Engine{Strict: true}.RenderWithContext(t.Context(), ch, top)
 	if err != nil {
 		return nil, "", err
 	}

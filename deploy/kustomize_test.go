@@ -70,7 +70,7 @@ func generated(t *testing.T) map[string]string {
 			Name: releaseName, Namespace: releaseNS, Revision: 1, IsInstall: true,
 		}, capabilities("cert-manager.io/v1"))
 		require.NoError(t, err)
-		out, err := engine.Engine{Strict: true}.Render(ch, top)
+		out, err := engine.Engine{Strict: true}.RenderWithContext(t.Context(), ch, top)
 		require.NoError(t, err)
 		return out
 	}

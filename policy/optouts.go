@@ -125,18 +125,18 @@ func (c *Catalog) validateHostNetworkOptOuts(d *doc, add func(error)) {
 	}
 }
 
-// mergeHostNetworkOptOuts appends c's opt-outs (from file) to m; seen maps
+// mergeHostNetworkOptOuts appends from's opt-outs (from file) to c; seen maps
 // each ID to the file that defined it. Expired opt-outs are kept: the
 // webhook refuses them by date and lint and the admin page list them.
-func (m *Catalog) mergeHostNetworkOptOuts(c *Catalog, file string, seen map[string]string) []error {
+func (c *Catalog) mergeHostNetworkOptOuts(from *Catalog, file string, seen map[string]string) []error {
 	var errs []error
-	for _, o := range c.HostNetworkOptOuts {
+	for _, o := range from.HostNetworkOptOuts {
 		if prev, dup := seen[o.ID]; dup {
 			errs = append(errs, &FieldError{File: file, Path: "host_network_opt_outs", Msg: fmt.Sprintf("opt-out id %q is already defined in %s", o.ID, prev)})
 			continue
 		}
 		seen[o.ID] = file
-		m.HostNetworkOptOuts = append(m.HostNetworkOptOuts, o)
+		c.HostNetworkOptOuts = append(c.HostNetworkOptOuts, o)
 	}
 	return errs
 }

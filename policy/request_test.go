@@ -129,7 +129,7 @@ request_rules_fallback: allow
 	d, err := e.Decide(&inventory.Workload{Name: "sms", Environment: "staging"}, dest)
 	require.NoError(t, err)
 	assert.Equal(t, "allow", d.Action.String(), "request_rules_fallback: allow")
-	assert.True(t, strings.Contains(d.Reason(), "request_rules_fallback (allow)"), d.Reason())
+	assert.Contains(t, d.Reason(), "request_rules_fallback (allow)")
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }

@@ -81,16 +81,3 @@ func (a *anchors) mask(b []byte) uint64 {
 	}
 	return m
 }
-
-// any reports whether some pattern occurs in b.
-func (a *anchors) any(b []byte) bool {
-	s := int32(0)
-	d := a.delta
-	for _, c := range b {
-		s = d[int(s)<<8|int(c)]
-		if a.hasO[s] {
-			return true
-		}
-	}
-	return false
-}

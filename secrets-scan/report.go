@@ -298,14 +298,14 @@ func LoadBaseline(r io.Reader) (map[string]bool, error) {
 }
 
 // ApplyBaseline drops findings whose fingerprint is in the baseline.
-func (res *Result) ApplyBaseline(baseline map[string]bool) {
-	out := res.Findings[:0]
-	for _, f := range res.Findings {
+func (r *Result) ApplyBaseline(baseline map[string]bool) {
+	out := r.Findings[:0]
+	for _, f := range r.Findings {
 		if baseline[f.Fingerprint] {
-			res.Ignored++
+			r.Ignored++
 			continue
 		}
 		out = append(out, f)
 	}
-	res.Findings = out
+	r.Findings = out
 }

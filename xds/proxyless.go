@@ -263,7 +263,7 @@ func grpcSandboxTLS(host string) *corev3.TransportSocket {
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 				SystemRootCerts:      &tlsv3.CertificateValidationContext_SystemRootCerts{},
-				MatchSubjectAltNames: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}}},
+				MatchSubjectAltNames: []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: host}}}, //nolint:staticcheck // grpc-go 1.85 reads only this field (see above)
 			}},
 		},
 	}

@@ -107,7 +107,7 @@ func TestPublicationIsMonotonicUnderConcurrency(t *testing.T) {
 	slices.Sort(want)
 	assert.Equal(t, want, enf.NodeSnapshot("grpc-node").Names(resourcev3.ListenerType),
 		"every target the proxyless node asked for is served")
-	assert.Zero(t, enf.Nodes()[0].Error)
+	assert.Empty(t, enf.Nodes()[0].Error)
 }
 
 // TestStreamsOfOneNodeNeverLoseAListener is what grpc-go does with three

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +96,7 @@ func TestReadmeProxylessClient(t *testing.T) {
 	require.NoError(t, os.WriteFile(overlay, fmt.Appendf(nil, `{"Replace":{%q:%q}}`,
 		filepath.Join(root, "xds", "testdata", "readmeclient", "main.go"), src), 0o644))
 	bin := filepath.Join(dir, "checkout")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-overlay", overlay, "-o", bin, "./xds/testdata/readmeclient")
+	build := exec.Command("go", "build", "-overlay", overlay, "-o", bin, "./xds/testdata/readmeclient")
 	build.Dir = root
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "building the README's client: %s", out)

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -146,7 +145,7 @@ func TestSDSOverADS(t *testing.T) {
 	assert.Empty(t, enf.NodeSnapshot("node-b").Names(resourcev3.SecretType))
 	assert.Equal(t, []string{stripe}, enf.NodeSnapshot("node-a").Names(resourcev3.SecretType))
 	for _, n := range enf.Nodes() {
-		assert.False(t, strings.Contains(fmt.Sprint(n), "gen 1"), "no key material in the node view")
+		assert.NotContains(t, fmt.Sprint(n), "gen 1", "no key material in the node view")
 	}
 }
 

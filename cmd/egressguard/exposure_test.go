@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -170,7 +171,7 @@ func TestAdminClosesIdleKeepAlives(t *testing.T) {
 			_, err := c.Read(make([]byte, 1))
 			mu.Lock()
 			defer mu.Unlock()
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
 				stillOpen++
 				return
 			}

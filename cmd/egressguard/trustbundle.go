@@ -134,7 +134,7 @@ func writeFile(path string, b []byte) error {
 	if err != nil {
 		return fmt.Errorf("trust-bundle: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	defer func() { _ = os.Remove(tmp.Name()) }()
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return fmt.Errorf("trust-bundle: %s: %w", path, err)

@@ -112,7 +112,7 @@ type Status struct {
 	Errors      uint64    `json:"errors"`
 	Dropped     uint64    `json:"dropped"`
 	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omzero"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Status reports the records written and lost and the last error.

@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -128,12 +127,12 @@ func TestParseAddr(t *testing.T) {
 	for _, in := range []string{"api.stripe.com", "localhost", "a.b.c.d", "x.0x1g", "example.com."} {
 		_, err := ParseAddr(in, nil)
 		require.Error(t, err, in)
-		assert.True(t, errors.Is(err, ErrNotAddress), "%q: %v", in, err)
+		assert.ErrorIs(t, err, ErrNotAddress, "%q", in)
 	}
 	for _, in := range []string{"1.2.3.08", "10.0.0.256", "0x", "foo.123", "foo.0x1f", "1.2.3.4.5", "[::1]", "fe80::1%eth0", " 10.0.0.1", "10.0.0.1 ", "1.2.3.4..", "::g"} {
 		_, err := ParseAddr(in, nil)
 		require.Error(t, err, in)
-		assert.False(t, errors.Is(err, ErrNotAddress), "%q must be refused, not taken for a name", in)
+		assert.NotErrorIs(t, err, ErrNotAddress, "%q must be refused, not taken for a name", in)
 	}
 }
 

@@ -73,7 +73,7 @@ func FuzzParseDestination(f *testing.F) {
 		if err != nil {
 			return
 		}
-		require.True(t, (d.Host == "") != !d.IP.IsValid(), "%q: %+v", s, d)
+		require.NotEqual(t, d.Host == "", !d.IP.IsValid(), "%q: %+v", s, d)
 		again := d.Host
 		if d.IP.IsValid() {
 			require.Equal(t, CanonicalAddr(d.IP, nil), d.IP, "%q", s)

@@ -274,7 +274,7 @@ func (c *cluster) start(etcdBin, apiBin string) error {
 			break
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("kubeapi: kube-apiserver not ready within 2m: %v (logs in %s)", err, c.dir)
+			return fmt.Errorf("kubeapi: kube-apiserver not ready within 2m: %w (logs in %s)", err, c.dir)
 		}
 		for _, p := range c.procs {
 			select {

@@ -191,9 +191,9 @@ func TestPeerEvidence(t *testing.T) {
 		requireDenied(t, err, "the connection comes from 127.0.0.3")
 	})
 
-	assert.Equal(t, 1.0, h.count(EvidencePeer, ResultVerified))
-	assert.Equal(t, 1.0, h.count(EvidencePeer, ResultUnknown))
-	assert.Equal(t, 2.0, h.count(EvidencePeer, ResultDenied))
+	assert.InDelta(t, 1.0, h.count(EvidencePeer, ResultVerified), 0)
+	assert.InDelta(t, 1.0, h.count(EvidencePeer, ResultUnknown), 0)
+	assert.InDelta(t, 2.0, h.count(EvidencePeer, ResultDenied), 0)
 	recent := h.guard.Recent()
 	require.Len(t, recent, 2)
 	assert.Equal(t, "127.0.0.3", recent[1].Peer)
@@ -223,8 +223,8 @@ func TestProxylessNodeID(t *testing.T) {
 	require.NoError(t, err, "its pod's token behind NAT")
 	_, err = sotw(t, h.client(t, nat), "token-web-0", grpcProd)
 	requireDenied(t, err, "the token is bound to pod staging/web-0, the node ID names pod prod/api-0")
-	assert.Equal(t, 1.0, h.count(EvidencePeer, ResultVerified), "known through the sidecar ID, not unknown")
-	assert.Equal(t, 1.0, h.count(EvidenceToken, ResultVerified))
+	assert.InDelta(t, 1.0, h.count(EvidencePeer, ResultVerified), 0, "known through the sidecar ID, not unknown")
+	assert.InDelta(t, 1.0, h.count(EvidenceToken, ResultVerified), 0)
 }
 
 func TestPeerEvidenceDeltaStream(t *testing.T) {
@@ -278,8 +278,8 @@ func TestReportMode(t *testing.T) {
 	_, err = sotw(t, h.client(t, prodIP), "expired", prodNode)
 	require.NoError(t, err)
 
-	assert.Equal(t, 1.0, h.count(EvidencePeer, ResultWouldDeny))
-	assert.Equal(t, 1.0, h.count(EvidenceToken, ResultWouldDeny))
+	assert.InDelta(t, 1.0, h.count(EvidencePeer, ResultWouldDeny), 0)
+	assert.InDelta(t, 1.0, h.count(EvidenceToken, ResultWouldDeny), 0)
 	assert.Zero(t, h.count(EvidencePeer, ResultDenied))
 	recent := h.guard.Recent()
 	require.Len(t, recent, 2)
@@ -318,14 +318,14 @@ func TestTokenEvidence(t *testing.T) {
 		_, err := sotw(t, h.client(t, nat), "token-api-0", "orders-client")
 		requireDenied(t, err, "the node ID names no pod")
 	})
-	assert.Equal(t, 1.0, h.count(EvidenceToken, ResultVerified))
-	assert.Equal(t, 4.0, h.count(EvidenceToken, ResultDenied))
+	assert.InDelta(t, 1.0, h.count(EvidenceToken, ResultVerified), 0)
+	assert.InDelta(t, 4.0, h.count(EvidenceToken, ResultDenied), 0)
 	// Two tokens accepted, each presented twice: the second time from the
 	// cache. The rejected token is never cached.
-	assert.Equal(t, 2.0, testutil.ToFloat64(h.guard.metrics.reviews.WithLabelValues("authenticated")))
-	assert.Equal(t, 1.0, testutil.ToFloat64(h.guard.metrics.reviews.WithLabelValues("rejected")))
-	assert.Equal(t, 2.0, testutil.ToFloat64(h.guard.metrics.cache.WithLabelValues("hit")))
-	assert.Equal(t, 3.0, testutil.ToFloat64(h.guard.metrics.cache.WithLabelValues("miss")))
+	assert.InDelta(t, 2.0, testutil.ToFloat64(h.guard.metrics.reviews.WithLabelValues("authenticated")), 0)
+	assert.InDelta(t, 1.0, testutil.ToFloat64(h.guard.metrics.reviews.WithLabelValues("rejected")), 0)
+	assert.InDelta(t, 2.0, testutil.ToFloat64(h.guard.metrics.cache.WithLabelValues("hit")), 0)
+	assert.InDelta(t, 3.0, testutil.ToFloat64(h.guard.metrics.cache.WithLabelValues("miss")), 0)
 }
 
 func TestMalformedAuthorization(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
-	"errors"
 	"math/big"
 	"net"
 	"os"
@@ -101,7 +100,7 @@ func forge(t testing.TB, a *Authority, dns []string, ips []net.IP) []byte {
 func requireNameRefused(t *testing.T, err error) {
 	t.Helper()
 	var inv x509.CertificateInvalidError
-	require.True(t, errors.As(err, &inv), "want a constraint violation, got %v", err)
+	require.ErrorAs(t, err, &inv, "want a constraint violation")
 	require.Equal(t, x509.CANotAuthorizedForThisName, inv.Reason, "%v", err)
 }
 
@@ -283,7 +282,7 @@ func TestLeafRefusals(t *testing.T) {
 		_, err := a.Leaf(h)
 		assert.NoError(t, err, h)
 	}
-	assert.Equal(t, 8.0, testutil.ToFloat64(a.m.refused))
+	assert.InDelta(t, 8.0, testutil.ToFloat64(a.m.refused), 0)
 }
 
 // TestExactHostUnderWildcard: an exact host's subdomains stay excluded even
@@ -299,7 +298,7 @@ func TestExactHostUnderWildcard(t *testing.T) {
 	}
 	_, err := a.Leaf("x.api.twilio.com")
 	require.ErrorContains(t, err, "self-check")
-	require.Equal(t, 1.0, testutil.ToFloat64(a.m.mintErrors))
+	require.InDelta(t, 1.0, testutil.ToFloat64(a.m.mintErrors), 0)
 }
 
 func TestSetPermittedRejectsBadHosts(t *testing.T) {
@@ -321,7 +320,7 @@ func TestSetPermittedRejectsBadHosts(t *testing.T) {
 		require.Contains(t, err.Error(), "hosts[")
 	}
 	require.Equal(t, before, a.AnchorsPEM(), "a refused host set changes nothing")
-	require.Equal(t, 9.0, testutil.ToFloat64(a.m.permitErrs))
+	require.InDelta(t, 9.0, testutil.ToFloat64(a.m.permitErrs), 0)
 }
 
 func TestCacheRenewalAndChanges(t *testing.T) {
@@ -339,8 +338,8 @@ func TestCacheRenewalAndChanges(t *testing.T) {
 	l2, err := a.Leaf("api.stripe.com")
 	require.NoError(t, err)
 	require.Equal(t, l1.Serial, l2.Serial)
-	require.Equal(t, 1.0, testutil.ToFloat64(a.m.minted))
-	require.Equal(t, 1.0, testutil.ToFloat64(a.m.hits))
+	require.InDelta(t, 1.0, testutil.ToFloat64(a.m.minted), 0)
+	require.InDelta(t, 1.0, testutil.ToFloat64(a.m.hits), 0)
 
 	// Just before two thirds: still cached, nothing to renew.
 	now = now.Add(2*time.Hour - time.Second)
@@ -353,7 +352,7 @@ func TestCacheRenewalAndChanges(t *testing.T) {
 	l3, err := a.Leaf("api.stripe.com")
 	require.NoError(t, err)
 	require.NotEqual(t, l1.Serial, l3.Serial)
-	require.Equal(t, 2.0, testutil.ToFloat64(a.m.minted))
+	require.InDelta(t, 2.0, testutil.ToFloat64(a.m.minted), 0)
 	// Leaf itself never serves a stale one, even before Run's next pass.
 	now = now.Add(2 * time.Hour)
 	l4, err := a.Leaf("api.stripe.com")
@@ -426,8 +425,8 @@ func TestMetricsLint(t *testing.T) {
 	problems, err := testutil.GatherAndLint(reg)
 	require.NoError(t, err)
 	require.Empty(t, problems)
-	require.Equal(t, float64(anchorNotAfter.Unix()), testutil.ToFloat64(a.m.notAfter))
-	require.Equal(t, 1.0, testutil.ToFloat64(a.m.hosts))
+	require.InDelta(t, float64(anchorNotAfter.Unix()), testutil.ToFloat64(a.m.notAfter), 0)
+	require.InDelta(t, 1.0, testutil.ToFloat64(a.m.hosts), 0)
 }
 
 // writeFile writes b to dir/name atomically (rename), as the kubelet's
@@ -469,7 +468,7 @@ func TestRotationWithOverlap(t *testing.T) {
 	writeFile(t, dir, "ca.key", readFile(t, "testdata/ca2.key"))
 	a.reload()
 	requireTick(t, a)
-	require.Equal(t, 1.0, testutil.ToFloat64(a.m.reloads.WithLabelValues("ok")))
+	require.InDelta(t, 1.0, testutil.ToFloat64(a.m.reloads.WithLabelValues("ok")), 0)
 	anchors := parseCerts(t, a.AnchorsPEM())
 	require.Len(t, anchors, 2)
 	ca2, err := loadKeyFile("testdata/ca2.key")
@@ -495,7 +494,7 @@ func TestRotationWithOverlap(t *testing.T) {
 	a.reload()
 	a.reload()
 	requireNoTick(t, a)
-	require.Equal(t, 1.0, testutil.ToFloat64(a.m.reloads.WithLabelValues("error")))
+	require.InDelta(t, 1.0, testutil.ToFloat64(a.m.reloads.WithLabelValues("error")), 0)
 	require.Equal(t, 1, logs.FilterMessage("stagingca.rotation").Len())
 	require.Equal(t, anchorsBefore, a.AnchorsPEM())
 	again, err := a.Leaf("api.stripe.com")
@@ -505,7 +504,7 @@ func TestRotationWithOverlap(t *testing.T) {
 	// A missing file (mid-swap) is not an error and changes nothing.
 	require.NoError(t, os.Remove(key))
 	a.reload()
-	require.Equal(t, 1.0, testutil.ToFloat64(a.m.reloads.WithLabelValues("error")))
+	require.InDelta(t, 1.0, testutil.ToFloat64(a.m.reloads.WithLabelValues("error")), 0)
 }
 
 func TestRunRotatesAndRenews(t *testing.T) {
@@ -568,7 +567,7 @@ func TestCertFile(t *testing.T) {
 		// a warning and a gauge, not an error; Leaf refuses the host.
 		require.NoError(t, a.SetPermitted([]string{"api.stripe.com"}))
 		require.Equal(t, 1, logs.FilterMessage("stagingca.constraints_broader_than_intercepted_hosts").Len())
-		require.Equal(t, 1.0, testutil.ToFloat64(a.m.excess))
+		require.InDelta(t, 1.0, testutil.ToFloat64(a.m.excess), 0)
 		_, err = a.Leaf("x.sandbox.example.com")
 		require.Error(t, err)
 
