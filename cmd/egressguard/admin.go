@@ -191,7 +191,7 @@ func (g *guard) apiDecide(w http.ResponseWriter, r *http.Request) {
 		// A request decision (plan.DecideRequest): header values never
 		// leave this handler, only their names and a credential's kind and
 		// fingerprint.
-		req, err := newHTTPRequest(q.Get("method"), q.Get("path"), q["header"])
+		req, err := newHTTPRequest(q.Get("method"), requestPath(q.Get("path"), q.Get("dest")), q["header"])
 		if err != nil {
 			admin.WriteJSON(w, http.StatusBadRequest, map[string]string{"error": "header: " + err.Error()})
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,7 +63,7 @@ first 12 hex digits of its SHA-256) only.`,
 	cmd.Flags().StringVar(&o.dest, "dest", "", "destination: host[:port], IP[:port] (any inet_aton form), [IPv6]:port, or a URL (https://api.stripe.com/v1/charges, dns://name for a DNS lookup)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	cmd.Flags().StringVar(&o.method, "method", "", "HTTP method of a request decision (default GET)")
-	cmd.Flags().StringVar(&o.path, "path", "", "request path (as sent: query, escapes and dot segments allowed) of a request decision (default /)")
+	cmd.Flags().StringVar(&o.path, "path", "", "request path (as sent: query, escapes and dot segments allowed) of a request decision (default: the path of a URL --dest, else /)")
 	cmd.Flags().StringArrayVar(&o.headers, "header", nil, `request header "Name: value" of a request decision (repeatable; a repeated name joins its values with ",")`)
 	_ = cmd.MarkFlagRequired("dest")
 	return cmd
@@ -87,6 +88,24 @@ type requestView struct {
 }
 
 // newHTTPRequest builds a request from eval's flags or /api/decide's query.
+// requestPath is path, or else the path (and query) of dest when dest is
+// an http(s) URL: `--dest https://api.stripe.com/v1/charges --header ...`
+// decides a request to /v1/charges, not to /.
+func requestPath(path, dest string) string {
+	if path != "" {
+		return path
+	}
+	u, err := url.Parse(dest)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return ""
+	}
+	p := u.EscapedPath()
+	if u.RawQuery != "" {
+		p += "?" + u.RawQuery
+	}
+	return p
+}
+
 func newHTTPRequest(method, path string, headers []string) (policy.HTTPRequest, error) {
 	r := policy.HTTPRequest{Method: strings.ToUpper(method), Path: path}
 	if r.Method == "" {
@@ -193,7 +212,7 @@ func runEval(cmd *cobra.Command, ro *rootOptions, o *evalOptions) error {
 		return err
 	}
 	if o.method != "" || o.path != "" || len(o.headers) > 0 {
-		req, err := newHTTPRequest(o.method, o.path, o.headers)
+		req, err := newHTTPRequest(o.method, requestPath(o.path, o.dest), o.headers)
 		if err != nil {
 			return fmt.Errorf("--header: %w", err)
 		}

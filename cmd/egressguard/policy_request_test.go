@@ -51,6 +51,16 @@ func TestPolicyEvalRequest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, out, "credential   stripe-live-secret-key (fingerprint "+plan.CredentialFingerprint(liveKey)+")")
 
+	// A URL in --dest is the request's path too, unless --path says otherwise.
+	out, err = runCLI(t, "policy", "eval", "--workload", "env=staging,sidecar=true",
+		"--dest", "https://api.twilio.com/2010-04-01/Accounts/AC0123/Messages.json?x=1", "--method", "POST")
+	require.NoError(t, err)
+	assert.Contains(t, out, "request      POST /2010-04-01/Accounts/AC0123/Messages.json\n")
+	out, err = runCLI(t, "policy", "eval", "--workload", "env=staging,sidecar=true",
+		"--dest", "https://api.stripe.com/v1/charges", "--path", "/v1/refunds", "--header", "Authorization: Bearer "+testKey)
+	require.NoError(t, err)
+	assert.Contains(t, out, "request      GET /v1/refunds\n")
+
 	_, err = runCLI(t, "policy", "eval", "--dest", "api.stripe.com:443", "--header", liveKey)
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), liveKey, "a malformed header line is not echoed")
