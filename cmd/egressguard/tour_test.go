@@ -116,7 +116,7 @@ func TestReadmeTour(t *testing.T) {
 			require.NotEmpty(t, guard, "README line %d: dig before the guard is started", st.line)
 			checkDig(t, guard, st)
 		case strings.HasPrefix(st.cmd, "bin/egressguard "):
-			out, err := runCLI(t, strings.Fields(strings.TrimPrefix(st.cmd, "bin/egressguard "))...)
+			out, err := runCLI(t, shellFields(strings.TrimPrefix(st.cmd, "bin/egressguard "))...)
 			if err != nil && !strings.HasPrefix(st.cmd, "bin/egressguard scan ") {
 				t.Fatalf("README line %d: %s: %v", st.line, st.cmd, err)
 			}
@@ -137,4 +137,32 @@ func TestReadmeTour(t *testing.T) {
 		ran++
 	}
 	assert.GreaterOrEqual(t, ran, 8, "the tour's commands were found and run")
+}
+
+// shellFields splits a README command line as a POSIX shell would for the
+// quoting the README uses: blanks separate words, single quotes keep
+// blanks inside one.
+func shellFields(s string) []string {
+	var out []string
+	var word strings.Builder
+	inWord, quoted := false, false
+	for _, r := range s {
+		switch {
+		case r == '\'':
+			quoted, inWord = !quoted, true
+		case (r == ' ' || r == '\t') && !quoted:
+			if inWord {
+				out = append(out, word.String())
+				word.Reset()
+				inWord = false
+			}
+		default:
+			word.WriteRune(r)
+			inWord = true
+		}
+	}
+	if inWord {
+		out = append(out, word.String())
+	}
+	return out
 }
