@@ -390,8 +390,9 @@ func portsOf(entries []plan.Entry) []uint16 {
 //
 //   - TLS, one chain per verdict class over the SNI names of the host table
 //     (allow → original destination, report → original destination with
-//     would-deny stats, deny and redirect → network RBAC deny: TLS cannot be
-//     redirected without terminating it); CIDR cells leave out names their
+//     would-deny stats, deny and redirect → network RBAC deny; intercepted
+//     hosts, TLS redirects included, get their own terminating chains when
+//     a staging CA is configured, see intercept.go); CIDR cells leave out names their
 //     no-SNI chain decides the same way (see chainsFor);
 //   - TLS without a listed SNI: an unlisted name gets the "*" host rule,
 //     the CIDR rule or the default, as plan.Decide; no usable name (no SNI,

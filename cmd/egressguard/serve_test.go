@@ -108,7 +108,7 @@ func TestServeEndToEnd(t *testing.T) {
 	code, body = httpGet(t, admin+"/api/decide?dest=api-m.paypal.com:443")
 	require.Equal(t, http.StatusOK, code, body)
 	assert.Contains(t, body, `"action": "redirect"`)
-	assert.Contains(t, body, "TLS connection cannot be redirected")
+	assert.Contains(t, body, "terminates TLS with a staging-CA leaf")
 
 	code, _ = httpGet(t, admin+"/api/decide?dest=")
 	assert.Equal(t, http.StatusBadRequest, code)
