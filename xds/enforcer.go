@@ -25,6 +25,7 @@ import (
 
 	"github.com/egressguard/egressguard/inventory"
 	"github.com/egressguard/egressguard/policy/plan"
+	"github.com/egressguard/egressguard/xds/nodeauth"
 )
 
 // PlanSource yields the compiled plan for a workload (policy.Engine
@@ -268,7 +269,7 @@ func (e *Enforcer) streamNode(streamID int64, n *corev3.Node) error {
 	e.metrics.connected.Set(float64(len(e.nodes)))
 	e.mu.Unlock()
 
-	w := e.inv.Current().ResolveNode(inventoryNodeID(id))
+	w := e.inv.Current().ResolveNode(nodeauth.InventoryNodeID(id))
 	if claimed := n.GetMetadata().GetFields()[MetaEnvironment].GetStringValue(); claimed != "" && claimed != w.Environment {
 		e.log.Warn("node claims an environment inventory does not give it; ignored",
 			zap.String("node", id), zap.String("claimed", claimed), zap.String("inventory", w.Environment))
@@ -366,7 +367,7 @@ func (e *Enforcer) startBuild(ns *nodeState) *nodeBuild {
 
 // resolve reads the build's workload from inventory and its plan.
 func (b *nodeBuild) resolve(inv *inventory.Snapshot, plans PlanSource) {
-	b.w = inv.ResolveNode(inventoryNodeID(b.ns.id))
+	b.w = inv.ResolveNode(nodeauth.InventoryNodeID(b.ns.id))
 	b.p, b.err = plans.PlanFor(b.w)
 }
 

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/egressguard/egressguard/policy/plan"
+	"github.com/egressguard/egressguard/xds/nodeauth"
 )
 
 // DefaultGRPCPort is the port of a gRPC target without one ("xds:///name").
@@ -35,18 +36,10 @@ const grpcPermissionDenied = 7
 // pod that egressguard's webhook prepared: "grpc~<podIP>~<pod>.<ns>~<ns>.svc.<domain>",
 // the pod's sidecar node ID ("sidecar~...", inventory/kube.NodeID) with
 // another first field. Inventory knows the pod by its sidecar ID; the
-// enforcer resolves such a node through it (inventoryNodeID), so the
-// client and the pod's sidecar are two nodes, each served its kind, of
-// one workload.
-const ProxylessNodePrefix = "grpc~"
-
-// inventoryNodeID is the ID inventory knows a node by.
-func inventoryNodeID(id string) string {
-	if rest, ok := strings.CutPrefix(id, ProxylessNodePrefix); ok {
-		return "sidecar~" + rest
-	}
-	return id
-}
+// enforcer resolves such a node through it (nodeauth.InventoryNodeID,
+// which the identity guard uses too), so the client and the pod's sidecar
+// are two nodes, each served its kind, of one workload.
+const ProxylessNodePrefix = nodeauth.ProxylessNodePrefix
 
 // ParseTarget splits a proxyless gRPC listener name ("host[:port]", the path
 // of an "xds:///host:port" target) into a plan destination.

@@ -304,15 +304,15 @@ func (g *Guard) record(r Refusal) {
 }
 
 // ProxylessNodePrefix starts the node ID of a proxyless gRPC client of a
-// prepared pod: the pod's sidecar node ID with "grpc~" for "sidecar~". The
-// xDS enforcer serves such a node the pod's workload (it must equal
-// xds.ProxylessNodePrefix, which imports this package; a test pins it), so
-// its evidence is checked against the same pod.
+// prepared pod: the pod's sidecar node ID with "grpc~" for "sidecar~"
+// (xds.ProxylessNodePrefix is this constant).
 const ProxylessNodePrefix = "grpc~"
 
-// inventoryNodeID is the ID inventory knows a node by, as the xDS enforcer
-// resolves it: a proxyless client's ID through its pod's sidecar ID.
-func inventoryNodeID(id string) string {
+// InventoryNodeID is the ID inventory knows a node by: a proxyless
+// client's ID through its pod's sidecar ID, any other ID as it is. The xDS
+// enforcer serves a node the workload of this ID and the guard checks the
+// node's evidence against the same pod: both call this one function.
+func InventoryNodeID(id string) string {
 	if rest, ok := strings.CutPrefix(id, ProxylessNodePrefix); ok {
 		return "sidecar~" + rest
 	}
@@ -321,7 +321,7 @@ func inventoryNodeID(id string) string {
 
 // checkToken: the node ID must name the pod the token is bound to.
 func (g *Guard) checkToken(snap *inventory.Snapshot, nodeID string, id PodIdentity) (Result, string) {
-	nodeID = inventoryNodeID(nodeID)
+	nodeID = InventoryNodeID(nodeID)
 	ref, ok := kube.ParseNodeID(nodeID)
 	if !ok {
 		return ResultDenied, fmt.Sprintf("the token is bound to pod %s, and the node ID names no pod", id)
@@ -337,7 +337,7 @@ func (g *Guard) checkToken(snap *inventory.Snapshot, nodeID string, id PodIdenti
 
 // checkPeer: the connection must come from the node's own address.
 func (g *Guard) checkPeer(snap *inventory.Snapshot, nodeID string, from netip.Addr) (Result, string) {
-	nodeID = inventoryNodeID(nodeID)
+	nodeID = InventoryNodeID(nodeID)
 	if !from.IsValid() {
 		return ResultDenied, "the connection has no IP peer address and no token was presented"
 	}
