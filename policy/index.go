@@ -32,9 +32,8 @@ func catalogIndex(c *Catalog) map[string]any {
 		}
 	}
 	for i, z := range c.Zones {
-		hosts[z] = append(hosts[z], [3]int{1, i, 0})
-		if apex, ok := strings.CutPrefix(z, "*."); ok {
-			hosts[apex] = append(hosts[apex], [3]int{1, i, 0}) // zones include their apex
+		for _, h := range ZoneHosts(z) { // zones include their apex
+			hosts[h] = append(hosts[h], [3]int{1, i, 0})
 		}
 	}
 	// hosts_under: suffix s -> the indexed patterns strictly under s (whose

@@ -222,21 +222,10 @@ func normalizeRule(in *Rule) (Rule, error) {
 			errs = append(errs, fmt.Errorf("ports[%d]: port 0 is not a port", j))
 		}
 	}
-	switch {
-	case r.Action == ActionRedirect && (r.Redirect == nil || r.Redirect.Host == ""):
-		errs = append(errs, errors.New("redirect.host: a redirect rule needs a target host"))
-	case r.Action == ActionRedirect:
-		t := *r.Redirect
-		if a, err := netip.ParseAddr(t.Host); err == nil {
-			t.Host = a.Unmap().String() // a sandbox may be addressed by IP
-		} else if h, err := NormalizeHost(t.Host); err != nil || strings.HasPrefix(h, "*") {
-			errs = append(errs, fmt.Errorf("redirect.host: %q is neither a host name nor an IP address", t.Host))
-		} else {
-			t.Host = h
-		}
-		r.Redirect = &t
-	case r.Redirect != nil:
-		errs = append(errs, fmt.Errorf("redirect: set on a rule whose action is %s", r.Action))
+	if t, err := normalizeRedirect(r.Action, r.Redirect, true); err != nil {
+		errs = append(errs, err)
+	} else {
+		r.Redirect = t
 	}
 	if in.Requests != nil {
 		rp, err := normalizeRequests(r.ID, in.Requests)
@@ -246,6 +235,35 @@ func normalizeRule(in *Rule) (Rule, error) {
 		r.Requests = rp
 	}
 	return r, errors.Join(errs...)
+}
+
+// normalizeRedirect checks a rule's redirect against its action and
+// returns the target with its host in canonical form. allowIP admits a
+// sandbox addressed by IP (host rules); a request rule's sandbox is
+// re-originated over TLS with its own SNI, so it must be a name.
+func normalizeRedirect(a Action, in *Redirect, allowIP bool) (*Redirect, error) {
+	switch {
+	case a == ActionRedirect && (in == nil || in.Host == ""):
+		return in, errors.New("redirect.host: a redirect rule needs a target host")
+	case a != ActionRedirect && in != nil:
+		return in, fmt.Errorf("redirect: set on a rule whose action is %s", a)
+	case a != ActionRedirect:
+		return nil, nil
+	}
+	t := *in
+	if ip, err := netip.ParseAddr(t.Host); err == nil && allowIP {
+		t.Host = ip.Unmap().String()
+		return &t, nil
+	}
+	h, err := NormalizeHost(t.Host)
+	if err != nil || strings.HasPrefix(h, "*") {
+		if allowIP {
+			return in, fmt.Errorf("redirect.host: %q is neither a host name nor an IP address", t.Host)
+		}
+		return in, fmt.Errorf("redirect.host: %q is not a host name", t.Host)
+	}
+	t.Host = h
+	return &t, nil
 }
 
 // ParsePrefix parses a CIDR or a bare IP address (as a full-length prefix)

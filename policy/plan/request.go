@@ -501,19 +501,10 @@ func normalizeRequestRule(in *RequestRule, conditions bool) (RequestRule, error)
 	if r.Action > ActionRedirect {
 		errs = append(errs, fmt.Errorf("action: unknown action %d", r.Action))
 	}
-	switch {
-	case r.Action == ActionRedirect && (r.Redirect == nil || r.Redirect.Host == ""):
-		errs = append(errs, errors.New("redirect.host: a redirect rule needs a target host"))
-	case r.Action == ActionRedirect:
-		t := *r.Redirect
-		h, err := NormalizeHost(t.Host)
-		if err != nil || strings.HasPrefix(h, "*") {
-			errs = append(errs, fmt.Errorf("redirect.host: %q is not a host name", t.Host))
-		}
-		t.Host = h
-		r.Redirect = &t
-	case r.Redirect != nil:
-		errs = append(errs, fmt.Errorf("redirect: set on a rule whose action is %s", r.Action))
+	if t, err := normalizeRedirect(r.Action, r.Redirect, false); err != nil {
+		errs = append(errs, err)
+	} else {
+		r.Redirect = t
 	}
 	if !conditions {
 		r.Methods, r.Path, r.Headers = nil, nil, nil
