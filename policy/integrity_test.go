@@ -307,3 +307,38 @@ func TestAnEnvironmentsOnlyFileIsNotEmpty(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, CheckEmpty, integrityCheck(err))
 }
+
+// The operator fixes a refused edit by re-signing it: only the signature
+// file changes, and the watcher must load the edit then (it watched the
+// catalog alone, so the signed edit waited for an unrelated event).
+func TestWatchReloadsWhenOnlyTheSignatureChanges(t *testing.T) {
+	dir := t.TempDir()
+	key, pubFile := writeKey(t, dir)
+	pub, err := LoadPublicKey(pubFile)
+	require.NoError(t, err)
+	cat := filepath.Join(dir, "catalog.yaml")
+	copyFile(t, "testdata/catalogs/operator.yaml", cat)
+	sign(t, key, cat)
+	e := newTestEngine(t, Options{CatalogFiles: []string{cat}, VerifyKey: pub, Debounce: 20 * time.Millisecond, MaxShrink: 1})
+	v1 := e.Version()
+	changed := make(chan string, 8)
+	defer e.Subscribe(func() { changed <- e.Version() })()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Watch(ctx) }()
+
+	require.NoError(t, os.WriteFile(cat, []byte("zones: [\"*.resigned.example.com\"]\n"), 0o600))
+	require.Eventually(t, func() bool { return e.Status().Signature == SignatureFailed }, 20*time.Second, 20*time.Millisecond)
+	assert.Equal(t, v1, e.Version(), "an unsigned edit is refused")
+
+	sign(t, key, cat) // the signature file alone changes
+	select {
+	case v2 := <-changed:
+		assert.NotEqual(t, v1, v2)
+		assert.Equal(t, SignatureVerified, e.Status().Signature)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a re-signed catalog was not loaded")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
